@@ -43,7 +43,7 @@ struct HostPort {
 
 // Thrown for text that is not an address, and for names that do not resolve.
 class AddressError : public std::invalid_argument {
-public:
+  public:
     using std::invalid_argument::invalid_argument;
 };
 

@@ -22,7 +22,9 @@ void throw_sys(std::string_view call, std::string_view context, int err) {
     throw SysError(call, context, err);
 }
 
-std::string errno_text(int err) { return std::system_category().message(err); }
+std::string errno_text(int err) {
+    return std::system_category().message(err);
+}
 
 std::string sys_message(std::string_view call, std::string_view context, int err) {
     return prefix(call, context) + ": " + errno_text(err);

@@ -11,14 +11,13 @@ namespace iolab {
 
 // A failed system call. what() reads "CALL CONTEXT: strerror(errno)".
 class SysError : public std::system_error {
-public:
+  public:
     SysError(std::string_view call, std::string_view context, int err);
     [[nodiscard]] int err() const noexcept { return code().value(); }
 };
 
 // Throws SysError for `call` on `context` with `err` (errno by default).
-[[noreturn]] void throw_sys(std::string_view call, std::string_view context = {},
-                            int err = errno);
+[[noreturn]] void throw_sys(std::string_view call, std::string_view context = {}, int err = errno);
 
 // The non-throwing form, for paths where a server must carry on (accept, read,
 // write): the same text, to be logged.

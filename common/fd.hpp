@@ -7,7 +7,7 @@
 namespace iolab {
 
 class Fd {
-public:
+  public:
     Fd() noexcept = default;
     explicit Fd(int fd) noexcept : fd_(fd) {}
     Fd(const Fd&) = delete;
@@ -29,7 +29,7 @@ public:
     // Closes the current descriptor (if any) and takes ownership of `fd`.
     void reset(int fd = -1) noexcept;
 
-private:
+  private:
     int fd_ = -1;
 };
 

@@ -14,10 +14,14 @@ std::string IoResult::describe(std::string_view call, std::string_view peer) con
     std::string s(call);
     if (!peer.empty()) (s += ' ') += peer;
     switch (status) {
-        case Status::ok: return s + ": ok";
-        case Status::would_block: return s + ": would block";
-        case Status::eof: return s + ": end of file (peer closed)";
-        case Status::error: return s + ": " + errno_text(err);
+        case Status::ok:
+            return s + ": ok";
+        case Status::would_block:
+            return s + ": would block";
+        case Status::eof:
+            return s + ": end of file (peer closed)";
+        case Status::error:
+            return s + ": " + errno_text(err);
     }
     return s;
 }
@@ -78,6 +82,8 @@ IoResult read_exact(int fd, std::span<char> buf) {
     return {done, IoResult::Status::ok, 0};
 }
 
-void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
+void ignore_sigpipe() {
+    std::signal(SIGPIPE, SIG_IGN);
+}
 
 }  // namespace iolab

@@ -12,7 +12,7 @@
 namespace iolab {
 
 class LineFramer {
-public:
+  public:
     // Called with each complete line, without its terminator.
     using LineHandler = std::function<void(std::string_view line)>;
     // Called once per overlong line, when it first passes max_line bytes.
@@ -31,7 +31,7 @@ public:
     [[nodiscard]] bool discarding() const noexcept { return discarding_; }
     [[nodiscard]] std::size_t max_line() const noexcept { return max_line_; }
 
-private:
+  private:
     std::size_t max_line_;
     std::string partial_;
     bool discarding_ = false;

@@ -55,7 +55,8 @@ void OpenConnections::remove(int fd) {
 void OpenConnections::shutdown_all() {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    for (int fd : fds_)
+        ::shutdown(fd, SHUT_RDWR);
 }
 
 std::size_t OpenConnections::size() const {

@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
-#include <unordered_set>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include "common/fd.hpp"
 
@@ -51,14 +51,14 @@ void print_summary(const ServerStats& stats);
 // down: shutdown(2) wakes a thread blocked in read() on that socket, where
 // close() from another thread would not (and could hit a reused number).
 class OpenConnections {
-public:
+  public:
     void add(int fd);
     void remove(int fd);
     // shutdown(SHUT_RDWR) on every open connection; later add()s are shut at once.
     void shutdown_all();
     [[nodiscard]] std::size_t size() const;
 
-private:
+  private:
     mutable std::mutex mu_;
     std::unordered_set<int> fds_;
     bool stopping_ = false;
@@ -72,7 +72,7 @@ void log_line(std::string_view line);
 
 // Logs only when -v was given.
 class Log {
-public:
+  public:
     explicit Log(bool verbose) : verbose_(verbose) {}
     [[nodiscard]] bool verbose() const noexcept { return verbose_; }
     void info(std::string_view line) const {
@@ -80,7 +80,7 @@ public:
     }
     void error(std::string_view line) const { log_line(line); }
 
-private:
+  private:
     bool verbose_;
 };
 

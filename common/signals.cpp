@@ -28,14 +28,6 @@ StopSignals::StopSignals() {
     if (!wake_) throw_sys("eventfd", "stop signals");
 }
 
-StopSignals::~StopSignals() {
-    if (watcher_.joinable()) {
-        uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(wake_.get(), &one, sizeof one);
-        watcher_.join();
-    }
-}
-
 bool StopSignals::check() {
     signalfd_siginfo info{};
     while (::read(fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
@@ -51,21 +43,27 @@ void StopSignals::request() {
     [[maybe_unused]] auto n = ::write(wake_.get(), &one, sizeof one);
 }
 
-void StopSignals::watch(std::function<void()> on_stop) {
-    watcher_ = std::thread([this, on_stop = std::move(on_stop)] {
-        pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+StopSignals::Watch::Watch(StopSignals& owner, std::function<void()> on_stop) : owner_(owner) {
+    thread_ = std::thread([&owner, on_stop = std::move(on_stop)] {
+        pollfd fds[2] = {{owner.fd_.get(), POLLIN, 0}, {owner.wake_.get(), POLLIN, 0}};
         for (;;) {
             int n = ::poll(fds, 2, -1);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) break;
             if (fds[0].revents & POLLIN) {
-                if (check()) break;
+                if (owner.check()) break;
                 continue;
             }
             if (fds[1].revents & POLLIN) break;
         }
-        if (requested_.load()) on_stop();
+        if (owner.requested_.load()) on_stop();
     });
+}
+
+StopSignals::Watch::~Watch() {
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(owner_.wake_.get(), &one, sizeof one);
+    thread_.join();
 }
 
 }  // namespace iolab

@@ -17,9 +17,8 @@
 namespace iolab {
 
 class StopSignals {
-public:
+  public:
     StopSignals();
-    ~StopSignals();
     StopSignals(const StopSignals&) = delete;
     StopSignals& operator=(const StopSignals&) = delete;
 
@@ -35,18 +34,32 @@ public:
     // For blocking servers, whose threads sit in accept() or read() and cannot
     // poll the signalfd: starts a thread that waits for a stop signal and then
     // calls `on_stop` (which typically shuts down the listening socket and the
-    // open connections so that those calls return).
-    void watch(std::function<void()> on_stop);
+    // open connections so that those calls return). The returned Watch joins
+    // that thread when it dies: declare it after everything `on_stop` touches,
+    // so that it is destroyed first.
+    class Watch {
+      public:
+        Watch(StopSignals& owner, std::function<void()> on_stop);
+        ~Watch();
+        Watch(const Watch&) = delete;
+        Watch& operator=(const Watch&) = delete;
+
+      private:
+        StopSignals& owner_;
+        std::thread thread_;
+    };
+    [[nodiscard]] Watch watch(std::function<void()> on_stop) {
+        return Watch(*this, std::move(on_stop));
+    }
 
     // Asks the program to stop as if a signal had arrived (tests, fatal errors).
     void request();
 
-private:
+  private:
     Fd fd_;
-    Fd wake_;  // eventfd used by request() and the destructor to wake watch()
+    Fd wake_;  // eventfd used by request() and ~Watch to wake a watcher thread
     std::atomic<bool> requested_{false};
     std::atomic<int> signo_{0};
-    std::thread watcher_;
 };
 
 }  // namespace iolab

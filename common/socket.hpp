@@ -26,8 +26,7 @@ Fd listen_tcp(std::string_view host, uint16_t port, const ListenOptions& opts = 
 // writability, then SO_ERROR). The returned socket is blocking again unless
 // `nonblocking` is set. Throws SysError("connect", "127.0.0.1:9007", errno);
 // a timeout is reported as ETIMEDOUT.
-Fd connect_tcp(const SockAddr& addr, std::chrono::milliseconds timeout,
-               bool nonblocking = false);
+Fd connect_tcp(const SockAddr& addr, std::chrono::milliseconds timeout, bool nonblocking = false);
 // Resolves `host` and tries each address in turn; the last error is thrown.
 Fd connect_tcp(std::string_view host, uint16_t port, std::chrono::milliseconds timeout,
                bool nonblocking = false);

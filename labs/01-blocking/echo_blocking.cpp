@@ -65,7 +65,7 @@ int run(const ServerOptions& opts) {
     ServerStats stats;
     Log log(opts.verbose);
     OpenConnections open;
-    stop.watch([&] {
+    auto watch = stop.watch([&] {
         // shutdown() of a listening socket makes a blocked accept() fail with
         // EINVAL; shutdown() of a connection makes a blocked read() return 0.
         ::shutdown(listener.get(), SHUT_RDWR);

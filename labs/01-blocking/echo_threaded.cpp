@@ -52,8 +52,8 @@ struct Server {
 
     std::mutex mu;
     std::condition_variable changed;
-    std::size_t active = 0;     // connections being served now
-    std::deque<Client> queue;   // --pool: accepted, waiting for a thread
+    std::size_t active = 0;    // connections being served now
+    std::deque<Client> queue;  // --pool: accepted, waiting for a thread
     bool stopping = false;
 
     explicit Server(const ServerOptions& o) : opts(o), log(o.verbose) {}
@@ -124,13 +124,14 @@ int run(const ServerOptions& opts, unsigned pool, std::size_t queue_max) {
     announce_listening(listener.get());
 
     Server server(opts);
-    stop.watch([&] {
+    auto watch = stop.watch([&] {
         ::shutdown(listener.get(), SHUT_RDWR);  // wakes accept() with EINVAL
         server.open.shutdown_all();             // wakes every read() with 0
     });
 
     std::vector<std::thread> workers;
-    for (unsigned i = 0; i < pool; ++i) workers.emplace_back([&] { server.worker(); });
+    for (unsigned i = 0; i < pool; ++i)
+        workers.emplace_back([&] { server.worker(); });
 
     while (!stop.requested()) {
         Accepted a = accept_client(listener.get());
@@ -168,12 +169,14 @@ int run(const ServerOptions& opts, unsigned pool, std::size_t queue_max) {
     {
         std::unique_lock lock(server.mu);
         server.stopping = true;
-        for (auto& c : server.queue) server.open.remove(c.fd.get());
+        for (auto& c : server.queue)
+            server.open.remove(c.fd.get());
         server.queue.clear();  // queued clients never got a thread: close them
         server.changed.notify_all();
         server.changed.wait(lock, [&] { return server.active == 0; });
     }
-    for (auto& t : workers) t.join();
+    for (auto& t : workers)
+        t.join();
     print_summary(server.stats);
     return 0;
 }

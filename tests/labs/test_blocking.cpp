@@ -14,7 +14,8 @@ using namespace std::chrono_literals;
 
 IOLAB_ECHO_FIXTURE_CASES("echo-blocking", (EchoServerSpec{"echo-blocking", {}, true, 100}))
 IOLAB_ECHO_FIXTURE_CASES("echo-threaded", (EchoServerSpec{"echo-threaded", {}}))
-IOLAB_ECHO_FIXTURE_CASES("echo-threaded --pool 8", (EchoServerSpec{"echo-threaded", {"--pool", "8"}}))
+IOLAB_ECHO_FIXTURE_CASES("echo-threaded --pool 8",
+                         (EchoServerSpec{"echo-threaded", {"--pool", "8"}}))
 
 TEST_CASE("echo-blocking serves clients in turn: the second waits for the first", "[integration]") {
     ServerProcess server({bin("echo-blocking"), "--port", "0"});
@@ -70,7 +71,8 @@ TEST_CASE("echo-threaded --pool: clients beyond the pool wait, then are served",
     REQUIRE(server.stop(SIGINT, 10s) == 0);
 }
 
-TEST_CASE("echo-threaded --max-clients refuses the extra connection and counts it", "[integration]") {
+TEST_CASE("echo-threaded --max-clients refuses the extra connection and counts it",
+          "[integration]") {
     ServerProcess server({bin("echo-threaded"), "--port", "0", "--max-clients", "2"});
     iolab::Fd a = connect_local(server.port());
     iolab::Fd b = connect_local(server.port());
@@ -91,7 +93,8 @@ TEST_CASE("echo-threaded --max-clients refuses the extra connection and counts i
     CHECK(s->refused == 1);
 }
 
-TEST_CASE("servers reject bad arguments with a one-line error naming the problem", "[integration]") {
+TEST_CASE("servers reject bad arguments with a one-line error naming the problem",
+          "[integration]") {
     for (const char* prog : {"echo-blocking", "echo-threaded"}) {
         INFO(prog);
         auto r = run({bin(prog), "--port", "70000"}, 10s);

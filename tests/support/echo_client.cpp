@@ -22,7 +22,8 @@ std::string random_payload(std::mt19937_64& rng, std::size_t n) {
     std::size_t i = 0;
     while (i < n) {
         uint64_t v = rng();
-        for (int b = 0; b < 8 && i < n; ++b, ++i) s[i] = static_cast<char>(v >> (8 * b));
+        for (int b = 0; b < 8 && i < n; ++b, ++i)
+            s[i] = static_cast<char>(v >> (8 * b));
     }
     return s;
 }
@@ -86,8 +87,8 @@ EchoOutcome echo_over(int fd, const std::string& payload, std::chrono::milliseco
                     need_eof = false;
                     break;
                 }
-                o.error = "server closed early: received " + std::to_string(got.size()) +
-                          " of " + std::to_string(payload.size());
+                o.error = "server closed early: received " + std::to_string(got.size()) + " of " +
+                          std::to_string(payload.size());
                 return o;
             } else if (r.error()) {
                 o.error = r.describe("read", peer);
@@ -98,7 +99,8 @@ EchoOutcome echo_over(int fd, const std::string& payload, std::chrono::milliseco
     o.received = got.size();
     if (got != payload) {
         std::size_t i = 0;
-        while (i < got.size() && got[i] == payload[i]) ++i;
+        while (i < got.size() && got[i] == payload[i])
+            ++i;
         o.error = "echo differs at byte " + std::to_string(i);
         return o;
     }
@@ -131,9 +133,12 @@ std::vector<std::size_t> payload_sizes(std::mt19937_64& rng, int n, std::size_t 
     std::vector<std::size_t> sizes;
     std::uniform_real_distribution<double> exp(0.0, std::log2(static_cast<double>(max)));
     for (int i = 0; i < n; ++i) {
-        if (i == 0) sizes.push_back(1);
-        else if (i == 1) sizes.push_back(max);
-        else sizes.push_back(static_cast<std::size_t>(std::exp2(exp(rng))));
+        if (i == 0)
+            sizes.push_back(1);
+        else if (i == 1)
+            sizes.push_back(max);
+        else
+            sizes.push_back(static_cast<std::size_t>(std::exp2(exp(rng))));
     }
     return sizes;
 }
@@ -149,7 +154,8 @@ void check_concurrent_echo(const EchoServerSpec& spec, uint64_t seed) {
     std::mt19937_64 rng(seed);
     auto sizes = payload_sizes(rng, spec.clients, spec.max_payload);
     std::vector<std::string> payloads;
-    for (auto n : sizes) payloads.push_back(random_payload(rng, n));
+    for (auto n : sizes)
+        payloads.push_back(random_payload(rng, n));
 
     std::vector<std::future<EchoOutcome>> results;
     for (const auto& p : payloads)
@@ -159,13 +165,15 @@ void check_concurrent_echo(const EchoServerSpec& spec, uint64_t seed) {
     uint64_t total = 0;
     for (std::size_t i = 0; i < results.size(); ++i) {
         EchoOutcome o = results[i].get();
-        INFO(spec.program << " client " << i << " (" << payloads[i].size() << " bytes): " << o.error);
+        INFO(spec.program << " client " << i << " (" << payloads[i].size()
+                          << " bytes): " << o.error);
         CHECK(o.ok);
         total += payloads[i].size();
     }
-    INFO("stderr: " << server.err());
     REQUIRE(server.running());
-    REQUIRE(server.stop(SIGTERM, 15s) == 0);
+    int rc = server.stop(SIGTERM, 15s);
+    INFO("stderr: " << server.err());
+    REQUIRE(rc == 0);
     auto summary = parse_summary(server.out());
     REQUIRE(summary.has_value());
     CHECK(summary->connections == static_cast<uint64_t>(spec.clients));
@@ -179,7 +187,8 @@ void check_reset_mid_transfer(const EchoServerSpec& spec) {
     std::mt19937_64 rng(7);
     const int good_clients = spec.serial ? 4 : 20;
     std::vector<std::string> payloads;
-    for (int i = 0; i < good_clients; ++i) payloads.push_back(random_payload(rng, 300 * 1024 + i));
+    for (int i = 0; i < good_clients; ++i)
+        payloads.push_back(random_payload(rng, 300 * 1024 + i));
 
     // Clients that reset their connection: one after sending half of 512 KiB
     // without reading (the server is writing its echo when the RST arrives), one
@@ -205,13 +214,16 @@ void check_reset_mid_transfer(const EchoServerSpec& spec) {
 
     std::vector<std::future<EchoOutcome>> results;
     std::vector<std::thread> resetters;
-    for (int k = 0; k < 3; ++k) resetters.emplace_back(resetter, k);
+    for (int k = 0; k < 3; ++k)
+        resetters.emplace_back(resetter, k);
     for (const auto& p : payloads)
         results.push_back(std::async(std::launch::async, [&, port] {
             return echo_roundtrip(port, p, client_timeout(spec));
         }));
-    for (int k = 0; k < 3; ++k) resetters.emplace_back(resetter, k);
-    for (auto& t : resetters) t.join();
+    for (int k = 0; k < 3; ++k)
+        resetters.emplace_back(resetter, k);
+    for (auto& t : resetters)
+        t.join();
     for (std::size_t i = 0; i < results.size(); ++i) {
         EchoOutcome o = results[i].get();
         INFO(spec.program << " client " << i << ": " << o.error);
@@ -224,7 +236,9 @@ void check_reset_mid_transfer(const EchoServerSpec& spec) {
     EchoOutcome after = echo_roundtrip(port, last, 30s);
     INFO("after the resets: " << after.error);
     CHECK(after.ok);
-    REQUIRE(server.stop(SIGTERM, 15s) == 0);
+    int rc = server.stop(SIGTERM, 15s);
+    INFO("stderr after stop: " << server.err());
+    REQUIRE(rc == 0);
 }
 
 void check_sigterm_summary(const EchoServerSpec& spec) {
@@ -241,8 +255,9 @@ void check_sigterm_summary(const EchoServerSpec& spec) {
     INFO("idle client's echo: " << oc.error);
     REQUIRE(oc.ok);
 
+    int rc = server.stop(SIGTERM, 15s);
     INFO("stderr: " << server.err());
-    REQUIRE(server.stop(SIGTERM, 15s) == 0);
+    REQUIRE(rc == 0);
     std::string out = server.out();
     INFO("stdout: " << out);
     auto summary = parse_summary(out);

@@ -57,13 +57,13 @@ void check_sigterm_summary(const EchoServerSpec& spec);
 
 // Defines the standard integration cases for one echo server.
 //   IOLAB_ECHO_FIXTURE_CASES("echo-poll", (iolab::test::EchoServerSpec{"echo-poll"}))
-#define IOLAB_ECHO_FIXTURE_CASES(LABEL, SPEC)                                          \
-    TEST_CASE(LABEL ": concurrent clients get byte-exact echoes", "[integration]") {   \
-        iolab::test::check_concurrent_echo(SPEC);                                      \
-    }                                                                                  \
-    TEST_CASE(LABEL ": a client reset mid-transfer disturbs no other", "[integration]") { \
-        iolab::test::check_reset_mid_transfer(SPEC);                                   \
-    }                                                                                  \
+#define IOLAB_ECHO_FIXTURE_CASES(LABEL, SPEC)                                                \
+    TEST_CASE(LABEL ": concurrent clients get byte-exact echoes", "[integration]") {         \
+        iolab::test::check_concurrent_echo(SPEC);                                            \
+    }                                                                                        \
+    TEST_CASE(LABEL ": a client reset mid-transfer disturbs no other", "[integration]") {    \
+        iolab::test::check_reset_mid_transfer(SPEC);                                         \
+    }                                                                                        \
     TEST_CASE(LABEL ": SIGTERM ends it with exit 0 and an exact summary", "[integration]") { \
-        iolab::test::check_sigterm_summary(SPEC);                                      \
+        iolab::test::check_sigterm_summary(SPEC);                                            \
     }

@@ -17,7 +17,9 @@
 
 namespace iolab::test {
 
-std::string bin(const std::string& name) { return std::string(IOLAB_BIN_DIR) + "/" + name; }
+std::string bin(const std::string& name) {
+    return std::string(IOLAB_BIN_DIR) + "/" + name;
+}
 
 Process::Process(std::vector<std::string> argv, SpawnOptions opts) {
     if (argv.empty()) throw std::invalid_argument("Process: empty argv");
@@ -29,7 +31,8 @@ Process::Process(std::vector<std::string> argv, SpawnOptions opts) {
     if (pipe2(pipefd, O_CLOEXEC) != 0) throw_sys("pipe2", "stdout");
 
     std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
+    for (auto& a : argv)
+        args.push_back(a.data());
     args.push_back(nullptr);
 
     pid_ = fork();
@@ -95,8 +98,10 @@ std::optional<std::string> Process::first_line(std::chrono::milliseconds timeout
 
 void Process::reap(int status) {
     exited_ = true;
-    if (WIFEXITED(status)) exit_code_ = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status)) exit_code_ = 128 + WTERMSIG(status);
+    if (WIFEXITED(status))
+        exit_code_ = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        exit_code_ = 128 + WTERMSIG(status);
 }
 
 bool Process::running() {
@@ -176,8 +181,7 @@ ServerProcess::ServerProcess(std::vector<std::string> argv, SpawnOptions opts)
     REQUIRE(port_ != 0);
 }
 
-RunResult run(std::vector<std::string> argv, std::chrono::milliseconds timeout,
-              SpawnOptions opts) {
+RunResult run(std::vector<std::string> argv, std::chrono::milliseconds timeout, SpawnOptions opts) {
     Process p(std::move(argv), opts);
     RunResult r;
     r.exit_code = p.wait(timeout);

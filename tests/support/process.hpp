@@ -25,7 +25,7 @@ struct SpawnOptions {
 // A running child process with stdout read by a thread and stderr kept in a
 // temporary file. The destructor kills (SIGKILL) and reaps a child still running.
 class Process {
-public:
+  public:
     explicit Process(std::vector<std::string> argv, SpawnOptions opts = {});
     ~Process();
     Process(const Process&) = delete;
@@ -51,7 +51,7 @@ public:
     // User + system CPU time consumed so far, in seconds (from /proc/PID/stat).
     double cpu_seconds() const;
 
-private:
+  private:
     void reap(int status);
     pid_t pid_ = -1;
     bool exited_ = false;
@@ -68,13 +68,13 @@ private:
 // A server started with --port 0: its host and port parsed from the first line
 // "listening on HOST:PORT". Fails the test (REQUIRE) if that line does not come.
 class ServerProcess : public Process {
-public:
+  public:
     explicit ServerProcess(std::vector<std::string> argv, SpawnOptions opts = {});
     [[nodiscard]] uint16_t port() const noexcept { return port_; }
     [[nodiscard]] const std::string& host() const noexcept { return host_; }
     [[nodiscard]] const std::string& listening_line() const noexcept { return line_; }
 
-private:
+  private:
     std::string line_;
     std::string host_;
     uint16_t port_ = 0;
