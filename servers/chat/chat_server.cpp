@@ -1,0 +1,430 @@
+// chat-server — a multi-user line chat on libevent (evconnlistener + bufferevents).
+//
+// Usage: chat-server [--host 127.0.0.1] [--port 0] [--max-clients N] [-v]
+//                    [--max-line 4096] [--max-queue 262144] [--rate-limit 20]
+//                    [--idle-timeout 600] [--notices-max 500] [--linger 3]
+// Try it: chat-server --port 9007, then `nc 127.0.0.1 9007` in two terminals.
+//
+// This file is only the I/O: every client is a Conn, a bufferevent whose
+// output evbuffer is that client's write queue. What the lines mean — nicks,
+// rooms, commands, flood control, the queue bound — is chat_core.{hpp,cpp},
+// which sees a Conn only through the chat::Connection interface.
+//
+// One thread, one event loop. Nobody ever waits for anybody: a message to a
+// room is appended to every member's output queue and the loop writes each
+// queue when that socket has room. A member whose queue passes --max-queue is
+// cut off (the core decides) instead of slowing the rest down.
+//
+// Ending a connection politely takes three steps, each bounded by --linger:
+//   flushing  the core has said goodbye; wait until the queue is written
+//   draining  shutdown(SHUT_WR) sends our FIN; read and discard until the
+//             peer's FIN. Closing with unread input would send an RST, and an
+//             RST can destroy the last lines still in the peer's receive buffer.
+//   closed    bufferevent_free closes the socket.
+// A peer that never reads is closed with SO_LINGER 0 (an RST) when its time is
+// up: its unsent bytes are worthless and would otherwise sit in the kernel.
+//
+// Linux notes: SIGINT/SIGTERM arrive on a signalfd (StopSignals) watched by
+// the loop like any socket. On stop, every client gets a notice and its queue
+// is flushed (bounded by --linger), then the summary line is printed.
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <CLI/CLI.hpp>
+#include <array>
+#include <cstring>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "common/address.hpp"
+#include "common/error.hpp"
+#include "common/io.hpp"
+#include "common/server.hpp"
+#include "common/signals.hpp"
+#include "common/socket.hpp"
+#include "servers/chat/chat_core.hpp"
+
+namespace {
+
+using namespace iolab;
+
+// libevent objects owned like everything else: freed when the owner dies.
+struct EventBaseFree {
+    void operator()(event_base* b) const { event_base_free(b); }
+};
+struct EventFree {
+    void operator()(event* e) const { event_free(e); }
+};
+struct ListenerFree {
+    void operator()(evconnlistener* l) const { evconnlistener_free(l); }
+};
+using EventPtr = std::unique_ptr<event, EventFree>;
+
+timeval seconds(unsigned s) {
+    return timeval{static_cast<time_t>(s), 0};
+}
+
+class ChatServer;
+
+class Conn final : public chat::Connection {
+  public:
+    enum class State { open, flushing, draining, closed };
+
+    Conn(ChatServer& server, bufferevent* bev, std::string peer)
+        : server_(server), bev_(bev), peer_(std::move(peer)) {}
+    ~Conn() override { bufferevent_free(bev_); }  // closes the socket (BEV_OPT_CLOSE_ON_FREE)
+    Conn(const Conn&) = delete;
+    Conn& operator=(const Conn&) = delete;
+
+    void start(chat::Session* session);
+
+    // chat::Connection
+    void send(std::string_view bytes) override {
+        if (state_ == State::closed || state_ == State::draining) return;
+        evbuffer_add(bufferevent_get_output(bev_), bytes.data(), bytes.size());
+        added_ += bytes.size();
+    }
+    [[nodiscard]] std::size_t queued() const override {
+        return evbuffer_get_length(bufferevent_get_output(bev_));
+    }
+    void close() override;
+
+    [[nodiscard]] State state() const noexcept { return state_; }
+    [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
+    [[nodiscard]] uint64_t written() const { return added_ - queued(); }
+
+  private:
+    static void on_read(bufferevent*, void* ctx) { static_cast<Conn*>(ctx)->readable(); }
+    static void on_write(bufferevent*, void* ctx) { static_cast<Conn*>(ctx)->drained(); }
+    static void on_event(bufferevent*, short what, void* ctx) {
+        static_cast<Conn*>(ctx)->event(what);
+    }
+    static void on_deadline(evutil_socket_t, short, void* ctx) {
+        static_cast<Conn*>(ctx)->finish("closing took too long", true);
+    }
+
+    void readable();
+    void drained();
+    void event(short what);
+    void begin_drain();
+    // The end: tells the core (if it still has a session), hands this Conn to
+    // the server to be freed outside of any libevent callback for it.
+    void finish(std::string_view why, bool abort);
+
+    ChatServer& server_;
+    bufferevent* bev_;
+    std::string peer_;
+    chat::Session* session_ = nullptr;  // owned by the Hub; null once ended
+    State state_ = State::open;
+    bool peer_eof_ = false;
+    uint64_t added_ = 0;  // bytes ever queued, for bytes_out
+    EventPtr deadline_;
+};
+
+class ChatServer {
+  public:
+    ChatServer(const ServerOptions& opts, const chat::Limits& limits, unsigned linger,
+               StopSignals& stop)
+        : opts_(opts),
+          limits_(limits),
+          linger_(linger),
+          stop_(stop),
+          log_(opts.verbose),
+          hub_(limits, [this](std::string_view l) { log_.info(l); }) {}
+
+    int run() {
+        raise_nofile_limit();
+        Fd listen_fd = listen_tcp(opts_.host, static_cast<uint16_t>(opts_.port));
+        set_nonblocking(listen_fd.get());
+        where_ = local_address(listen_fd.get()).to_string();
+
+        base_.reset(event_base_new());
+        if (!base_) throw std::runtime_error("event_base_new failed");
+        // Backlog 0: the socket is already listening. The listener accepts
+        // with accept4(SOCK_NONBLOCK | SOCK_CLOEXEC).
+        listener_.reset(evconnlistener_new(base_.get(), &ChatServer::on_accept, this,
+                                           LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd.get()));
+        if (!listener_) throw std::runtime_error("evconnlistener_new failed");
+        evconnlistener_set_error_cb(listener_.get(), &ChatServer::on_accept_error);
+
+        stop_event_.reset(
+            event_new(base_.get(), stop_.fd(), EV_READ | EV_PERSIST, &ChatServer::on_stop, this));
+        event_add(stop_event_.get(), nullptr);
+        reap_event_.reset(event_new(base_.get(), -1, 0, &ChatServer::on_reap, this));
+        resume_event_.reset(evtimer_new(base_.get(), &ChatServer::on_resume, this));
+
+        announce_listening(listen_fd.get());
+        event_base_dispatch(base_.get());
+
+        // Whatever did not finish within the stop deadline is closed now.
+        for (auto& [p, c] : conns_)
+            stats_.add_out(c->written());
+        conns_.clear();
+        reap_now();
+        listener_.reset();
+        stats_.connections = hub_.stats().admitted;
+        stats_.refused = hub_.stats().refused;
+        print_summary(stats_);
+        return 0;
+    }
+
+    // ---- used by Conn ----
+    chat::Hub& hub() { return hub_; }
+    ServerStats& stats() { return stats_; }
+    const Log& log() const { return log_; }
+    unsigned linger() const { return linger_; }
+    unsigned idle_timeout() const { return limits_.idle_timeout; }
+    event_base* base() const { return base_.get(); }
+
+    // Frees `c` from the loop, not from inside one of its own callbacks.
+    void reap(Conn* c) {
+        auto it = conns_.find(c);
+        if (it == conns_.end()) return;
+        stats_.add_out(c->written());
+        dead_.push_back(std::move(it->second));
+        conns_.erase(it);
+        event_active(reap_event_.get(), 0, 0);
+    }
+
+  private:
+    static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* ctx) {
+        SockAddr peer;
+        std::memcpy(&peer.storage, addr, static_cast<std::size_t>(len));
+        peer.len = static_cast<socklen_t>(len);
+        static_cast<ChatServer*>(ctx)->accepted(fd, peer.to_string());
+    }
+
+    void accepted(int fd, std::string peer) {
+        // TCP_NODELAY: chat lines are small and should leave at once.
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        bufferevent* bev = bufferevent_socket_new(base_.get(), fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!bev) {
+            log_.error("bufferevent_socket_new " + peer + ": out of memory");
+            Fd closer(fd);
+            return;
+        }
+        auto conn = std::make_unique<Conn>(*this, bev, peer);
+        Conn* c = conn.get();
+        conns_.emplace(c, std::move(conn));
+        chat::Session* s = hub_.connect(*c, peer, chat::Clock::now());
+        c->start(s);
+    }
+
+    static void on_accept_error(evconnlistener* l, void* ctx) {
+        int err = EVUTIL_SOCKET_ERROR();
+        auto* self = static_cast<ChatServer*>(ctx);
+        self->log_.error(sys_message("accept", self->where_, err));
+        if (is_resource_exhaustion(err)) {
+            // Out of descriptors: the connection stays in the backlog and the
+            // listener would spin on it. Pause accepting for 100 ms.
+            evconnlistener_disable(l);
+            timeval tv{0, 100 * 1000};
+            evtimer_add(self->resume_event_.get(), &tv);
+        }
+    }
+
+    static void on_resume(evutil_socket_t, short, void* ctx) {
+        auto* self = static_cast<ChatServer*>(ctx);
+        if (self->listener_) evconnlistener_enable(self->listener_.get());
+    }
+
+    static void on_stop(evutil_socket_t, short, void* ctx) {
+        auto* self = static_cast<ChatServer*>(ctx);
+        if (self->stop_.check()) self->begin_stop();
+    }
+
+    void begin_stop() {
+        if (stopping_) return;
+        stopping_ = true;
+        log_.info("stop: closing " + std::to_string(conns_.size()) + " connections");
+        listener_.reset();  // no new clients
+        event_del(stop_event_.get());
+        hub_.shutdown("server shutting down");
+        // Every connection is now flushing. The loop ends when the last one is
+        // freed, or after the deadline, whichever comes first.
+        deadline_event_.reset(evtimer_new(base_.get(), &ChatServer::on_deadline, this));
+        timeval tv = seconds(linger_ + 1);
+        evtimer_add(deadline_event_.get(), &tv);
+        maybe_done();
+    }
+
+    static void on_deadline(evutil_socket_t, short, void* ctx) {
+        event_base_loopbreak(static_cast<ChatServer*>(ctx)->base_.get());
+    }
+
+    static void on_reap(evutil_socket_t, short, void* ctx) {
+        auto* self = static_cast<ChatServer*>(ctx);
+        self->reap_now();
+        self->maybe_done();
+    }
+
+    void reap_now() { dead_.clear(); }
+
+    void maybe_done() {
+        if (stopping_ && conns_.empty()) event_base_loopbreak(base_.get());
+    }
+
+    const ServerOptions& opts_;
+    chat::Limits limits_;
+    unsigned linger_;
+    StopSignals& stop_;
+    Log log_;
+    ServerStats stats_;
+    std::string where_;
+    std::unique_ptr<event_base, EventBaseFree> base_;
+    std::unique_ptr<evconnlistener, ListenerFree> listener_;
+    EventPtr stop_event_, reap_event_, resume_event_, deadline_event_;
+    chat::Hub hub_;  // after base_: destroyed before it, sessions before their connections
+    std::unordered_map<Conn*, std::unique_ptr<Conn>> conns_;
+    std::vector<std::unique_ptr<Conn>> dead_;
+    bool stopping_ = false;
+};
+
+void Conn::start(chat::Session* session) {
+    session_ = session;
+    bufferevent_setcb(bev_, &Conn::on_read, &Conn::on_write, &Conn::on_event, this);
+    if (session_) {
+        // The idle timeout is libevent's read timeout: no bytes for N seconds.
+        timeval idle = seconds(server_.idle_timeout());
+        bufferevent_set_timeouts(bev_, server_.idle_timeout() ? &idle : nullptr, nullptr);
+    }
+    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+}
+
+void Conn::readable() {
+    evbuffer* in = bufferevent_get_input(bev_);
+    std::array<char, 16 * 1024> buf;
+    while (evbuffer_get_length(in) > 0) {
+        int n = evbuffer_remove(in, buf.data(), buf.size());
+        if (n <= 0) break;
+        server_.stats().add_in(static_cast<uint64_t>(n));
+        // Once the session has ended, input is read only to be thrown away.
+        if (state_ == State::open && session_)
+            server_.hub().receive(*session_, std::string_view(buf.data(), std::size_t(n)),
+                                  chat::Clock::now());
+    }
+}
+
+void Conn::close() {
+    if (state_ != State::open) return;
+    state_ = State::flushing;
+    // No idle timeout any more; a write that makes no progress for --linger
+    // seconds ends the wait, and so does a deadline on the whole goodbye.
+    timeval lt = seconds(server_.linger());
+    bufferevent_set_timeouts(bev_, nullptr, &lt);
+    deadline_.reset(evtimer_new(server_.base(), &Conn::on_deadline, this));
+    timeval dl = seconds(2 * server_.linger());
+    evtimer_add(deadline_.get(), &dl);
+    if (queued() == 0) begin_drain();
+    // else: on_write fires when the queue is empty
+}
+
+void Conn::drained() {
+    if (state_ == State::flushing) begin_drain();
+}
+
+void Conn::begin_drain() {
+    if (peer_eof_) return finish("closed", false);  // both directions done
+    state_ = State::draining;
+    ::shutdown(bufferevent_getfd(bev_), SHUT_WR);  // our FIN, after the last byte
+    timeval lt = seconds(server_.linger());
+    bufferevent_set_timeouts(bev_, &lt, nullptr);
+    bufferevent_enable(bev_, EV_READ);
+}
+
+void Conn::event(short what) {
+    if (what & BEV_EVENT_EOF) {
+        peer_eof_ = true;
+        if (state_ == State::open) {
+            // The peer has finished sending (it may still read: a half-close).
+            // Its session ends now; what is queued for it is still delivered.
+            if (session_) server_.hub().disconnected(*session_, "connection closed");
+            session_ = nullptr;
+            close();
+        } else if (state_ == State::draining) {
+            finish("closed", false);
+        }
+        // flushing: keep writing; begin_drain() sees peer_eof_
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        int err = EVUTIL_SOCKET_ERROR();
+        return finish(errno_text(err), false);
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (state_ == State::open && (what & BEV_EVENT_READING) && session_) {
+            server_.hub().idle(*session_);  // says why, then calls close()
+            return;
+        }
+        // A goodbye the peer does not take within --linger.
+        return finish("closing timed out", (what & BEV_EVENT_WRITING) != 0);
+    }
+}
+
+void Conn::finish(std::string_view why, bool abort) {
+    if (state_ == State::closed) return;
+    state_ = State::closed;
+    bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
+    if (deadline_) evtimer_del(deadline_.get());
+    if (abort) {
+        // SO_LINGER 0: close() sends an RST and drops what the peer never read.
+        linger lg{1, 0};
+        ::setsockopt(bufferevent_getfd(bev_), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    if (session_) {
+        chat::Session* s = session_;
+        session_ = nullptr;
+        server_.hub().disconnected(*s, why);
+    }
+    server_.log().info("close " + peer_ + (abort ? " (reset): " : ": ") + std::string(why));
+    server_.reap(this);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    iolab::ServerOptions opts;
+    iolab::chat::Limits limits;
+    unsigned linger = 3;
+    CLI::App app{"Multi-user line chat on libevent: rooms, nicks, private messages"};
+    iolab::add_server_options(app, opts);
+    app.add_option("--max-line", limits.max_line, "Longest input line in bytes")
+        ->check(CLI::Range(std::size_t{16}, std::size_t{1} << 20))
+        ->capture_default_str();
+    app.add_option("--max-queue", limits.max_queue,
+                   "Output bytes queued for one client before it is cut off as too slow")
+        ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
+        ->capture_default_str();
+    app.add_option("--rate-limit", limits.rate_limit,
+                   "Lines per second per client (flood control); 0 turns it off")
+        ->check(CLI::Range(0u, 1000000u))
+        ->capture_default_str();
+    app.add_option("--idle-timeout", limits.idle_timeout,
+                   "Seconds without input before a client is disconnected; 0 = never")
+        ->check(CLI::Range(0u, 864000u))
+        ->capture_default_str();
+    app.add_option("--notices-max", limits.notices_max,
+                   "Join/leave notices only in rooms of at most N users; 0 = always")
+        ->capture_default_str();
+    app.add_option("--linger", linger,
+                   "Seconds a closing connection may take to flush its queue and finish")
+        ->check(CLI::Range(1u, 600u))
+        ->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+    limits.max_clients = opts.max_clients;
+    return iolab::guarded_main("chat-server", [&] {
+        iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM before anything else
+        iolab::ignore_sigpipe();
+        ChatServer server(opts, limits, linger, stop);
+        return server.run();
+    });
+}
