@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -20,7 +21,7 @@ using namespace std::chrono_literals;
 namespace {
 
 // Reads exactly `n` bytes with a receive timeout; returns what arrived.
-[[maybe_unused]] std::string read_n(int fd, std::size_t n, std::chrono::seconds timeout) {
+std::string read_n(int fd, std::size_t n, std::chrono::seconds timeout) {
     iolab::set_nonblocking(fd, false);
     timeval tv{static_cast<time_t>(timeout.count()), 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -119,4 +120,80 @@ TEST_CASE("echo-sigio --udp echoes datagrams one for one", "[integration]") {
     CHECK(s->connections == 0);
     CHECK(s->bytes_in == total);
     CHECK(s->bytes_out == total);
+}
+
+// ---- echo-aio --------------------------------------------------------------
+
+IOLAB_ECHO_FIXTURE_CASES("echo-aio", (EchoServerSpec{"echo-aio", {}}))
+IOLAB_ECHO_FIXTURE_CASES("echo-aio --aio-threads 4",
+                         (EchoServerSpec{"echo-aio", {"--aio-threads", "4"}}))
+
+namespace {
+
+int thread_count(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+    return -1;
+}
+
+}  // namespace
+
+TEST_CASE("echo-aio: with more idle clients than aio threads, a newcomer waits in glibc's queue",
+          "[integration]") {
+    // glibc runs each aio_read in a helper thread that blocks in read(2). Two
+    // idle clients hold both helpers of --aio-threads 2; the third client is
+    // accepted, but its read request waits in the queue until a helper is
+    // free — here, until an idle client leaves.
+    const int helpers = 2;
+    ServerProcess server(
+        {bin("echo-aio"), "--port", "0", "--aio-threads", std::to_string(helpers)});
+    std::mt19937_64 rng(31);
+    std::vector<iolab::Fd> idle;
+    for (int i = 0; i < helpers; ++i) {
+        idle.push_back(connect_local(server.port()));
+        std::string p = random_payload(rng, 100);
+        EchoOutcome o = echo_over(idle.back().get(), p, 10s);
+        INFO("idle client " << i << ": " << o.error);
+        REQUIRE(o.ok);  // served, and now quiet: a helper sits in read() for it
+    }
+    std::this_thread::sleep_for(100ms);
+    // main + acceptor + the helpers, all of them blocked.
+    CHECK(thread_count(server.pid()) == 2 + helpers);
+
+    iolab::Fd newcomer = connect_local(server.port());
+    std::string p = random_payload(rng, 1000);
+    EchoOutcome waiting = echo_over(newcomer.get(), p, 1500ms);
+    CHECK_FALSE(waiting.ok);
+    CHECK(waiting.sent == p.size());                   // the kernel took the bytes...
+    CHECK(waiting.received == 0);                      // ...but no helper is free to read them
+    CHECK(thread_count(server.pid()) == 2 + helpers);  // the pool does not grow
+
+    idle.front().reset();  // its read returns 0: the helper takes the queued request
+    CHECK(read_n(newcomer.get(), p.size(), 10s) == p);
+
+    REQUIRE(server.stop(SIGTERM, 15s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s.has_value());
+    CHECK(s->connections == static_cast<uint64_t>(helpers + 1));
+    CHECK(s->bytes_in == 100 * helpers + p.size());
+    CHECK(s->bytes_out == 100 * helpers + p.size());
+}
+
+TEST_CASE("echo-aio: one more helper than idle clients and the newcomer is served at once",
+          "[integration]") {
+    const int idle_clients = 2;
+    ServerProcess server({bin("echo-aio"), "--port", "0", "--aio-threads", "3"});
+    std::mt19937_64 rng(32);
+    std::vector<iolab::Fd> idle;
+    for (int i = 0; i < idle_clients; ++i) {
+        idle.push_back(connect_local(server.port()));
+        REQUIRE(echo_over(idle.back().get(), random_payload(rng, 50), 10s).ok);
+    }
+    iolab::Fd newcomer = connect_local(server.port());
+    EchoOutcome o = echo_over(newcomer.get(), random_payload(rng, 1000), 10s);
+    INFO(o.error);
+    CHECK(o.ok);
+    REQUIRE(server.stop(SIGTERM, 15s) == 0);
 }
