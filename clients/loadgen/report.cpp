@@ -1,0 +1,290 @@
+#include "clients/loadgen/report.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace loadgen {
+
+using nlohmann::json;
+
+std::string format_ns(double ns) {
+    if (ns < 1e3) return fmt::format("{:.0f}ns", ns);
+    if (ns < 1e6) return fmt::format("{:.2f}us", ns / 1e3);
+    if (ns < 1e9) return fmt::format("{:.2f}ms", ns / 1e6);
+    return fmt::format("{:.2f}s", ns / 1e9);
+}
+
+namespace {
+
+std::string format_bytes(double b) {
+    if (b < 1e3) return fmt::format("{:.0f}B", b);
+    if (b < 1e6) return fmt::format("{:.2f}KB", b / 1e3);
+    if (b < 1e9) return fmt::format("{:.2f}MB", b / 1e6);
+    return fmt::format("{:.2f}GB", b / 1e9);
+}
+
+std::string latency_row(const char* label, const iolab::Histogram& h) {
+    if (h.count() == 0) return fmt::format("  {:<12} (no samples)\n", label);
+    auto f = [&](double p) { return format_ns(static_cast<double>(h.percentile(p))); };
+    return fmt::format("  {:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", label,
+                       format_ns(h.mean()), format_ns(h.stdev()), f(50), f(90), f(99), f(99.9),
+                       f(99.99), format_ns(static_cast<double>(h.max())));
+}
+
+json stats_json(const iolab::Histogram& h) {
+    auto us = [](double ns) { return std::round(ns) / 1e3; };
+    json j = json::object();
+    j["count"] = h.count();
+    j["avg"] = us(h.mean());
+    j["stdev"] = us(h.stdev());
+    j["min"] = us(static_cast<double>(h.min()));
+    j["p50"] = us(static_cast<double>(h.percentile(50)));
+    j["p90"] = us(static_cast<double>(h.percentile(90)));
+    j["p99"] = us(static_cast<double>(h.percentile(99)));
+    j["p99_9"] = us(static_cast<double>(h.percentile(99.9)));
+    j["p99_99"] = us(static_cast<double>(h.percentile(99.99)));
+    j["max"] = us(static_cast<double>(h.max()));
+    return j;
+}
+
+template <typename T>
+T need(const json& j, const char* key) {
+    if (!j.is_object() || !j.contains(key))
+        throw std::runtime_error(std::string("report: missing key \"") + key + "\"");
+    try {
+        return j.at(key).get<T>();
+    } catch (const json::exception& e) {
+        throw std::runtime_error(std::string("report: key \"") + key + "\": " + e.what());
+    }
+}
+
+}  // namespace
+
+std::string summary_text(const RunInfo& info, const Results& r) {
+    std::string s;
+    std::string targets;
+    for (const auto& t : info.targets)
+        targets += (targets.empty() ? "" : " ") + t;
+    s += fmt::format("loadgen {} {}: {} threads, {} connections", info.mode, targets, info.threads,
+                     info.connections);
+    if (info.mode == "idle") s += fmt::format(" ({} active)", info.active);
+    if (info.rate > 0)
+        s += fmt::format(", open loop at {:.0f} req/s", info.rate);
+    else if (info.mode != "idle" || info.active > 0)
+        s += ", closed loop";
+    if (info.runs > 1) s += fmt::format(", {} runs merged", info.runs);
+    s += "\n";
+    s += fmt::format("  {:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "", "avg",
+                     "stdev", "p50", "p90", "p99", "p99.9", "p99.99", "max");
+    if (info.rate > 0) {
+        s += latency_row("Latency", r.latency);
+        s += latency_row("Uncorrected", r.uncorrected);
+    } else {
+        s += latency_row("Latency", r.latency);
+    }
+    s += latency_row("Connect", r.connect);
+    s += fmt::format("  {} requests in {:.2f}s, {} read, {} written\n", r.requests, r.duration_s,
+                     format_bytes(static_cast<double>(r.bytes_in)),
+                     format_bytes(static_cast<double>(r.bytes_out)));
+    s += fmt::format("  connections: {} established, {} failed, {} reopened, {} open at most",
+                     r.connects, r.connect_failures, r.reconnects, r.max_open);
+    if (r.all_up_s >= 0) s += fmt::format(", all up after {:.3f}s", r.all_up_s);
+    s += "\n";
+    if (!r.status.empty()) {
+        s += "  status codes:";
+        for (const auto& [code, n] : r.status)
+            s += fmt::format(" {}={}", code, n);
+        s += "\n";
+    }
+    const double secs = r.duration_s > 0 ? r.duration_s : 1;
+    s += fmt::format("Requests/sec: {:.2f}\n", r.rps);
+    s += fmt::format("Transfer/sec: {}/s in, {}/s out\n",
+                     format_bytes(static_cast<double>(r.bytes_in) / secs),
+                     format_bytes(static_cast<double>(r.bytes_out) / secs));
+    if (r.errors.empty()) {
+        s += "Errors: 0\n";
+    } else {
+        s += fmt::format("Errors: {}\n", r.error_total());
+        for (const auto& [key, v] : r.errors)
+            s += fmt::format("  {} {}: {} ({})\n", key.first, key.second, v.second, v.first);
+    }
+    return s;
+}
+
+json histogram_json(const iolab::Histogram& h) {
+    json buckets = json::array();
+    const auto& counts = h.counts();
+    for (std::size_t i = 0; i < counts.size(); ++i)
+        if (counts[i]) {
+            json b = json::array();
+            b.push_back(i);
+            b.push_back(iolab::Histogram::bucket_low(i));
+            b.push_back(counts[i]);
+            buckets.push_back(b);
+        }
+    json j = json::object();
+    j["unit"] = "ns";
+    j["sub_bucket_bits"] = iolab::Histogram::kSubBits;
+    j["count"] = h.count();
+    j["min"] = h.min();
+    j["max"] = h.max();
+    j["sum"] = h.sum();
+    j["buckets"] = buckets;
+    return j;
+}
+
+iolab::Histogram histogram_from_json(const json& j) {
+    if (need<std::string>(j, "unit") != "ns" ||
+        need<unsigned>(j, "sub_bucket_bits") != iolab::Histogram::kSubBits)
+        throw std::runtime_error("report: histogram of another layout (unit/sub_bucket_bits)");
+    iolab::Histogram h;
+    for (const auto& b : need<json>(j, "buckets")) {
+        if (!b.is_array() || b.size() != 3)
+            throw std::runtime_error("report: bad histogram bucket");
+        auto index = b[0].get<std::size_t>();
+        if (index >= iolab::Histogram::kBuckets ||
+            b[1].get<uint64_t>() != iolab::Histogram::bucket_low(index))
+            throw std::runtime_error("report: histogram bucket " + std::to_string(index) +
+                                     " does not match this layout");
+        h.add_bucket(index, b[2].get<uint64_t>());
+    }
+    if (h.count() != need<uint64_t>(j, "count"))
+        throw std::runtime_error("report: histogram count differs from its buckets");
+    h.set_exact(need<uint64_t>(j, "min"), need<uint64_t>(j, "max"), need<uint64_t>(j, "sum"));
+    return h;
+}
+
+json to_json(const RunInfo& info, const Results& r) {
+    json errors = json::array();
+    for (const auto& [key, v] : r.errors) {
+        json e = json::object();
+        e["kind"] = key.first;
+        e["code"] = key.second;
+        e["text"] = v.first;
+        e["count"] = v.second;
+        errors.push_back(e);
+    }
+    json status = json::object();
+    for (const auto& [code, n] : r.status)
+        status[std::to_string(code)] = n;
+    const double secs = r.duration_s > 0 ? r.duration_s : 1;
+    json j = json::object();
+    j["tool"] = "loadgen";
+    j["format"] = 1;
+    j["mode"] = info.mode;
+    j["targets"] = info.targets;
+    j["threads"] = info.threads;
+    j["connections"] = info.connections;
+    j["active"] = info.active;
+    j["open_loop"] = info.rate > 0;
+    j["rate"] = info.rate;
+    j["duration_asked_s"] = info.duration_s;
+    j["requests_asked"] = info.requests;
+    j["size"] = info.size;
+    j["runs"] = info.runs;
+    j["duration_s"] = r.duration_s;
+    j["requests"] = r.requests;
+    j["requests_per_s"] = r.rps;
+    j["bytes_in"] = r.bytes_in;
+    j["bytes_out"] = r.bytes_out;
+    j["mb_in_per_s"] = static_cast<double>(r.bytes_in) / secs / 1e6;
+    j["mb_out_per_s"] = static_cast<double>(r.bytes_out) / secs / 1e6;
+    j["connects"] = r.connects;
+    j["connect_failures"] = r.connect_failures;
+    j["reconnects"] = r.reconnects;
+    j["max_open"] = r.max_open;
+    if (r.all_up_s >= 0)
+        j["all_up_s"] = r.all_up_s;
+    else
+        j["all_up_s"] = nullptr;
+    j["latency_us"] = stats_json(r.latency);
+    j["latency_uncorrected_us"] = stats_json(info.rate > 0 ? r.uncorrected : r.latency);
+    j["connect_us"] = stats_json(r.connect);
+    j["errors_total"] = r.error_total();
+    j["errors"] = errors;
+    j["status_codes"] = status;
+    json h = json::object();
+    h["latency"] = histogram_json(r.latency);
+    h["latency_uncorrected"] = histogram_json(r.uncorrected);
+    h["connect"] = histogram_json(r.connect);
+    j["histograms"] = h;
+    return j;
+}
+
+void from_json(const json& j, RunInfo& info, Results& r) {
+    if (need<std::string>(j, "tool") != "loadgen" || need<int>(j, "format") != 1)
+        throw std::runtime_error("report: not a loadgen report of format 1");
+    info.mode = need<std::string>(j, "mode");
+    info.targets = need<std::vector<std::string>>(j, "targets");
+    info.threads = need<unsigned>(j, "threads");
+    info.connections = need<uint64_t>(j, "connections");
+    info.active = need<uint64_t>(j, "active");
+    info.rate = need<double>(j, "rate");
+    info.duration_s = need<double>(j, "duration_asked_s");
+    info.requests = need<uint64_t>(j, "requests_asked");
+    info.size = need<std::size_t>(j, "size");
+    info.runs = need<int>(j, "runs");
+    r.duration_s = need<double>(j, "duration_s");
+    r.requests = need<uint64_t>(j, "requests");
+    r.rps = need<double>(j, "requests_per_s");
+    r.bytes_in = need<uint64_t>(j, "bytes_in");
+    r.bytes_out = need<uint64_t>(j, "bytes_out");
+    r.connects = need<uint64_t>(j, "connects");
+    r.connect_failures = need<uint64_t>(j, "connect_failures");
+    r.reconnects = need<uint64_t>(j, "reconnects");
+    r.max_open = need<uint64_t>(j, "max_open");
+    const json& up = need<json>(j, "all_up_s");
+    r.all_up_s = up.is_null() ? -1 : up.get<double>();
+    for (const auto& e : need<json>(j, "errors")) {
+        auto& slot = r.errors[{need<std::string>(e, "kind"), need<int>(e, "code")}];
+        slot.first = need<std::string>(e, "text");
+        slot.second += need<uint64_t>(e, "count");
+    }
+    const json codes = need<json>(j, "status_codes");
+    for (const auto& [code, n] : codes.items())
+        r.status[std::stoi(code)] += n.get<uint64_t>();
+    const json& h = need<json>(j, "histograms");
+    r.latency = histogram_from_json(need<json>(h, "latency"));
+    r.uncorrected = histogram_from_json(need<json>(h, "latency_uncorrected"));
+    r.connect = histogram_from_json(need<json>(h, "connect"));
+}
+
+void merge_into(RunInfo& info, Results& r, const RunInfo& oi, const Results& o) {
+    if (info.mode != oi.mode)
+        throw std::runtime_error("merge: reports of different modes (" + info.mode + ", " +
+                                 oi.mode + ")");
+    for (const auto& t : oi.targets)
+        if (std::find(info.targets.begin(), info.targets.end(), t) == info.targets.end())
+            info.targets.push_back(t);
+    info.threads += oi.threads;
+    info.connections += oi.connections;
+    info.active += oi.active;
+    info.rate += oi.rate;
+    info.duration_s = std::max(info.duration_s, oi.duration_s);
+    info.requests += oi.requests;
+    info.runs += oi.runs;
+    r.latency.merge(o.latency);
+    r.uncorrected.merge(o.uncorrected);
+    r.connect.merge(o.connect);
+    r.requests += o.requests;
+    r.bytes_in += o.bytes_in;
+    r.bytes_out += o.bytes_out;
+    r.connects += o.connects;
+    r.connect_failures += o.connect_failures;
+    r.reconnects += o.reconnects;
+    r.max_open += o.max_open;
+    r.rps += o.rps;
+    r.duration_s = std::max(r.duration_s, o.duration_s);
+    r.all_up_s = (r.all_up_s < 0 || o.all_up_s < 0) ? -1 : std::max(r.all_up_s, o.all_up_s);
+    for (const auto& [key, v] : o.errors) {
+        auto& slot = r.errors[key];
+        slot.first = v.first;
+        slot.second += v.second;
+    }
+    for (const auto& [code, n] : o.status)
+        r.status[code] += n;
+}
+
+}  // namespace loadgen
