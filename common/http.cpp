@@ -266,6 +266,7 @@ std::size_t ResponseParser::feed(std::string_view data) {
                 used += n;
                 if (state_ == State::status_line || state_ == State::header_line) {
                     resp_.head_bytes += n;
+                    if (keep_raw_head_) resp_.raw_head.append(rest.substr(0, n));
                 }
                 if (state_ == State::status_line && !complete) {
                     // Garbage is refused at once instead of after 8 KiB.
@@ -663,6 +664,19 @@ bool looks_like_scheme(std::string_view ref) {
 }
 
 }  // namespace
+
+std::string build_request(std::string_view method, const Url& url, std::string_view user_agent,
+                          bool keep_alive) {
+    std::string r;
+    r.reserve(128 + url.target.size());
+    r.append(method).append(" ").append(url.target).append(" HTTP/1.1\r\n");
+    r.append("Host: ").append(url.authority()).append("\r\n");
+    r.append("User-Agent: ").append(user_agent).append("\r\n");
+    r.append("Accept: */*\r\n");
+    if (!keep_alive) r.append("Connection: close\r\n");
+    r.append("\r\n");
+    return r;
+}
 
 uint16_t default_port(std::string_view scheme) noexcept {
     return iequals(scheme, "https") ? 443 : 80;

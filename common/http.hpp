@@ -86,6 +86,7 @@ struct Response {
     Headers trailers;            // chunked trailer fields, if any
     std::string body;            // unless a body sink was set
     std::size_t head_bytes = 0;  // size of the status line and header section as received
+    std::string raw_head;        // those bytes, when ResponseParser::set_keep_raw_head(true)
 };
 
 // How the body of the current message is delimited.
@@ -142,6 +143,9 @@ class ResponseParser {
     // Deliver 1xx interim responses as messages of their own instead of
     // skipping them (default: skipped).
     void set_skip_interim(bool skip) noexcept { skip_interim_ = skip; }
+    // Keep the status line and header section as received in response().raw_head
+    // (for printing them verbatim, as curl -i does). Off by default.
+    void set_keep_raw_head(bool keep) noexcept { keep_raw_head_ = keep; }
 
     // Parses as much of `data` as belongs to the current message; returns the
     // number of bytes used. Less than data.size() only when the message ended
@@ -210,6 +214,7 @@ class ResponseParser {
     BodyHandler on_body_;
     bool head_request_ = false;
     bool skip_interim_ = true;
+    bool keep_raw_head_ = false;
 
     State state_ = State::status_line;
     Error error_ = Error::none;
@@ -262,5 +267,10 @@ Url resolve_url(const Url& base, std::string_view ref);
 
 // The default port of a scheme: 80 for http, 443 for https.
 uint16_t default_port(std::string_view scheme) noexcept;
+
+// The request http-get and fetcher send: "GET TARGET HTTP/1.1" (or HEAD) with
+// Host, User-Agent, Accept: */* and, unless keep_alive, Connection: close.
+std::string build_request(std::string_view method, const Url& url, std::string_view user_agent,
+                          bool keep_alive = false);
 
 }  // namespace iolab::http
