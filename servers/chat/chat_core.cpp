@@ -224,6 +224,7 @@ void Hub::leave(Session& s, std::string_view why) {
 void Hub::end(Session& s, std::string_view goodbye, std::string_view why, bool close_conn) {
     if (!s.open_) return;
     s.open_ = false;
+    --open_;
     if (!goodbye.empty()) {
         // The last line goes out even past max_queue: one line more is a bound.
         std::string b(goodbye);
@@ -253,7 +254,7 @@ void Hub::settle() {
 }
 
 Session* Hub::connect(Connection& conn, std::string peer, Clock::time_point now) {
-    if (sessions_.size() >= limits_.max_clients || stopping_) {
+    if (open_ >= limits_.max_clients || stopping_) {
         ++stats_.refused;
         log("refuse " + peer + ": server full");
         conn.send("error: server full (" + std::to_string(limits_.max_clients) +
@@ -268,6 +269,7 @@ Session* Hub::connect(Connection& conn, std::string peer, Clock::time_point now)
     Session& s = *owned;
     sessions_.emplace(&s, std::move(owned));
     nicks_.emplace(lower(nick), &s);
+    ++open_;
     ++stats_.admitted;
     Room& lobby = room_named(kLobby);
     deliver(s, "*** welcome to iolab chat, " + nick + ". You are in " + lobby.name() + " with " +

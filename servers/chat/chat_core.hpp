@@ -146,7 +146,11 @@ class Hub {
 
     [[nodiscard]] const Limits& limits() const noexcept { return limits_; }
     [[nodiscard]] const HubStats& stats() const noexcept { return stats_; }
+    // Sessions alive, counting those whose connection is still closing.
     [[nodiscard]] std::size_t sessions() const noexcept { return sessions_.size(); }
+    // Sessions open (what --max-clients counts): a client that has quit does
+    // not keep a newcomer out while its connection finishes closing.
+    [[nodiscard]] std::size_t open_sessions() const noexcept { return open_; }
     [[nodiscard]] Room* find_room(std::string_view name) const;
     [[nodiscard]] Session* find_nick(std::string_view nick) const;
     [[nodiscard]] std::size_t room_count() const noexcept { return rooms_.size(); }
@@ -198,6 +202,7 @@ class Hub {
     std::unordered_map<std::string, Session*> nicks_;               // key: lower-case nick
     std::unordered_map<const Session*, std::unique_ptr<Session>> sessions_;
     std::vector<Session*> cut_;  // marked during a fan-out
+    std::size_t open_ = 0;
     uint64_t guests_ = 0;
     bool stopping_ = false;
     HubStats stats_;

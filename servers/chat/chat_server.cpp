@@ -97,6 +97,7 @@ class Conn final : public chat::Connection {
     void close() override;
 
     [[nodiscard]] State state() const noexcept { return state_; }
+    void end_now() { finish("server stopping", false); }
     [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
     [[nodiscard]] uint64_t written() const { return added_ - queued(); }
 
@@ -106,6 +107,7 @@ class Conn final : public chat::Connection {
     static void on_event(bufferevent*, short what, void* ctx) {
         static_cast<Conn*>(ctx)->event(what);
     }
+    static void on_step(evutil_socket_t, short, void* ctx) { static_cast<Conn*>(ctx)->drained(); }
     static void on_deadline(evutil_socket_t, short, void* ctx) {
         static_cast<Conn*>(ctx)->finish("closing took too long", true);
     }
@@ -126,6 +128,7 @@ class Conn final : public chat::Connection {
     bool peer_eof_ = false;
     uint64_t added_ = 0;  // bytes ever queued, for bytes_out
     EventPtr deadline_;
+    EventPtr step_;
 };
 
 class ChatServer {
@@ -180,6 +183,7 @@ class ChatServer {
     ServerStats& stats() { return stats_; }
     const Log& log() const { return log_; }
     unsigned linger() const { return linger_; }
+    bool stopping() const { return stopping_; }
     unsigned idle_timeout() const { return limits_.idle_timeout; }
     event_base* base() const { return base_.get(); }
 
@@ -248,6 +252,12 @@ class ChatServer {
         listener_.reset();  // no new clients
         event_del(stop_event_.get());
         hub_.shutdown("server shutting down");
+        // Those already waiting for a peer's FIN wait no longer.
+        std::vector<Conn*> draining;
+        for (auto& [p, c] : conns_)
+            if (c->state() == Conn::State::draining) draining.push_back(p);
+        for (Conn* c : draining)
+            c->end_now();
         // Every connection is now flushing. The loop ends when the last one is
         // freed, or after the deadline, whichever comes first.
         deadline_event_.reset(evtimer_new(base_.get(), &ChatServer::on_deadline, this));
@@ -323,7 +333,11 @@ void Conn::close() {
     deadline_.reset(evtimer_new(server_.base(), &Conn::on_deadline, this));
     timeval dl = seconds(2 * server_.linger());
     evtimer_add(deadline_.get(), &dl);
-    if (queued() == 0) begin_drain();
+    // The next step runs from the loop, never inside the Hub's call to close().
+    if (queued() == 0) {
+        step_.reset(event_new(server_.base(), -1, 0, &Conn::on_step, this));
+        event_active(step_.get(), 0, 0);
+    }
     // else: on_write fires when the queue is empty
 }
 
@@ -334,7 +348,16 @@ void Conn::drained() {
 void Conn::begin_drain() {
     if (peer_eof_) return finish("closed", false);  // both directions done
     state_ = State::draining;
-    ::shutdown(bufferevent_getfd(bev_), SHUT_WR);  // our FIN, after the last byte
+    int fd = bufferevent_getfd(bev_);
+    ::shutdown(fd, SHUT_WR);  // our FIN, after the last byte
+    if (server_.stopping()) {
+        // The server is going down: no waiting for the peer's FIN. Reading
+        // what has arrived keeps close() from answering with an RST.
+        std::array<char, 16 * 1024> buf;
+        for (int i = 0; i < 64; ++i)
+            if (::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT) <= 0) break;
+        return finish("server stopping", false);
+    }
     timeval lt = seconds(server_.linger());
     bufferevent_set_timeouts(bev_, &lt, nullptr);
     bufferevent_enable(bev_, EV_READ);
@@ -375,6 +398,7 @@ void Conn::finish(std::string_view why, bool abort) {
     bufferevent_disable(bev_, EV_READ | EV_WRITE);
     bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
     if (deadline_) evtimer_del(deadline_.get());
+    if (step_) event_del(step_.get());
     if (abort) {
         // SO_LINGER 0: close() sends an RST and drops what the peer never read.
         linger lg{1, 0};

@@ -1,0 +1,506 @@
+// Integration tests of chat-server and chat-client: the real binaries over loopback.
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/io.hpp"
+#include "common/socket.hpp"
+#include "tests/support/echo_client.hpp"
+#include "tests/support/process.hpp"
+
+using namespace iolab::test;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// A chat participant over a real socket: send lines, read lines with timeouts.
+class LineClient {
+  public:
+    explicit LineClient(uint16_t port) : fd_(connect_local(port)) {}
+    explicit LineClient(iolab::Fd fd) : fd_(std::move(fd)) {}
+
+    [[nodiscard]] int fd() const { return fd_.get(); }
+
+    void send(std::string_view text) {
+        iolab::IoResult r = iolab::write_all(fd_.get(), text);
+        if (!r.ok()) throw std::runtime_error(r.describe("write", "chat client"));
+    }
+
+    // The next line, or nullopt at timeout / end of stream / error.
+    std::optional<std::string> line(std::chrono::milliseconds timeout) {
+        auto deadline = Clock::now() + timeout;
+        for (;;) {
+            if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+                std::string l = buf_.substr(0, nl);
+                buf_.erase(0, nl + 1);
+                return l;
+            }
+            if (eof_) return std::nullopt;
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+            if (left.count() <= 0) return std::nullopt;
+            pollfd p{fd_.get(), POLLIN, 0};
+            int n = ::poll(&p, 1, static_cast<int>(left.count()));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return std::nullopt;
+            char b[16384];
+            ssize_t r = ::read(fd_.get(), b, sizeof b);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                eof_ = true;
+                err_ = r < 0 ? errno : 0;
+                continue;
+            }
+            buf_.append(b, static_cast<std::size_t>(r));
+        }
+    }
+
+    // Reads lines until one satisfies `pred`; returns it, or nullopt. Lines
+    // passed over are kept in `seen` if given.
+    std::optional<std::string> until(const std::function<bool(const std::string&)>& pred,
+                                     std::chrono::milliseconds timeout,
+                                     std::vector<std::string>* seen = nullptr) {
+        auto deadline = Clock::now() + timeout;
+        for (;;) {
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+            if (left.count() <= 0) return std::nullopt;
+            auto l = line(left);
+            if (!l) return std::nullopt;
+            if (pred(*l)) return l;
+            if (seen) seen->push_back(*l);
+        }
+    }
+    std::optional<std::string> until_line(const std::string& want,
+                                          std::chrono::milliseconds timeout = 10s) {
+        return until([&](const std::string& l) { return l == want; }, timeout);
+    }
+
+    // True once the server has closed the connection (all lines before it read).
+    bool closed(std::chrono::milliseconds timeout, std::vector<std::string>* rest = nullptr) {
+        auto deadline = Clock::now() + timeout;
+        while (!eof_ || buf_.find('\n') != std::string::npos) {
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+            if (left.count() <= 0) return false;
+            auto l = line(left);
+            if (l && rest) rest->push_back(*l);
+            if (!l && !eof_) return false;
+        }
+        return true;
+    }
+
+    // The welcome line, and the guest nick parsed from it.
+    std::string welcome() {
+        auto l = line(10s);
+        if (!l || !l->starts_with("*** welcome to iolab chat, "))
+            throw std::runtime_error("no welcome line: " + l.value_or("(none)"));
+        std::string rest = l->substr(std::string("*** welcome to iolab chat, ").size());
+        return rest.substr(0, rest.find('.'));
+    }
+
+  private:
+    iolab::Fd fd_;
+    std::string buf_;
+    bool eof_ = false;
+    int err_ = 0;
+};
+
+std::vector<std::string> chat_argv(std::vector<std::string> extra) {
+    std::vector<std::string> argv{bin("chat-server"), "--port", "0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+}
+
+}  // namespace
+
+TEST_CASE("chat-server: 50 clients each get every other client's messages once, in order",
+          "[chat][integration]") {
+    ServerProcess server(chat_argv({"--rate-limit", "0"}));
+    constexpr int kClients = 50;
+    constexpr int kMessages = 20;
+    std::vector<std::unique_ptr<LineClient>> clients;
+    std::vector<std::string> nicks;
+    // All join before anyone talks: once a client has its welcome line, it is
+    // in the room (the server is one event loop: connect, welcome, join).
+    for (int i = 0; i < kClients; ++i) {
+        clients.push_back(std::make_unique<LineClient>(server.port()));
+        nicks.push_back(clients.back()->welcome());
+    }
+    REQUIRE(std::set<std::string>(nicks.begin(), nicks.end()).size() == kClients);
+
+    // received[i][sender] = the sequence numbers client i saw from sender, in order.
+    std::vector<std::map<std::string, std::vector<int>>> received(kClients);
+    std::vector<std::string> errors(kClients);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kClients; ++i) {
+        threads.emplace_back([&, i] {
+            try {
+                std::string batch;
+                for (int m = 0; m < kMessages; ++m)
+                    batch += "msg " + nicks[i] + " " + std::to_string(m) + "\n";
+                clients[i]->send(batch);
+                int want = (kClients - 1) * kMessages, got = 0;
+                while (got < want) {
+                    auto l = clients[i]->line(60s);
+                    if (!l) {
+                        errors[i] = "timed out after " + std::to_string(got) + " messages";
+                        return;
+                    }
+                    if (!l->starts_with("<")) continue;  // notices
+                    auto close = l->find("> msg ");
+                    std::string sender = l->substr(1, close - 1);
+                    std::string body = l->substr(close + 6);
+                    auto sp = body.find(' ');
+                    if (body.substr(0, sp) != sender) errors[i] = "mangled line: " + *l;
+                    received[i][sender].push_back(std::stoi(body.substr(sp + 1)));
+                    ++got;
+                }
+            } catch (const std::exception& e) {
+                errors[i] = e.what();
+            }
+        });
+    }
+    for (auto& t : threads)
+        t.join();
+
+    std::vector<int> in_order(kMessages);
+    for (int m = 0; m < kMessages; ++m)
+        in_order[m] = m;
+    for (int i = 0; i < kClients; ++i) {
+        INFO("client " << nicks[i] << ": " << errors[i]);
+        CHECK(errors[i].empty());
+        CHECK(received[i].count(nicks[i]) == 0);  // nothing of one's own comes back
+        CHECK(received[i].size() == kClients - 1);
+        for (auto& [sender, seqs] : received[i]) {
+            INFO("from " << sender);
+            CHECK(seqs == in_order);  // every message once, in the sender's order
+        }
+    }
+    REQUIRE(server.stop(SIGTERM, 20s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s.has_value());
+    CHECK(s->connections == kClients);
+    CHECK(s->refused == 0);
+}
+
+TEST_CASE("chat-server: nicks, /who, /msg and rooms over real sockets", "[chat][integration]") {
+    ServerProcess server(chat_argv({"-v"}));
+    LineClient a(server.port()), b(server.port()), c(server.port());
+    a.welcome();
+    b.welcome();
+    c.welcome();
+    a.send("/nick alice\n");
+    REQUIRE(a.until_line("*** you are now known as alice"));
+    b.send("/nick ALICE\n");
+    REQUIRE(b.until_line("error: nick ALICE is taken"));
+    b.send("/nick bob\n");
+    REQUIRE(b.until_line("*** you are now known as bob"));
+    REQUIRE(c.until_line("*** guest1 is now known as alice"));
+    REQUIRE(c.until_line("*** guest2 is now known as bob"));
+    c.send("/who\n");
+    REQUIRE(c.until_line("*** in lobby (3): alice bob guest3"));
+    a.send("/msg bob just for you\n");
+    REQUIRE(b.until_line("*alice* just for you"));
+    REQUIRE(a.until_line("-> *bob* just for you"));
+    a.send("/join den\n");
+    REQUIRE(a.until_line("*** you are now in den with 0 others"));
+    b.send("/join den\n");
+    REQUIRE(a.until_line("*** bob joined den"));
+    c.send("/rooms\n");
+    REQUIRE(c.until_line("*** rooms (2): den(2) lobby(1)"));
+    c.send("not for the den\n");
+    b.send("in the den\n");
+    REQUIRE(a.until_line("<bob> in the den"));
+    // c's lobby message never reached the den: a's next line is b's /me.
+    b.send("/me grins\n");
+    auto next = a.line(10s);
+    REQUIRE(next);
+    CHECK(*next == "* bob grins");
+    c.send("/nonsense\n");
+    REQUIRE(c.until_line("error: unknown command /nonsense (/help lists the commands)"));
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    CHECK(server.err().find("nick guest1 -> alice") != std::string::npos);
+    CHECK(server.err().find("move alice") != std::string::npos);
+}
+
+TEST_CASE("chat-server: an overlong line is dropped with an error, the connection stays",
+          "[chat][integration]") {
+    ServerProcess server(chat_argv({"--max-line", "100"}));
+    LineClient a(server.port()), b(server.port());
+    a.welcome();
+    b.welcome();
+    a.send(std::string(5000, 'x') + "\nafter the long one\n");
+    REQUIRE(a.until_line("error: line longer than 100 bytes; it was dropped"));
+    auto l = b.until([](const std::string& s) { return s.starts_with("<"); }, 10s);
+    REQUIRE(l);
+    CHECK(*l == "<guest1> after the long one");
+    a.send(std::string(100, 'y') + "\r\n");
+    l = b.until([](const std::string& s) { return s.starts_with("<"); }, 10s);
+    REQUIRE(l);
+    CHECK(*l == "<guest1> " + std::string(100, 'y'));
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+}
+
+TEST_CASE("chat-server: a reader that never reads is cut off, the others carry on",
+          "[chat][integration]") {
+    // --linger 60: the cut-off reader's goodbye waits long enough for the test
+    // to come back and read it.
+    ServerProcess server(
+        chat_argv({"--max-queue", "65536", "--rate-limit", "0", "--linger", "60", "-v"}));
+    // A small receive buffer so that the kernel absorbs little before the
+    // server's own queue starts to grow.
+    iolab::Fd raw(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(raw.valid());
+    int small = 4096;
+    ::setsockopt(raw.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(server.port());
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(raw.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0);
+    LineClient slow(std::move(raw));
+    slow.welcome();
+    slow.send("/nick slow\n");
+    REQUIRE(slow.until_line("*** you are now known as slow"));
+    // From here on, slow reads nothing.
+
+    LineClient talker(server.port());
+    talker.welcome();
+    constexpr int kFast = 2;
+    std::vector<std::unique_ptr<LineClient>> fast;
+    for (int i = 0; i < kFast; ++i) {
+        fast.push_back(std::make_unique<LineClient>(server.port()));
+        fast.back()->welcome();
+    }
+
+    constexpr int kLines = 4000;  // 2 MB: far past 64 KiB and the socket buffers
+    const std::string body(500, 'p');
+    std::vector<int> got(kFast, 0);
+    std::vector<bool> saw_cut(kFast, false);
+    auto start = Clock::now();
+    std::vector<std::thread> readers;
+    for (int i = 0; i < kFast; ++i) {
+        readers.emplace_back([&, i] {
+            while (got[i] < kLines) {
+                auto l = fast[i]->line(30s);
+                if (!l) return;
+                if (l->starts_with("<guest2> ")) ++got[i];
+                if (*l == "*** slow left lobby (too slow)") saw_cut[i] = true;
+            }
+        });
+    }
+    std::string batch;
+    for (int n = 0; n < kLines; ++n) {
+        batch += body + " " + std::to_string(n) + "\n";
+        if (batch.size() > 64 * 1024) {
+            talker.send(batch);
+            batch.clear();
+        }
+    }
+    talker.send(batch);
+    for (auto& t : readers)
+        t.join();
+    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    for (int i = 0; i < kFast; ++i) {
+        CHECK(got[i] == kLines);
+        CHECK(saw_cut[i]);
+    }
+    // A blocking fan-out would have hung on the slow reader for good; ours
+    // moves at the speed of the fast ones. Generous bound for a loaded box.
+    CHECK(seconds < 30);
+
+    // Now the slow one reads: what was queued (at most the bound), then the
+    // reason, then the end of the stream.
+    std::vector<std::string> rest;
+    REQUIRE(slow.closed(30s, &rest));
+    REQUIRE_FALSE(rest.empty());
+    CHECK(rest.back() ==
+          "error: disconnected: you read too slowly (more than 65536 bytes of output waiting)");
+    // The server is still fine.
+    talker.send("/who\n");
+    REQUIRE(talker.until_line("*** in lobby (3): guest2 guest3 guest4"));
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    CHECK(server.err().find("cut off slow 127.0.0.1:") != std::string::npos);
+}
+
+TEST_CASE("chat-server: abrupt disconnects (RST) disturb no one", "[chat][integration]") {
+    ServerProcess server(chat_argv({"--rate-limit", "0"}));
+    LineClient watcher(server.port());
+    watcher.welcome();
+    for (int i = 0; i < 20; ++i) {
+        LineClient c(server.port());
+        c.welcome();
+        // Half a line, or a queue of unread output, then an RST.
+        if (i % 2 == 0)
+            c.send("half a li");
+        else
+            c.send("/help\n/who\n");
+        linger lg{1, 0};
+        ::setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }  // each closes here with SO_LINGER 0: an RST
+    // The watcher sees every one leave, and the server still answers.
+    int left = 0;
+    while (left < 20) {
+        auto l = watcher.until(
+            [](const std::string& s) { return s.find(" left lobby (") != std::string::npos; }, 20s);
+        REQUIRE(l);
+        ++left;
+    }
+    watcher.send("/who\n");
+    REQUIRE(watcher.until_line("*** in lobby (1): guest1"));
+    LineClient late(server.port());
+    CHECK(late.welcome() == "guest22");
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s);
+    CHECK(s->connections == 22);
+}
+
+TEST_CASE("chat-server: server full gets a line, then the close", "[chat][integration]") {
+    ServerProcess server(chat_argv({"--max-clients", "2"}));
+    LineClient a(server.port()), b(server.port());
+    a.welcome();
+    b.welcome();
+    LineClient c(server.port());
+    auto l = c.line(10s);
+    REQUIRE(l);
+    CHECK(*l == "error: server full (2 clients); try again later");
+    CHECK(c.closed(10s));
+    // One leaves; there is room again.
+    a.send("/quit\n");
+    REQUIRE(a.until_line("*** bye, guest1"));
+    REQUIRE(a.closed(10s));
+    REQUIRE(b.until_line("*** guest1 left lobby (quit)"));
+    LineClient d(server.port());
+    CHECK(d.welcome() == "guest3");
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s);
+    CHECK(s->connections == 3);
+    CHECK(s->refused == 1);
+}
+
+TEST_CASE("chat-server: limits are announced: flood control and idle timeout",
+          "[chat][integration]") {
+    ServerProcess server(chat_argv({"--rate-limit", "5", "--idle-timeout", "1"}));
+    LineClient a(server.port()), b(server.port());
+    a.welcome();
+    b.welcome();
+    std::string flood;
+    for (int i = 0; i < 30; ++i)
+        flood += "flood " + std::to_string(i) + "\n";
+    a.send(flood);
+    REQUIRE(a.until_line(
+        "error: flood control: more than 5 lines per second; lines are dropped until you slow "
+        "down"));
+    // b says nothing: after a second without input it is told why, then closed.
+    REQUIRE(b.until_line("*** disconnected: idle for 1 seconds", 15s));
+    REQUIRE(b.closed(10s));
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+}
+
+TEST_CASE("chat-server: SIGTERM tells every client, flushes, exits 0 with a summary",
+          "[chat][integration]") {
+    ServerProcess server(chat_argv({}));
+    std::vector<std::unique_ptr<LineClient>> cs;
+    for (int i = 0; i < 3; ++i) {
+        cs.push_back(std::make_unique<LineClient>(server.port()));
+        cs.back()->welcome();
+    }
+    cs[0]->send("hi\n");
+    REQUIRE(cs[1]->until_line("<guest1> hi"));
+    REQUIRE(::kill(server.pid(), SIGTERM) == 0);
+    for (auto& c : cs) {
+        REQUIRE(c->until_line("*** server shutting down"));
+        CHECK(c->closed(10s));
+    }
+    REQUIRE(server.wait(10s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s);
+    CHECK(s->connections == 3);
+    CHECK(s->bytes_in == 3);
+}
+
+TEST_CASE("chat-client: piped stdin sends every line and prints the answers",
+          "[chat][integration]") {
+    ServerProcess server(chat_argv({}));
+    LineClient watcher(server.port());
+    watcher.welcome();
+    char path[] = "/tmp/iolab-chat-input-XXXXXX";
+    int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    std::string script = "/nick piper\n/who\nhello from a pipe\n/msg guest1 psst\n";
+    REQUIRE(::write(fd, script.data(), script.size()) == ssize_t(script.size()));
+    ::close(fd);
+    auto r =
+        run({"/bin/sh", "-c",
+             bin("chat-client") + " 127.0.0.1:" + std::to_string(server.port()) + " < " + path},
+            20s);
+    ::unlink(path);
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("*** welcome to iolab chat, guest2.") != std::string::npos);
+    CHECK(r.out.find("*** you are now known as piper\n") != std::string::npos);
+    CHECK(r.out.find("*** in lobby (2): guest1 piper\n") != std::string::npos);
+    CHECK(r.out.find("-> *guest1* psst\n") != std::string::npos);
+    REQUIRE(watcher.until_line("<piper> hello from a pipe"));
+    REQUIRE(watcher.until_line("*piper* psst"));
+    REQUIRE(watcher.until_line("*** piper left lobby (connection closed)"));
+
+    // /quit: the server's goodbye is printed before the exit.
+    auto q = run({"/bin/sh", "-c",
+                  "printf '/quit done\\nignored\\n' | " + bin("chat-client") +
+                      " 127.0.0.1:" + std::to_string(server.port())},
+                 20s);
+    CHECK(q.exit_code == 0);
+    CHECK(q.out.find("*** bye, guest3\n") != std::string::npos);
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+}
+
+TEST_CASE("chat-client: errors name the call and the peer, exit non-zero", "[chat][integration]") {
+    uint16_t port;
+    {
+        ServerProcess gone(chat_argv({}));
+        port = gone.port();
+        REQUIRE(gone.stop(SIGTERM, 10s) == 0);
+    }
+    auto r = run({bin("chat-client"), "127.0.0.1:" + std::to_string(port)}, 20s);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("connect 127.0.0.1:" + std::to_string(port) + ": Connection refused") !=
+          std::string::npos);
+    auto bad = run({bin("chat-client"), "nohostport"}, 10s);
+    CHECK(bad.exit_code != 0);
+    CHECK(bad.err.find("nohostport") != std::string::npos);
+}
+
+TEST_CASE("chat-server: server conventions (--version, bad flags, IPv6)", "[chat][integration]") {
+    auto v = run({bin("chat-server"), "--version"}, 10s);
+    CHECK(v.exit_code == 0);
+    CHECK(v.out.find("iolab ") != std::string::npos);
+    auto bad = run({bin("chat-server"), "--max-line", "1"}, 10s);
+    CHECK(bad.exit_code != 0);
+    CHECK(bad.err.find("--max-line") != std::string::npos);
+    ServerProcess six(chat_argv({"--host", "::1"}));
+    CHECK(six.host() == "::1");
+    LineClient c(connect_local(six.port(), "::1"));
+    CHECK(c.welcome() == "guest1");
+    REQUIRE(six.stop(SIGINT, 10s) == 0);
+}
