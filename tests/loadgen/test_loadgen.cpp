@@ -1,0 +1,539 @@
+// Integration tests of clients/loadgen: the real binary against servers in
+// this process (threads) and echo-threaded.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "clients/loadgen/options.hpp"
+#include "clients/loadgen/report.hpp"
+#include "common/address.hpp"
+#include "common/error.hpp"
+#include "common/io.hpp"
+#include "common/server.hpp"
+#include "common/socket.hpp"
+#include "tests/support/process.hpp"
+
+using namespace iolab::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+// A thread-per-connection server in the test process. The handler gets each
+// accepted socket (blocking) and its peer; it returns to close it.
+class TestServer {
+  public:
+    using Handler = std::function<void(int fd, const iolab::SockAddr& peer)>;
+    explicit TestServer(Handler h) : handler_(std::move(h)) {
+        listener_ = iolab::listen_tcp("127.0.0.1", 0);
+        port_ = iolab::local_address(listener_.get()).port();
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+    ~TestServer() {
+        stopping_ = true;
+        ::shutdown(listener_.get(), SHUT_RDWR);
+        acceptor_.join();
+        open_.shutdown_all();
+        std::lock_guard lock(mu_);
+        for (auto& t : threads_)
+            t.join();
+    }
+    TestServer(const TestServer&) = delete;
+    TestServer& operator=(const TestServer&) = delete;
+    [[nodiscard]] uint16_t port() const { return port_; }
+    [[nodiscard]] std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  private:
+    void accept_loop() {
+        while (!stopping_) {
+            iolab::Accepted a = iolab::accept_client(listener_.get());
+            if (!a) {
+                if (stopping_) return;
+                continue;
+            }
+            int fd = a.fd.release();
+            open_.add(fd);
+            std::lock_guard lock(mu_);
+            threads_.emplace_back([this, fd, peer = a.peer] {
+                handler_(fd, peer);
+                open_.remove(fd);
+                ::close(fd);
+            });
+        }
+    }
+    Handler handler_;
+    iolab::Fd listener_;
+    uint16_t port_ = 0;
+    std::atomic<bool> stopping_{false};
+    std::thread acceptor_;
+    iolab::OpenConnections open_;
+    std::mutex mu_;
+    std::vector<std::thread> threads_;
+};
+
+// Reads until `delim` is in the buffer; returns the text up to and with it.
+bool read_until(int fd, std::string& buf, const std::string& delim, std::string& out) {
+    for (;;) {
+        auto pos = buf.find(delim);
+        if (pos != std::string::npos) {
+            out = buf.substr(0, pos + delim.size());
+            buf.erase(0, pos + delim.size());
+            return true;
+        }
+        if (buf.size() > 1 << 16) return false;
+        char tmp[4096];
+        ssize_t n = ::read(fd, tmp, sizeof tmp);
+        if (n <= 0) return false;
+        buf.append(tmp, static_cast<std::size_t>(n));
+    }
+}
+
+bool send_all(int fd, const std::string& s) {
+    return iolab::write_all(fd, std::span<const char>(s.data(), s.size())).ok();
+}
+
+// HTTP/1.1 keep-alive responder: /cl answers with Content-Length, /chunked
+// with a chunked body in several writes, /close with Connection: close,
+// /missing with 404.
+void http_handler(int fd, const iolab::SockAddr&) {
+    std::string buf, req;
+    while (read_until(fd, buf, "\r\n\r\n", req)) {
+        std::string path = req.substr(4, req.find(' ', 4) - 4);
+        if (path == "/cl") {
+            if (!send_all(fd,
+                          "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Test: a\r\n\r\nhello world"))
+                return;
+        } else if (path == "/chunked") {
+            if (!send_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"))
+                return;
+            std::this_thread::sleep_for(1ms);  // the body arrives in pieces
+            if (!send_all(fd, "lo\r\n6;ext=1\r\n world\r\n0\r\n\r\n")) return;
+        } else if (path == "/close") {
+            send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            return;
+        } else {
+            if (!send_all(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")) return;
+        }
+    }
+}
+
+// Redis-like: "PING\r\n" -> "+PONG\r\n".
+void ping_handler(int fd, const iolab::SockAddr&) {
+    std::string buf, line;
+    while (read_until(fd, buf, "\n", line))
+        if (!send_all(fd, line == "PING\r\n" ? "+PONG\r\n" : "-ERR\r\n")) return;
+}
+
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/loadgen-test-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+    [[nodiscard]] std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+json read_json(const std::string& path) {
+    std::ifstream f(path);
+    REQUIRE(f);
+    json j;
+    f >> j;
+    return j;
+}
+
+RunResult run_loadgen(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
+    args.insert(args.begin(), bin("loadgen"));
+    args.push_back("-q");
+    RunResult r = run(args, timeout);
+    INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+    return r;
+}
+
+uint64_t error_count(const json& j, const std::string& kind, int code) {
+    for (const auto& e : j["errors"])
+        if (e["kind"] == kind && e["code"] == code) return e["count"].get<uint64_t>();
+    return 0;
+}
+
+}  // namespace
+
+TEST_CASE("loadgen echo: -n requests, every byte verified", "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp;
+    RunResult r =
+        run_loadgen({"127.0.0.1:" + std::to_string(server.port()), "-c", "8", "--threads", "2",
+                     "-n", "3000", "--size", "1000", "--verify", "--json", tmp.file("r.json")});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("Requests/sec:") != std::string::npos);
+    CHECK(r.out.find("Errors: 0") != std::string::npos);
+    json j = read_json(tmp.file("r.json"));
+    CHECK(j["requests"] == 3000);
+    CHECK(j["bytes_out"] == 3000 * 1000);
+    CHECK(j["bytes_in"] == 3000 * 1000);
+    CHECK(j["errors_total"] == 0);
+    CHECK(j["connects"] == 8);
+    CHECK(j["latency_us"]["count"] == 3000);
+    CHECK(j["latency_us"]["p50"].get<double>() > 0);
+    CHECK(j["latency_us"]["p50"].get<double>() <= j["latency_us"]["p99"].get<double>());
+    CHECK(j["latency_us"]["p99"].get<double>() <= j["latency_us"]["max"].get<double>());
+    CHECK(j["connect_us"]["count"] == 8);
+    CHECK(!j["all_up_s"].is_null());
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s);
+    CHECK(s->bytes_in == 3000 * 1000);  // the server saw exactly what loadgen counted
+}
+
+TEST_CASE("loadgen echo: large requests that fill the socket buffers", "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    RunResult r = run_loadgen({"127.0.0.1:" + std::to_string(server.port()), "-c", "4", "--threads",
+                               "1", "-n", "40", "--size", "1048576", "--verify"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find(" 40 requests in") != std::string::npos);
+}
+
+TEST_CASE("loadgen echo --verify catches a server that alters bytes", "[integration]") {
+    TestServer server([](int fd, const iolab::SockAddr&) {
+        char buf[4096];
+        for (;;) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) return;
+            buf[0] ^= 0x20;  // one flipped bit per read
+            if (!iolab::write_all(fd, std::span<const char>(buf, static_cast<std::size_t>(n))).ok())
+                return;
+        }
+    });
+    TempDir tmp;
+    RunResult r = run_loadgen({server.addr(), "-c", "2", "--threads", "1", "-n", "10", "--verify",
+                               "--timeout", "5", "--json", tmp.file("r.json")});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 1);
+    json j = read_json(tmp.file("r.json"));
+    CHECK(error_count(j, "verify", 0) >= 2);
+    CHECK(r.out.find("verify") != std::string::npos);
+}
+
+TEST_CASE("loadgen http: Content-Length and chunked bodies, keep-alive, status codes",
+          "[integration]") {
+    TestServer server(http_handler);
+    TempDir tmp;
+    const std::string base = "http://" + server.addr();
+    RunResult r =
+        run_loadgen({"--mode", "http", "--url", base + "/cl", "--url", base + "/chunked", "-c", "4",
+                     "--threads", "2", "-n", "400", "--json", tmp.file("r.json")});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    json j = read_json(tmp.file("r.json"));
+    CHECK(j["requests"] == 400);
+    CHECK(j["status_codes"]["200"] == 400);
+    CHECK(j["connects"] == 4);  // kept alive: no reconnect
+    CHECK(j["reconnects"] == 0);
+    // each response: a fixed head plus the body, Content-Length and chunked alternating
+    CHECK(j["bytes_in"].get<uint64_t>() > 400 * 11);
+}
+
+TEST_CASE("loadgen http: Connection: close is followed, 404 counts as a failed request",
+          "[integration]") {
+    TestServer server(http_handler);
+    TempDir tmp;
+    const std::string base = "http://" + server.addr();
+    RunResult closing = run_loadgen({"--mode", "http", "--url", base + "/close", "-c", "2",
+                                     "--threads", "1", "-n", "50", "--json", tmp.file("c.json")});
+    INFO(closing.out << closing.err);
+    REQUIRE(closing.exit_code == 0);
+    json c = read_json(tmp.file("c.json"));
+    CHECK(c["requests"] == 50);
+    CHECK(c["reconnects"].get<uint64_t>() >= 48);
+    CHECK(c["errors_total"] == 0);
+
+    RunResult missing = run_loadgen({"--mode", "http", "--url", base + "/missing", "-c", "1",
+                                     "--threads", "1", "-n", "5", "--json", tmp.file("m.json")});
+    INFO(missing.out << missing.err);
+    CHECK(missing.exit_code == 1);
+    json m = read_json(tmp.file("m.json"));
+    CHECK(m["status_codes"]["404"] == 5);
+    CHECK(error_count(m, "status", 404) == 5);
+    RunResult allowed = run_loadgen({"--mode", "http", "--url", base + "/missing", "-c", "1",
+                                     "--threads", "1", "-n", "5", "--allow-errors"});
+    CHECK(allowed.exit_code == 0);
+}
+
+TEST_CASE("loadgen raw: Redis-style PING with --expect-line and --expect-bytes", "[integration]") {
+    TestServer server(ping_handler);
+    TempDir tmp;
+    RunResult line =
+        run_loadgen({"--mode", "raw", server.addr(), "--send", "PING\\r\\n", "--expect-line", "-c",
+                     "3", "--threads", "1", "-n", "300", "--json", tmp.file("l.json")});
+    INFO(line.out << line.err);
+    REQUIRE(line.exit_code == 0);
+    json l = read_json(tmp.file("l.json"));
+    CHECK(l["requests"] == 300);
+    CHECK(l["bytes_in"] == 300 * 7);
+    CHECK(l["bytes_out"] == 300 * 6);
+
+    RunResult bytes =
+        run_loadgen({"--mode", "raw", server.addr(), "--send", "PING\\r\\n", "--expect-bytes", "7",
+                     "-c", "2", "--threads", "2", "-n", "100"});
+    INFO(bytes.out << bytes.err);
+    REQUIRE(bytes.exit_code == 0);
+    CHECK(bytes.out.find(" 100 requests in") != std::string::npos);
+
+    // The wrong expectation: 5 bytes expected, 7 come: bytes nobody asked for.
+    RunResult wrong =
+        run_loadgen({"--mode", "raw", server.addr(), "--send", "PING\\r\\n", "--expect-bytes", "5",
+                     "-c", "1", "--threads", "1", "-n", "3", "--json", tmp.file("w.json")});
+    CHECK(wrong.exit_code == 1);
+    CHECK(error_count(read_json(tmp.file("w.json")), "protocol", 0) >= 1);
+}
+
+TEST_CASE("loadgen idle --active: most connections hold still, a few run echo", "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp;
+    RunResult r =
+        run_loadgen({"--mode", "idle", "127.0.0.1:" + std::to_string(server.port()), "-c", "40",
+                     "--active", "4", "--threads", "2", "-d", "1", "--json", tmp.file("r.json")});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    json j = read_json(tmp.file("r.json"));
+    CHECK(j["connects"] == 40);
+    CHECK(j["max_open"] == 40);
+    CHECK(j["requests"].get<uint64_t>() > 10);
+    CHECK(j["active"] == 4);
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s);
+    CHECK(s->connections == 40);
+    CHECK(s->bytes_in == j["bytes_out"].get<uint64_t>());
+}
+
+TEST_CASE("loadgen classifies errors: refused, reset, timeout", "[integration]") {
+    TempDir tmp;
+    SECTION("refused") {
+        uint16_t port = 0;
+        {
+            iolab::Fd l = iolab::listen_tcp("127.0.0.1", 0);
+            port = iolab::local_address(l.get()).port();
+        }  // closed: nothing listens there now
+        RunResult r = run_loadgen({"127.0.0.1:" + std::to_string(port), "-c", "3", "--threads", "1",
+                                   "-d", "2", "--json", tmp.file("r.json")});
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 1);
+        json j = read_json(tmp.file("r.json"));
+        CHECK(error_count(j, "connect", ECONNREFUSED) == 3);
+        CHECK(j["connect_failures"] == 3);
+        CHECK(r.out.find("Connection refused") != std::string::npos);
+    }
+    SECTION("reset") {
+        // Reads the request, then closes with SO_LINGER 0: an RST instead of a FIN.
+        TestServer server([](int fd, const iolab::SockAddr&) {
+            char buf[64];
+            if (::read(fd, buf, sizeof buf) <= 0) return;
+            linger lg{1, 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        });
+        RunResult r = run_loadgen(
+            {server.addr(), "-c", "2", "--threads", "1", "-n", "4", "--json", tmp.file("r.json")});
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 1);
+        json j = read_json(tmp.file("r.json"));
+        CHECK(error_count(j, "read", ECONNRESET) == 4);
+        CHECK(j["requests"] == 0);
+        CHECK(r.out.find("Connection reset by peer") != std::string::npos);
+    }
+    SECTION("timeout") {
+        // Accepts and reads, never answers.
+        TestServer server([](int fd, const iolab::SockAddr&) {
+            char buf[64];
+            while (::read(fd, buf, sizeof buf) > 0) {
+            }
+        });
+        RunResult r = run_loadgen({server.addr(), "-c", "2", "--threads", "1", "-n", "2",
+                                   "--timeout", "0.3", "--json", tmp.file("r.json")});
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 1);
+        json j = read_json(tmp.file("r.json"));
+        CHECK(error_count(j, "timeout", 0) == 2);
+        CHECK(j["duration_s"].get<double>() >= 0.29);
+    }
+}
+
+TEST_CASE("loadgen --rate holds its target within 5 %", "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp;
+    RunResult r =
+        run_loadgen({"127.0.0.1:" + std::to_string(server.port()), "-c", "20", "--threads", "2",
+                     "-d", "3", "--rate", "2000", "--json", tmp.file("r.json")});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    json j = read_json(tmp.file("r.json"));
+    const double rps = j["requests_per_s"].get<double>();
+    CHECK(rps == Approx(2000).epsilon(0.05));
+    CHECK(j["open_loop"] == true);
+    // corrected latency is never below the uncorrected one
+    CHECK(j["latency_us"]["p50"].get<double>() >= j["latency_uncorrected_us"]["p50"].get<double>());
+    CHECK(r.out.find("Uncorrected") != std::string::npos);
+}
+
+TEST_CASE("loadgen --json shape, and merge adds runs exactly", "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp;
+    const std::string target = "127.0.0.1:" + std::to_string(server.port());
+    REQUIRE(run_loadgen(
+                {target, "-c", "2", "--threads", "1", "-n", "500", "--json", tmp.file("a.json")})
+                .exit_code == 0);
+    REQUIRE(run_loadgen({target, "-c", "3", "--threads", "1", "-n", "700", "--size", "10", "--json",
+                         tmp.file("b.json")})
+                .exit_code == 0);
+    json a = read_json(tmp.file("a.json")), b = read_json(tmp.file("b.json"));
+    for (const char* key : {"tool",
+                            "format",
+                            "mode",
+                            "targets",
+                            "threads",
+                            "connections",
+                            "open_loop",
+                            "rate",
+                            "duration_s",
+                            "requests",
+                            "requests_per_s",
+                            "bytes_in",
+                            "bytes_out",
+                            "mb_in_per_s",
+                            "mb_out_per_s",
+                            "connects",
+                            "connect_failures",
+                            "reconnects",
+                            "max_open",
+                            "all_up_s",
+                            "latency_us",
+                            "latency_uncorrected_us",
+                            "connect_us",
+                            "errors_total",
+                            "errors",
+                            "status_codes",
+                            "histograms"}) {
+        INFO(key);
+        CHECK(a.contains(key));
+    }
+    for (const char* key :
+         {"count", "avg", "stdev", "min", "p50", "p90", "p99", "p99_9", "p99_99", "max"})
+        CHECK(a["latency_us"].contains(key));
+    CHECK(a["histograms"]["latency"]["unit"] == "ns");
+    CHECK(a["histograms"]["latency"]["count"] == 500);
+
+    RunResult m = run({bin("loadgen"), "merge", tmp.file("a.json"), tmp.file("b.json"), "--json",
+                       tmp.file("m.json")},
+                      30s);
+    INFO(m.out << m.err);
+    REQUIRE(m.exit_code == 0);
+    CHECK(m.out.find("2 runs merged") != std::string::npos);
+    json mj = read_json(tmp.file("m.json"));
+    CHECK(mj["requests"] == 1200);
+    CHECK(mj["runs"] == 2);
+    CHECK(mj["connections"] == 5);
+    CHECK(mj["bytes_out"] == 500 * 64 + 700 * 10);
+    CHECK(mj["requests_per_s"].get<double>() ==
+          Approx(a["requests_per_s"].get<double>() + b["requests_per_s"].get<double>()));
+    // The merged histogram is exactly the sum of the two.
+    iolab::Histogram ha = loadgen::histogram_from_json(a["histograms"]["latency"]);
+    iolab::Histogram hb = loadgen::histogram_from_json(b["histograms"]["latency"]);
+    iolab::Histogram hm = loadgen::histogram_from_json(mj["histograms"]["latency"]);
+    ha.merge(hb);
+    CHECK(hm.counts() == ha.counts());
+    CHECK(hm.max() == ha.max());
+    CHECK(hm.sum() == ha.sum());
+    CHECK(mj["latency_us"]["p99"].get<double>() ==
+          Approx(static_cast<double>(ha.percentile(99)) / 1e3));
+
+    // A file that is not a report is refused with its name.
+    std::ofstream(tmp.file("bad.json")) << "{\"tool\": \"wrk\"}";
+    RunResult bad = run({bin("loadgen"), "merge", tmp.file("a.json"), tmp.file("bad.json")}, 30s);
+    CHECK(bad.exit_code != 0);
+    CHECK(bad.err.find("bad.json") != std::string::npos);
+}
+
+TEST_CASE("loadgen --source-addrs spreads connections over local addresses", "[integration]") {
+    std::mutex mu;
+    std::set<std::string> peers;
+    TestServer server([&](int fd, const iolab::SockAddr& peer) {
+        {
+            std::lock_guard lock(mu);
+            peers.insert(peer.host());
+        }
+        char buf[4096];
+        for (;;) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) return;
+            if (!iolab::write_all(fd, std::span<const char>(buf, static_cast<std::size_t>(n))).ok())
+                return;
+        }
+    });
+    RunResult r = run_loadgen({server.addr(), "-c", "8", "--threads", "2", "-n", "80",
+                               "--source-addrs", "127.0.0.2-127.0.0.4,127.0.0.9"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    std::lock_guard lock(mu);
+    CHECK(peers == std::set<std::string>{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.9"});
+}
+
+TEST_CASE("loadgen preflight refuses what the descriptor limit rules out", "[integration]") {
+    SpawnOptions opts;
+    opts.nofile = 256;
+    RunResult r = run({bin("loadgen"), "127.0.0.1:9", "-c", "1000", "-d", "1"}, 30s, opts);
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("preflight:") != std::string::npos);
+    CHECK(r.err.find("RLIMIT_NOFILE 256 < 1") != std::string::npos);
+}
+
+TEST_CASE("loadgen option helpers", "[unit]") {
+    CHECK(loadgen::unescape("PING\\r\\n") == "PING\r\n");
+    CHECK(loadgen::unescape("a\\tb\\\\c\\x41\\0") == std::string("a\tb\\cA\0", 7));
+    CHECK_THROWS_AS(loadgen::unescape("bad\\q"), std::invalid_argument);
+    CHECK_THROWS_AS(loadgen::unescape("cut\\x4"), std::invalid_argument);
+    CHECK_THROWS_AS(loadgen::unescape("end\\"), std::invalid_argument);
+    auto s = loadgen::parse_source_addrs("127.0.0.2-127.0.0.20");
+    REQUIRE(s.size() == 19);
+    CHECK(s.front().host() == "127.0.0.2");
+    CHECK(s.back().host() == "127.0.0.20");
+    CHECK(loadgen::parse_source_addrs("127.0.0.5,::1").size() == 2);
+    CHECK_THROWS_AS(loadgen::parse_source_addrs("127.0.0.9-127.0.0.2"), std::invalid_argument);
+    CHECK_THROWS_AS(loadgen::parse_source_addrs("nonsense"), std::invalid_argument);
+    CHECK_THROWS_AS(loadgen::parse_source_addrs("127.0.0.1,"), std::invalid_argument);
+
+    loadgen::Options o;
+    o.target = "127.0.0.1:7000";
+    o.threads = 8;
+    o.connections = 3;
+    loadgen::Plan p = loadgen::make_plan(o);
+    CHECK(p.threads == 3);  // never more workers than connections
+    CHECK(p.duration_s == 10);
+    o.mode = "raw";
+    CHECK_THROWS_AS(loadgen::make_plan(o), std::invalid_argument);  // no --send
+    o.send = "PING\\r\\n";
+    o.expect_line = true;
+    CHECK(loadgen::make_plan(o).targets[0].requests[0] == "PING\r\n");
+    o.mode = "echo";
+    CHECK_THROWS_AS(loadgen::make_plan(o), std::invalid_argument);  // --send is raw only
+}
