@@ -222,6 +222,8 @@ struct Engine::Worker {
     uint64_t cursor = 0;
     TimerList deadlines{ListId::deadline}, backoffs{ListId::backoff};
     uint64_t finished_at = 0;
+    uint64_t measure_from = 0;  // end of --warmup
+    bool warm = true;
 
     // live
     mutable std::mutex live_mu;
@@ -652,6 +654,7 @@ struct Engine::Worker {
         if (open_loop() && !cycle.empty() && can_issue()) when = std::min(when, tick_time(cursor));
         if (end) when = std::min(when, end);
         if (plan.live) when = std::min(when, next_publish);
+        if (!warm) when = std::min(when, measure_from);
         if (when == UINT64_MAX) return -1;
         return when <= now ? 0 : static_cast<int64_t>(when - now);
     }
@@ -680,6 +683,15 @@ struct Engine::Worker {
         std::array<epoll_event, 256> events;
         uint64_t now = now_ns();
         while (!done(now)) {
+            if (!warm && now >= measure_from) {
+                // Warm-up over: what came before (connection setup, caches,
+                // the server's first allocations) is not part of the figures.
+                // Errors stay counted: a failure during warm-up still failed.
+                warm = true;
+                requests = bytes_in = bytes_out = 0;
+                latency.clear();
+                uncorrected.clear();
+            }
             run_timers(now);
             if (plan.live && now >= next_publish) publish(now);
             if (done(now)) break;
@@ -797,6 +809,8 @@ void Engine::start() {
             plan_.duration_s > 0 ? start_ns_ + static_cast<uint64_t>(plan_.duration_s * 1e9) : 0;
         if (w->quota == UINT64_MAX) w->quota = 0, w->end = start_ns_;  // no share of -n
         w->next_publish = start_ns_ + 1'000'000'000;
+        w->measure_from = start_ns_ + static_cast<uint64_t>(plan_.warmup_s * 1e9);
+        w->warm = plan_.warmup_s <= 0;
         running_.fetch_add(1);
         w->thread = std::thread([this, w] {
             w->run();
@@ -831,7 +845,8 @@ Results Engine::join() {
     for (Worker* w : workers_)
         if (w->thread.joinable()) w->thread.join();
     Results r;
-    uint64_t last = start_ns_;
+    const uint64_t measured_from = start_ns_ + static_cast<uint64_t>(plan_.warmup_s * 1e9);
+    uint64_t last = measured_from;
     bool all_up = true;
     uint64_t all_up_at = start_ns_;
     for (const Worker* w : workers_) {
@@ -866,7 +881,7 @@ Results Engine::join() {
             if (w->status[static_cast<std::size_t>(code)])
                 r.status[code] += w->status[static_cast<std::size_t>(code)];
     }
-    r.duration_s = static_cast<double>(last - start_ns_) / 1e9;
+    r.duration_s = static_cast<double>(last - measured_from) / 1e9;
     r.rps = r.duration_s > 0 ? static_cast<double>(r.requests) / r.duration_s : 0;
     r.all_up_s =
         all_up && plan_.connections > 0 ? static_cast<double>(all_up_at - start_ns_) / 1e9 : -1;

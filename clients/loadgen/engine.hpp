@@ -37,6 +37,7 @@ struct Plan {
     uint64_t requests = 0;                      // 0: run for duration_s
     double rate = 0;                            // > 0: open loop, requests/s in total
     double ramp_s = 0;                          // connection setup spread over this long
+    double warmup_s = 0;                        // requests done before this are not counted
     uint64_t timeout_ns = 10'000'000'000;       // per request and per connect
     std::size_t size = 64;                      // echo: bytes per request
     bool verify = false;                        // echo: compare every byte

@@ -57,6 +57,7 @@ RunInfo info_of(const Options& o, const Plan& p) {
     info.active = p.active;
     info.rate = p.rate;
     info.duration_s = p.duration_s;
+    info.warmup_s = p.warmup_s;
     info.requests = p.requests;
     info.size = (p.mode == Mode::echo || p.mode == Mode::idle) ? p.size : 0;
     return info;
@@ -166,6 +167,8 @@ int main(int argc, char** argv) {
     app.add_option("--rate", o.rate,
                    "Open loop: requests/s in total (latency from the intended send)");
     app.add_option("--ramp", o.ramp_s, "Spread connection setup over this many seconds");
+    app.add_option("--warmup", o.warmup_s,
+                   "Seconds at the start whose requests are not counted (errors still are)");
     app.add_option("--timeout", o.timeout_s, "Seconds a connect or a request may take")
         ->capture_default_str();
     app.add_option("--size", o.size, "echo: bytes per request")->capture_default_str();

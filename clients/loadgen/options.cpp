@@ -211,6 +211,11 @@ Plan make_plan(const Options& o) {
         throw std::invalid_argument("--rate needs --active in idle mode");
     if (o.ramp_s < 0 || o.ramp_s > 3600) throw std::invalid_argument("--ramp must be 0..3600 s");
     p.ramp_s = o.ramp_s;
+    if (o.warmup_s < 0 || (p.duration_s > 0 && o.warmup_s >= p.duration_s))
+        throw std::invalid_argument("--warmup must be shorter than --duration");
+    if (o.warmup_s > 0 && p.requests > 0)
+        throw std::invalid_argument("--warmup goes with --duration, not --requests");
+    p.warmup_s = o.warmup_s;
     if (o.timeout_s <= 0 || o.timeout_s > 3600)
         throw std::invalid_argument("--timeout must be in (0, 3600] s");
     p.timeout_ns = static_cast<uint64_t>(o.timeout_s * 1e9);

@@ -21,6 +21,7 @@ struct Options {
     uint64_t requests = 0;
     double rate = 0;
     double ramp_s = 0;
+    double warmup_s = 0;
     double timeout_s = 10;
     std::size_t size = 64;
     bool verify = false;

@@ -74,6 +74,7 @@ std::string summary_text(const RunInfo& info, const Results& r) {
         s += fmt::format(", open loop at {:.0f} req/s", info.rate);
     else if (info.mode != "idle" || info.active > 0)
         s += ", closed loop";
+    if (info.warmup_s > 0) s += fmt::format(", first {:.1f}s not counted", info.warmup_s);
     if (info.runs > 1) s += fmt::format(", {} runs merged", info.runs);
     s += "\n";
     s += fmt::format("  {:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "", "avg",
@@ -181,6 +182,7 @@ json to_json(const RunInfo& info, const Results& r) {
     j["open_loop"] = info.rate > 0;
     j["rate"] = info.rate;
     j["duration_asked_s"] = info.duration_s;
+    j["warmup_s"] = info.warmup_s;
     j["requests_asked"] = info.requests;
     j["size"] = info.size;
     j["runs"] = info.runs;
@@ -223,6 +225,7 @@ void from_json(const json& j, RunInfo& info, Results& r) {
     info.active = need<uint64_t>(j, "active");
     info.rate = need<double>(j, "rate");
     info.duration_s = need<double>(j, "duration_asked_s");
+    info.warmup_s = j.value("warmup_s", 0.0);
     info.requests = need<uint64_t>(j, "requests_asked");
     info.size = need<std::size_t>(j, "size");
     info.runs = need<int>(j, "runs");
@@ -263,6 +266,7 @@ void merge_into(RunInfo& info, Results& r, const RunInfo& oi, const Results& o) 
     info.active += oi.active;
     info.rate += oi.rate;
     info.duration_s = std::max(info.duration_s, oi.duration_s);
+    info.warmup_s = std::max(info.warmup_s, oi.warmup_s);
     info.requests += oi.requests;
     info.runs += oi.runs;
     r.latency.merge(o.latency);

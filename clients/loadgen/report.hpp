@@ -19,6 +19,7 @@ struct RunInfo {
     uint64_t active = 0;  // idle mode
     double rate = 0;      // 0: closed loop
     double duration_s = 0;
+    double warmup_s = 0;
     uint64_t requests = 0;
     std::size_t size = 0;
     int runs = 1;
