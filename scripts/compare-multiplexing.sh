@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# compare-multiplexing.sh — the end-to-end experiment: how select, poll,
+# epoll (level and edge) and io_uring echo servers hold up as idle
+# connections pile up beside a fixed active load.
+#
+#   scripts/compare-multiplexing.sh           idle 0 100 500 1000 5000 10000, 3 repeats, 3 s each
+#   scripts/compare-multiplexing.sh --quick   idle 0 and 1000, 1 repeat, 1 s (seconds in all)
+#   options: --idle "0 1000 ..." --active K (50) --repeats N (3) --duration S (3)
+#            --servers "echo-select echo-poll echo-epoll echo-epoll--edge echo-uring"
+#            --bin-dir DIR (build/bin) --out DIR (results/) --no-plots
+#
+# One point = one server, I idle connections, K active ones, measured for S
+# seconds. The server starts with --port 0; I connections are opened and held
+# by one loadgen (--mode idle --active 0); once the server has accepted all of
+# them, a second loadgen runs the K active connections (--mode idle --active K,
+# closed loop, 64-byte echoes, one thread) for S seconds. Holding the idle
+# connections in a separate process keeps their setup (10,000 accepts) out of
+# the measured window: what is measured is the steady state the papers talk
+# about. Around that window the script reads the server's user+system CPU
+# time from /proc/PID/stat (CPU µs per request) and its VmRSS. Each point is
+# repeated (servers taking turns) and the median of each figure is kept.
+#
+# echo-select cannot hold a descriptor >= FD_SETSIZE (1024): its idle count is
+# capped at a round number below that (900 with K=50) and the row is marked
+# capped=1.
+#
+# Writes OUT/multiplexing-runs.csv (every repeat), OUT/multiplexing.csv
+# (medians), OUT/multiplexing.md (table) and OUT/multiplexing-{rps,p99,cpu}
+# .png + .svg. Exit code 1 when any point had an error.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/build/bin"
+OUT="$ROOT/results"
+IDLE="0 100 500 1000 5000 10000"
+ACTIVE=50
+REPEATS=3
+DURATION=3
+SERVERS="echo-select echo-poll echo-epoll echo-epoll--edge echo-uring"
+PLOTS=1
+
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+  case "$1" in
+    --quick) IDLE="0 1000"; REPEATS=1; DURATION=1 ;;
+    --idle) IDLE="${2//,/ }"; shift ;;
+    --active) ACTIVE="$2"; shift ;;
+    --repeats) REPEATS="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --servers) SERVERS="${2//,/ }"; shift ;;
+    --bin-dir) BIN="$2"; shift ;;
+    --out) OUT="$2"; shift ;;
+    --no-plots) PLOTS=0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "compare-multiplexing.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ "$ACTIVE" =~ ^[1-9][0-9]*$ && "$REPEATS" =~ ^[1-9][0-9]*$ ]] ||
+  { echo "compare-multiplexing.sh: --active and --repeats take positive integers" >&2; exit 2; }
+[[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+  { echo "compare-multiplexing.sh: --duration takes seconds" >&2; exit 2; }
+for i in $IDLE; do
+  [[ "$i" =~ ^[0-9]+$ ]] || { echo "compare-multiplexing.sh: bad idle count '$i'" >&2; exit 2; }
+done
+
+LOADGEN="$BIN/loadgen"
+[[ -x "$LOADGEN" ]] || { echo "compare-multiplexing.sh: $LOADGEN not built (cmake --build --preset default)" >&2; exit 1; }
+command -v ss >/dev/null || { echo "compare-multiplexing.sh: ss (iproute2) is needed" >&2; exit 1; }
+
+# "echo-epoll--edge" is echo-epoll started with --edge.
+server_cmd() {
+  case "$1" in
+    *--edge) echo "${1%--edge} --edge" ;;
+    *) echo "$1" ;;
+  esac
+}
+available=()
+for s in $SERVERS; do
+  read -r prog _ <<<"$(server_cmd "$s")"
+  if [[ -x "$BIN/$prog" ]]; then
+    available+=("$s")
+  else
+    echo "compare-multiplexing.sh: $BIN/$prog not built: $s left out" >&2
+  fi
+done
+((${#available[@]})) || { echo "compare-multiplexing.sh: no server built" >&2; exit 1; }
+
+hard=$(ulimit -Hn)
+[[ "$hard" == unlimited ]] && hard=1048576
+ulimit -n "$hard" 2>/dev/null || true
+SELECT_CAP=$(( (1024 - ACTIVE - 64) / 100 * 100 ))
+CLK_TCK=$(getconf CLK_TCK)
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/compare-mux.XXXXXX")
+SERVER_PID=""
+HOLDER_PID=""
+cleanup() {
+  # Only the processes this script started, by pid.
+  [[ -n "$HOLDER_PID" ]] && kill -KILL "$HOLDER_PID" 2>/dev/null || true
+  [[ -n "$SERVER_PID" ]] && kill -KILL "$SERVER_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# utime + stime of PID in clock ticks (fields 14 and 15 of /proc/PID/stat,
+# counted after the ")" that ends the command name).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# Connections to port $1 whose handshake is done (accepted or not yet)...
+established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
+# ...and how many of those still wait in the listen queue for accept().
+accept_queue() { ss -Htln "( sport = :$1 )" 2>/dev/null | awk '{q += $2} END {print q + 0}'; }
+
+# Waits up to $2 seconds for PID $1 (a child of this shell) to exit, kills it
+# after that; leaves its exit status in WAIT_RC. Not to be called in $(...):
+# a subshell cannot wait for its parent's children.
+WAIT_RC=0
+wait_pid() {
+  local pid=$1 limit=$2 t=0
+  while kill -0 "$pid" 2>/dev/null && ((t < limit * 10)); do sleep 0.1; t=$((t + 1)); done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  WAIT_RC=0
+  wait "$pid" 2>/dev/null || WAIT_RC=$?
+}
+
+RUNS_CSV="$OUT/multiplexing-runs.csv"
+echo "server,idle_asked,idle,capped,active,repeat,requests,requests_per_s,p50_us,p99_us,cpu_us_per_request,rss_kib,errors,note" >"$RUNS_CSV"
+
+# One measurement; appends one row to RUNS_CSV.
+run_point() {
+  local label=$1 idle_asked=$2 rep=$3
+  local idle=$idle_asked capped=0 errors=0 note=""
+  local -a cmd
+  read -r -a cmd <<<"$(server_cmd "$label")"
+  if [[ "${cmd[0]}" == echo-select ]] && ((idle > SELECT_CAP)); then
+    idle=$SELECT_CAP
+    capped=1
+  fi
+  local d="$WORK/$label-$idle_asked-$rep"
+  mkdir -p "$d"
+
+  "$BIN/${cmd[0]}" "${cmd[@]:1}" --port 0 --max-clients $((idle + ACTIVE + 100)) \
+    >"$d/server.out" 2>"$d/server.err" &
+  SERVER_PID=$!
+  local port="" t=0
+  while ((t < 100)); do
+    if [[ -s "$d/server.out" ]]; then
+      port=$(head -n1 "$d/server.out" | sed -n 's/^listening on .*:\([0-9]*\)$/\1/p')
+      [[ -n "$port" ]] && break
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+    t=$((t + 1))
+  done
+  if [[ -z "$port" ]]; then
+    echo "  $label: did not announce its port: $(head -c 300 "$d/server.err")" >&2
+    wait_pid "$SERVER_PID" 5
+    SERVER_PID=""
+    echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,0,0,,,,,1,server did not start" >>"$RUNS_CSV"
+    return
+  fi
+
+  if ((idle > 0)); then
+    # The idle connections: opened over about a second per 5,000, then held.
+    local ramp
+    ramp=$(awk -v n="$idle" 'BEGIN { r = n / 5000; if (r < 0.2) r = 0.2; print r }')
+    "$LOADGEN" --mode idle --active 0 -c "$idle" --threads 1 --ramp "$ramp" \
+      -d $((120 + ${DURATION%.*})) --json "$d/holder.json" -q "127.0.0.1:$port" \
+      >"$d/holder.out" 2>"$d/holder.err" &
+    HOLDER_PID=$!
+    t=0
+    while { (($(established "$port") < idle)) || (($(accept_queue "$port") > 0)); } &&
+      ((t < 600)) && kill -0 "$HOLDER_PID" 2>/dev/null; do
+      sleep 0.1
+      t=$((t + 1))
+    done
+    local up
+    up=$(established "$port")
+    if ((up < idle)); then
+      errors=$((errors + 1))
+      note="only $up of $idle idle connections established"
+    fi
+    sleep 0.3  # let the accept burst settle
+  fi
+
+  local cpu0 cpu1 rss lrc=0
+  cpu0=$(cpu_ticks "$SERVER_PID")
+  timeout $((60 + ${DURATION%.*})) "$LOADGEN" --mode idle --active "$ACTIVE" -c "$ACTIVE" \
+    --threads 1 -d "$DURATION" --size 64 --json "$d/load.json" -q "127.0.0.1:$port" \
+    >"$d/load.out" 2>"$d/load.err" || lrc=$?
+  cpu1=$(cpu_ticks "$SERVER_PID")
+  rss=$(rss_kib "$SERVER_PID")
+  if ((lrc != 0)); then
+    errors=$((errors + 1))
+    note="${note:+$note; }loadgen exit $lrc: $(tr '\n' ' ' <"$d/load.err" | head -c 200 | tr ',' ';')"
+  fi
+
+  if [[ -n "$HOLDER_PID" ]]; then
+    kill -INT "$HOLDER_PID" 2>/dev/null || true
+    wait_pid "$HOLDER_PID" 20
+    HOLDER_PID=""
+    local hrc=$WAIT_RC
+    if ((hrc != 0)); then
+      errors=$((errors + 1))
+      note="${note:+$note; }idle holder exit $hrc"
+    fi
+  fi
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait_pid "$SERVER_PID" 20
+  SERVER_PID=""
+  local src=$WAIT_RC
+  if ((src != 0)); then
+    errors=$((errors + 1))
+    note="${note:+$note; }server exit $src"
+  fi
+
+  python3 - "$d" "$cpu0" "$cpu1" "$CLK_TCK" <<'PY' >"$d/figures"
+import json, os, sys
+d, c0, c1, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def load(name):
+    p = os.path.join(d, name)
+    try:
+        return json.load(open(p))
+    except (OSError, ValueError):
+        return None
+m = load("load.json")
+h = load("holder.json")
+errs = 0
+if m is None:
+    print("0 0   0")
+    sys.exit(0)
+errs += m["errors_total"] + m["connect_failures"]
+if h is not None:
+    errs += h["errors_total"] + h["connect_failures"]
+req = m["requests"]
+cpu_us = (c1 - c0) * 1e6 / tck
+per = cpu_us / req if req else 0
+print(req, "%.1f" % m["requests_per_s"], "%.1f" % m["latency_us"]["p50"],
+      "%.1f" % m["latency_us"]["p99"], "%.3f" % per, errs)
+PY
+  local req rps p50 p99 cpu lerr
+  read -r req rps p50 p99 cpu lerr <"$d/figures"
+  [[ -n "$lerr" ]] || { lerr=1; note="${note:+$note; }no loadgen report"; }
+  errors=$((errors + lerr))
+  echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,$req,$rps,$p50,$p99,$cpu,$rss,$errors,$note" >>"$RUNS_CSV"
+  printf '  %-18s idle=%-6s rep=%s  %10s req/s  p50 %8s us  p99 %8s us  cpu %7s us/req  rss %6s KiB  errors %s%s\n' \
+    "$label" "$idle" "$rep" "$rps" "$p50" "$p99" "$cpu" "$rss" "$errors" "${note:+  ($note)}"
+}
+
+echo "compare-multiplexing: servers: ${available[*]}; idle: $IDLE; active $ACTIVE; $REPEATS x ${DURATION}s per point (select capped at $SELECT_CAP idle)"
+for ((rep = 1; rep <= REPEATS; rep++)); do
+  for idle in $IDLE; do
+    for s in "${available[@]}"; do
+      run_point "$s" "$idle" "$rep"
+    done
+  done
+done
+
+python3 - "$OUT" "$ACTIVE" "$DURATION" "$REPEATS" "$SELECT_CAP" <<'PY'
+import csv, os, platform, statistics, sys
+out, active, duration, repeats, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+rows = list(csv.DictReader(open(f"{out}/multiplexing-runs.csv")))
+order = []
+for r in rows:
+    if r["server"] not in order:
+        order.append(r["server"])
+idles = sorted({int(r["idle_asked"]) for r in rows})
+def med(vals):
+    vals = [float(v) for v in vals if v not in ("", None)]
+    return statistics.median(vals) if vals else None
+agg = {}
+for s in order:
+    for i in idles:
+        rs = [r for r in rows if r["server"] == s and int(r["idle_asked"]) == i]
+        if not rs:
+            continue
+        ok = [r for r in rs if int(r["errors"]) == 0] or rs
+        agg[(s, i)] = {
+            "idle": int(rs[0]["idle"]), "capped": int(rs[0]["capped"]),
+            "rps": med(r["requests_per_s"] for r in ok), "p50": med(r["p50_us"] for r in ok),
+            "p99": med(r["p99_us"] for r in ok), "cpu": med(r["cpu_us_per_request"] for r in ok),
+            "rss": med(r["rss_kib"] for r in ok), "errors": sum(int(r["errors"]) for r in rs),
+            "repeats": len(rs),
+            "notes": "; ".join(sorted({r["note"] for r in rs if r["note"]})),
+        }
+def f(v, p=1):
+    return "" if v is None else f"{v:.{p}f}"
+with open(f"{out}/multiplexing.csv", "w", newline="") as fh:
+    w = csv.writer(fh)
+    w.writerow(["server", "idle_asked", "idle", "capped", "active", "repeats", "requests_per_s",
+                "p50_us", "p99_us", "cpu_us_per_request", "rss_kib", "errors"])
+    for (s, i), a in agg.items():
+        w.writerow([s, i, a["idle"], a["capped"], active, a["repeats"], f(a["rps"]), f(a["p50"]),
+                    f(a["p99"]), f(a["cpu"], 3), f(a["rss"], 0), a["errors"]])
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+L = ["# select vs poll vs epoll vs io_uring: echo servers with idle connections", ""]
+L.append(f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}. "
+         f"{active} active connections (closed loop, 64-byte echoes, loadgen with one thread) "
+         f"beside I idle ones held by a second loadgen; {duration} s per point, median of "
+         f"{repeats} repeat(s). CPU = the server's user+system time per request "
+         f"(/proc/PID/stat); RSS = the server's VmRSS with all connections open. "
+         f"kept = requests/s as a share of the same server's at 0 idle.")
+L.append("")
+L.append("| server | idle | req/s | kept | p50 µs | p99 µs | CPU µs/req | RSS KiB | errors |")
+L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for s in order:
+    base = agg.get((s, idles[0]), {}).get("rps") if idles and idles[0] == 0 else None
+    for i in idles:
+        a = agg.get((s, i))
+        if a is None:
+            continue
+        idle = f"{a['idle']}" + (f" (capped, asked {i})" if a["capped"] else "")
+        kept = f"{100 * a['rps'] / base:.0f}%" if base and a["rps"] is not None else ""
+        L.append(f"| {s} | {idle} | {f(a['rps'], 0)} | {kept} | {f(a['p50'], 0)} | {f(a['p99'], 0)} | "
+                 f"{f(a['cpu'], 2)} | {f(a['rss'], 0)} | {a['errors']} |")
+notes = [(s, i, a["notes"]) for (s, i), a in agg.items() if a["notes"]]
+L.append("")
+L.append(f"echo-select holds at most {cap} idle connections here: a descriptor >= FD_SETSIZE (1024) "
+         "cannot go into an fd_set.")
+total = sum(a["errors"] for a in agg.values())
+L.append(f"Errors over all points and repeats: {total}.")
+for s, i, n in notes:
+    L.append(f"- {s}, idle {i}: {n}")
+open(f"{out}/multiplexing.md", "w").write("\n".join(L) + "\n")
+
+# gnuplot data: one block per server; idle 0 is drawn at x=10 on the log axis.
+with open(f"{out}/multiplexing.dat", "w") as fh:
+    for s in order:
+        title = s.replace("--edge", " --edge")
+        if any(agg[(s, i)]["capped"] for i in idles if (s, i) in agg):
+            title += f" (capped at {cap} idle)"
+        fh.write(f"\"{title}\" x idle rps p50 p99 cpu\n")
+        for i in idles:
+            a = agg.get((s, i))
+            if a is None or a["rps"] is None:
+                continue
+            x = a["idle"] if a["idle"] > 0 else 10
+            fh.write(f"{x} {a['idle']} {a['rps']:.1f} {f(a['p50'])} {f(a['p99'])} {f(a['cpu'], 3)}\n")
+        fh.write("\n\n")
+with open(f"{out}/multiplexing.meta", "w") as fh:
+    fh.write(f"{len(order)} {total}\n")
+PY
+
+read -r nservers total_errors <"$OUT/multiplexing.meta"
+rm -f "$OUT/multiplexing.meta"
+if ((PLOTS)); then
+  if command -v gnuplot >/dev/null; then
+    for what in rps p99 cpu; do
+      for term in png svg; do
+        gnuplot -e "datafile='$OUT/multiplexing.dat'; outfile='$OUT/multiplexing-$what.$term'; fmt='$term'; what='$what'; nservers=$nservers; active=$ACTIVE" \
+          "$ROOT/scripts/plot-multiplexing.gp"
+      done
+    done
+    echo "compare-multiplexing: plots $OUT/multiplexing-{rps,p99,cpu}.{png,svg}"
+  else
+    echo "compare-multiplexing: gnuplot not installed (scripts/setup.sh installs gnuplot-nox): no plots" >&2
+  fi
+fi
+echo "compare-multiplexing: wrote $OUT/multiplexing.csv $OUT/multiplexing.md ($RUNS_CSV: every repeat)"
+if ((total_errors > 0)); then
+  echo "compare-multiplexing: $total_errors error(s): see the errors column and notes in $OUT/multiplexing.md" >&2
+  exit 1
+fi
