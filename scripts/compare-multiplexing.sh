@@ -288,7 +288,7 @@ for s in order:
 def f(v, p=1):
     return "" if v is None else f"{v:.{p}f}"
 with open(f"{out}/multiplexing.csv", "w", newline="") as fh:
-    w = csv.writer(fh)
+    w = csv.writer(fh, lineterminator="\n")
     w.writerow(["server", "idle_asked", "idle", "capped", "active", "repeats", "requests_per_s",
                 "p50_us", "p99_us", "cpu_us_per_request", "rss_kib", "errors"])
     for (s, i), a in agg.items():

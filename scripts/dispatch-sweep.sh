@@ -72,7 +72,7 @@ rows = doc["results"]
 m = doc["machine"]
 
 with open(f"{out}/dispatch.csv", "w", newline="") as f:
-    w = csv.writer(f)
+    w = csv.writer(f, lineterminator="\n")
     w.writerow(["backend", "library", "fds", "active", "writes", "runs", "us_per_round",
                 "us_per_event", "wall_us_per_round", "rounds_per_run", "failures", "skipped", "note"])
     for r in rows:

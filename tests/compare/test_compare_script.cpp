@@ -1,0 +1,116 @@
+// scripts/compare-multiplexing.sh --quick against the real servers and
+// loadgen: it completes, and its CSV holds one row per server and point with
+// figures that could only come from a real run.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/process.hpp"
+
+using namespace iolab::test;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() : path(fs::temp_directory_path() / ("compare-test-" + std::to_string(::getpid()))) {
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+std::vector<std::string> split(const std::string& line) {
+    std::vector<std::string> out;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ','))
+        out.push_back(cell);
+    if (!line.empty() && line.back() == ',') out.emplace_back();
+    return out;
+}
+
+// The CSV as rows of header -> value.
+std::vector<std::map<std::string, std::string>> read_csv(const fs::path& p) {
+    std::ifstream in(p);
+    REQUIRE(in.good());
+    std::string line;
+    REQUIRE(std::getline(in, line));
+    std::vector<std::string> header = split(line);
+    std::vector<std::map<std::string, std::string>> rows;
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        std::vector<std::string> cells = split(line);
+        REQUIRE(cells.size() == header.size());
+        std::map<std::string, std::string> row;
+        for (std::size_t i = 0; i < header.size(); ++i)
+            row[header[i]] = cells[i];
+        rows.push_back(std::move(row));
+    }
+    return rows;
+}
+
+}  // namespace
+
+TEST_CASE("compare-multiplexing.sh --quick: a CSV row per server and point", "[compare]") {
+    TempDir out;
+    std::vector<std::string> servers = {"echo-select", "echo-poll", "echo-epoll",
+                                        "echo-epoll--edge"};
+    if (fs::exists(bin("echo-uring"))) servers.push_back("echo-uring");
+    std::string list;
+    for (const auto& s : servers)
+        list += (list.empty() ? "" : " ") + s;
+    // 1,100 idle connections: past FD_SETSIZE, so echo-select must be capped.
+    RunResult r =
+        run({"/bin/bash", std::string(IOLAB_SOURCE_DIR) + "/scripts/compare-multiplexing.sh",
+             "--quick", "--idle", "0,1100", "--duration", "0.5", "--active", "10", "--servers",
+             list, "--bin-dir", IOLAB_BIN_DIR, "--out", out.path.string()},
+            240s);
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    auto rows = read_csv(out.path / "multiplexing.csv");
+    REQUIRE(rows.size() == servers.size() * 2);
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& row : rows) {
+        INFO(row.at("server") << " idle " << row.at("idle_asked"));
+        seen.insert({row.at("server"), row.at("idle_asked")});
+        CHECK(row.at("errors") == "0");
+        CHECK(row.at("active") == "10");
+        CHECK(std::stod(row.at("requests_per_s")) > 100);
+        CHECK(std::stod(row.at("p50_us")) > 0);
+        CHECK(std::stod(row.at("p99_us")) >= std::stod(row.at("p50_us")));
+        CHECK(std::stod(row.at("cpu_us_per_request")) > 0);
+        CHECK(std::stod(row.at("rss_kib")) > 0);
+        if (row.at("server") == "echo-select" && row.at("idle_asked") == "1100") {
+            CHECK(row.at("capped") == "1");
+            CHECK(std::stoi(row.at("idle")) < 1024);
+        } else {
+            CHECK(row.at("capped") == "0");
+            CHECK(row.at("idle") == row.at("idle_asked"));
+        }
+    }
+    for (const auto& s : servers) {
+        CHECK(seen.count({s, "0"}) == 1);
+        CHECK(seen.count({s, "1100"}) == 1);
+    }
+    std::ifstream md(out.path / "multiplexing.md");
+    std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    CHECK(text.find("| echo-epoll | 1100 |") != std::string::npos);
+    CHECK(text.find("Errors over all points and repeats: 0.") != std::string::npos);
+    if (run({"/bin/sh", "-c", "command -v gnuplot"}, 10s).exit_code == 0) {
+        for (const char* f :
+             {"multiplexing-rps.png", "multiplexing-p99.svg", "multiplexing-cpu.png"})
+            CHECK(fs::file_size(out.path / f) > 1000);
+    }
+}
