@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "common/error.hpp"
 #include "common/server.hpp"
@@ -54,7 +55,12 @@ void ShedReport::note(const Log& log, std::string_view where, int err, std::size
     if (logged_ && now - last_ < every_) return;
     logged_ = true;
     last_ = now;
-    log.error(sys_message("accept", where, err) + ": " + std::to_string(since_last_) +
+    // strerror_r, not errno_text(): this runs while the process has no
+    // descriptor to spare, and UBSan's check of a virtual call (the one into
+    // std::error_category) needs a pipe to probe memory — it would fail here.
+    char text[128];
+    const char* what = ::strerror_r(err, text, sizeof text);
+    log.error("accept " + std::string(where) + ": " + what + ": " + std::to_string(since_last_) +
               " pending connection(s) accepted and closed (reserve descriptor), " +
               std::to_string(total_) + " in all");
     since_last_ = 0;
