@@ -117,7 +117,7 @@ TEST_CASE("echo-select refuses descriptors >= FD_SETSIZE and keeps serving", "[i
     CHECK(s->connections < static_cast<uint64_t>(FD_SETSIZE) + 1);
 }
 
-TEST_CASE("select, poll and epoll survive EMFILE without spinning", "[integration]") {
+TEST_CASE("select poll epoll: EMFILE survived without spinning", "[integration]") {
     for (const ServerCase& sc :
          {ServerCase{"echo-select", {}}, ServerCase{"echo-poll", {}}, ServerCase{"echo-epoll", {}},
           ServerCase{"echo-epoll", {"--edge"}}}) {
@@ -206,7 +206,7 @@ TEST_CASE("echo-epoll --edge echoes payloads larger than the socket buffers", "[
     }
 }
 
-TEST_CASE("a client that sends and never reads is held back, and stalls no one", "[integration]") {
+TEST_CASE("backpressure: a client that never reads is held back and stalls no one", "[integration]") {
     for (const ServerCase& sc : {ServerCase{"echo-nonblocking", {}}, ServerCase{"echo-select", {}},
                                  ServerCase{"echo-poll", {}}, ServerCase{"echo-epoll", {}},
                                  ServerCase{"echo-epoll", {"--edge"}}}) {
@@ -295,7 +295,7 @@ TEST_CASE("echo-nonblocking --idle-sleep-us gives the core back when idle", "[in
     REQUIRE(server.stop(SIGINT, 15s) == 0);
 }
 
-TEST_CASE("mux servers: --max-clients, bad arguments, --version", "[integration]") {
+TEST_CASE("mux servers refuse past --max-clients and reject bad arguments", "[integration]") {
     for (const char* prog : {"echo-nonblocking", "echo-select", "echo-poll", "echo-epoll"}) {
         INFO(prog);
         {
