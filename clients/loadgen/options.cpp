@@ -264,6 +264,16 @@ Preflight preflight(const Plan& plan) {
             "net.ipv4.ip_local_port_range)",
             pf.ports, pf.ports_needed);
         pf.fatal = true;
+    } else if (pf.ports_needed > pf.ports / 2) {
+        // Linux's connect() tries the ports of one parity first (bind() gets
+        // the other half); past that half, every connect() scans it all before
+        // finding a free port, and setting up connections slows to a crawl.
+        limit = fmt::format(
+            "{} connections per source address > half the ephemeral range ({}): "
+            "connect() scans the first half before each pick and slows down "
+            "(--source-addrs 127.0.0.1-127.0.0.{} avoids it)",
+            pf.ports_needed, pf.ports / 2,
+            1 + (pf.ports_needed * pf.sources) / (pf.ports / 2 * 9 / 10));
     } else if (pf.burst > pf.somaxconn && pf.somaxconn > 0) {
         limit = fmt::format(
             "{} connects at once > somaxconn {}: a server that accepts slowly "

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# c10k.sh — 10,000 and then 19,000 concurrent connections on one echo-epoll.
+#
+# For each count N: starts a fresh echo-epoll (labs/03-multiplexing) on
+# loopback, opens N connections with loadgen, each sending one 64-byte
+# message per second (open loop: --rate N, latency counted from the intended
+# send time) for --duration seconds, the first --warmup seconds not counted.
+# Reports the time until all N were up, connect-time percentiles, errors,
+# latency percentiles and the peak RSS of the server (and of loadgen).
+# Goals: all 10,000 up in under 1 s, zero errors, p99 under 5 ms.
+#
+# The per-process descriptor limit here is 20,000: at 19,000 both the server
+# and loadgen run close to it (loadgen's preflight says so and stops if it
+# would not fit).
+#
+# Usage: scripts/c10k.sh [--build DIR] [--duration S] [--warmup S] [--threads T]
+#                        [--counts "10000 19000"] [--server NAME]
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+build="$root/build"
+duration=6
+warmup=1
+threads=2
+counts="10000 19000"
+server=echo-epoll
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --build) build=$2; shift 2 ;;
+        --duration) duration=$2; shift 2 ;;
+        --warmup) warmup=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
+        --counts) counts=$2; shift 2 ;;
+        --server) server=$2; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "c10k: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+loadgen="$build/bin/loadgen"
+[[ -x "$loadgen" ]] || { echo "c10k: $loadgen not built (cmake --build $build --target loadgen)" >&2; exit 2; }
+if [[ ! -x "$build/bin/$server" ]]; then
+    echo "c10k: $build/bin/$server is not built (labs/03-multiplexing: cmake --build $build --target echo-epoll)." >&2
+    if [[ -x "$build/bin/echo-threaded" ]]; then
+        echo "c10k: FALLING BACK to echo-threaded: a thread per connection, not the epoll model this script is about." >&2
+        server=echo-threaded
+    else
+        exit 2
+    fi
+fi
+
+tmp=$(mktemp -d /tmp/c10k.XXXXXX)
+server_pid=""
+stop_server() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    [[ -n "$server_pid" ]] && wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+cleanup() { stop_server; rm -rf "$tmp"; }
+trap cleanup EXIT INT TERM
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+echo "c10k: $server vs loadgen, ${duration}s per run (first ${warmup}s not counted), $threads loadgen threads, $(nproc) cores"
+echo "limits: nofile $(ulimit -n) (hard $(ulimit -Hn)), ports $(tr '\t' '-' < /proc/sys/net/ipv4/ip_local_port_range), somaxconn $(cat /proc/sys/net/core/somaxconn)"
+status=0
+for n in $counts; do
+    "$build/bin/$server" --port 0 --max-clients 20000 >"$tmp/server.out" 2>"$tmp/server.err" &
+    server_pid=$!
+    port=""
+    for _ in $(seq 100); do
+        line=$(head -n1 "$tmp/server.out" 2>/dev/null || true)
+        if [[ "$line" == "listening on "* ]]; then port=${line##*:}; break; fi
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    [[ -n "$port" ]] || { echo "c10k: $server did not start:" >&2; cat "$tmp/server.err" >&2; exit 1; }
+    rss_idle=$(rss_kb "$server_pid")
+    # connect() picks from one parity half of the ephemeral range first and
+    # crawls past it: keep each local address below 90 % of that half.
+    read -r plo phi < /proc/sys/net/ipv4/ip_local_port_range
+    half=$(( (phi - plo + 1) / 2 * 9 / 10 ))
+    nsrc=$(( (n + half - 1) / half ))
+    src=()
+    (( nsrc > 1 )) && src=(--source-addrs "127.0.0.1-127.0.0.$nsrc")
+    sock_before=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
+
+    "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$n" --size 64 -d "$duration" --warmup "$warmup" \
+        --threads "$threads" --json "$tmp/run.json" --allow-errors "${src[@]}" \
+        >"$tmp/loadgen.out" 2>"$tmp/loadgen.err" &
+    lg_pid=$!
+    peak=0
+    lg_peak=0
+    sock_peak=0
+    while kill -0 "$lg_pid" 2>/dev/null; do
+        r=$(rss_kb "$server_pid"); (( r > peak )) && peak=$r
+        r=$(rss_kb "$lg_pid"); (( r > lg_peak )) && lg_peak=$r
+        r=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat); (( r > sock_peak )) && sock_peak=$r
+        sleep 0.25
+    done
+    page_kb=$(( $(getconf PAGESIZE) / 1024 ))
+    kernel_kb=$(( (sock_peak - sock_before) * page_kb ))
+    lg_rc=0
+    wait "$lg_pid" || lg_rc=$?
+    stop_server
+    if [[ ! -s "$tmp/run.json" ]]; then
+        echo "c10k: loadgen failed (exit $lg_rc):" >&2
+        cat "$tmp/loadgen.err" "$tmp/loadgen.out" >&2
+        status=1
+        continue
+    fi
+    grep '^preflight' "$tmp/loadgen.err" | sed 's/^/  /' || true
+    (( nsrc > 1 )) && echo "  (loadgen spread over $nsrc local addresses: ${src[*]})"
+    python3 - "$tmp/run.json" "$n" "$peak" "$rss_idle" "$lg_peak" "$server" "$kernel_kb" <<'PY' || status=1
+import json, sys
+j = json.load(open(sys.argv[1]))
+n, peak, idle, lg_peak, server, kernel = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7])
+lat, con = j["latency_us"], j["connect_us"]
+up = j["all_up_s"]
+print(f"{n} connections:")
+print(f"  all up after      {up:.3f} s" if up is not None else "  all up after      never (not every connection came up)")
+print(f"  connect time      p50 {con['p50']:.0f} us, p99 {con['p99']:.0f} us, max {con['max']:.0f} us")
+print(f"  errors            {j['errors_total']}" + "".join(f"\n    {e['kind']} {e['code']}: {e['count']} ({e['text']})" for e in j["errors"]))
+print(f"  requests          {j['requests']} in {j['duration_s']:.2f} s = {j['requests_per_s']:.0f}/s")
+print(f"  latency           p50 {lat['p50']:.0f} us, p90 {lat['p90']:.0f} us, p99 {lat['p99']:.0f} us, p99.9 {lat['p99_9']:.0f} us, max {lat['max']:.0f} us (from the intended send)")
+u = j["latency_uncorrected_us"]
+print(f"  uncorrected       p50 {u['p50']:.0f} us, p99 {u['p99']:.0f} us")
+print(f"  {server} RSS  {idle} KiB idle, {peak} KiB peak ({(peak - idle) * 1024 / n:.0f} B per connection); loadgen RSS {lg_peak} KiB")
+print(f"  kernel TCP memory {kernel} KiB more at the peak (both ends of every connection, /proc/net/sockstat; other processes' traffic included)")
+ok = True
+if n == 10000:
+    for name, good in (("all up < 1 s", up is not None and up < 1.0),
+                       ("zero errors", j["errors_total"] == 0 and j["connect_failures"] == 0),
+                       ("p99 < 5 ms", lat["p99"] < 5000)):
+        print(f"  goal {name:<14} {'met' if good else 'MISSED'}")
+        ok = ok and good
+sys.exit(0 if ok else 1)
+PY
+done
+exit $status
