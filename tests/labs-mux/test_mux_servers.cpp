@@ -206,7 +206,8 @@ TEST_CASE("echo-epoll --edge echoes payloads larger than the socket buffers", "[
     }
 }
 
-TEST_CASE("backpressure: a client that never reads is held back and stalls no one", "[integration]") {
+TEST_CASE("backpressure: a client that never reads is held back and stalls no one",
+          "[integration]") {
     for (const ServerCase& sc : {ServerCase{"echo-nonblocking", {}}, ServerCase{"echo-select", {}},
                                  ServerCase{"echo-poll", {}}, ServerCase{"echo-epoll", {}},
                                  ServerCase{"echo-epoll", {"--edge"}}}) {
