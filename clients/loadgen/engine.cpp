@@ -216,7 +216,8 @@ struct Engine::Worker {
     // schedule
     uint64_t start = 0, end = 0;  // end 0: no time limit
     uint64_t quota = 0, issued = 0, inflight = 0;
-    uint64_t alive = 0;  // connections not dead
+    bool follower = false;  // -n run without a share: ends when the others have
+    uint64_t alive = 0;     // connections not dead
     std::size_t next_start = 0;
     double tick_ns = 0;
     uint64_t cursor = 0;
@@ -238,7 +239,7 @@ struct Engine::Worker {
     }
 
     [[nodiscard]] bool open_loop() const { return plan.rate > 0; }
-    [[nodiscard]] bool can_issue() const { return quota == 0 || issued < quota; }
+    [[nodiscard]] bool can_issue() const { return !follower && (quota == 0 || issued < quota); }
 
     void count_error(ErrorKind k, int code) {
         if (code < 0 || code >= kMaxCode) code = kMaxCode - 1;
@@ -672,6 +673,7 @@ struct Engine::Worker {
         if (engine.stop_.load(std::memory_order_relaxed)) return true;
         if (end && now >= end) return true;
         if (alive == 0) return true;
+        if (follower) return engine.quota_workers_left_.load() == 0;
         if (quota && issued >= quota && inflight == 0) return true;
         return false;
     }
@@ -768,7 +770,10 @@ Engine::Engine(const Plan& plan) : plan_(plan) {
             uint64_t lo = plan.requests * cum / total_active;
             uint64_t hi = plan.requests * (cum + active_per[t]) / total_active;
             w->quota = hi - lo;
-            if (w->quota == 0) w->quota = UINT64_MAX;  // nothing to do: never issue
+            // No share of -n (fewer requests than workers, or only idle
+            // connections here): hold the connections until the others are done.
+            w->follower = w->quota == 0;
+            if (!w->follower) ++quota_workers_left_;
         }
         cum += active_per[t];
         if (plan.rate > 0 && active_per[t] > 0) {
@@ -807,13 +812,16 @@ void Engine::start() {
         w->start = start_ns_;
         w->end =
             plan_.duration_s > 0 ? start_ns_ + static_cast<uint64_t>(plan_.duration_s * 1e9) : 0;
-        if (w->quota == UINT64_MAX) w->quota = 0, w->end = start_ns_;  // no share of -n
         w->next_publish = start_ns_ + 1'000'000'000;
         w->measure_from = start_ns_ + static_cast<uint64_t>(plan_.warmup_s * 1e9);
         w->warm = plan_.warmup_s <= 0;
         running_.fetch_add(1);
         w->thread = std::thread([this, w] {
             w->run();
+            if (plan_.requests && !w->follower && quota_workers_left_.fetch_sub(1) == 1) {
+                uint64_t one = 1;  // wake the followers: they end now
+                [[maybe_unused]] ssize_t n = ::write(stop_fd_, &one, sizeof one);
+            }
             running_.fetch_sub(1);
         });
     }

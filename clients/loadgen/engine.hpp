@@ -118,6 +118,7 @@ class Engine {
     int stop_fd_ = -1;  // eventfd in every worker's epoll set
     std::atomic<bool> stop_{false};
     std::atomic<unsigned> running_{0};
+    std::atomic<unsigned> quota_workers_left_{0};  // -n: workers with requests still to do
     uint64_t start_ns_ = 0;
 };
 

@@ -327,6 +327,22 @@ TEST_CASE("loadgen idle --active: most connections hold still, a few run echo", 
     CHECK(s->bytes_in == j["bytes_out"].get<uint64_t>());
 }
 
+TEST_CASE("loadgen idle -n: a worker with only idle connections ends with the others",
+          "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp;
+    // One active connection: the second worker has none and must not wait forever.
+    RunResult r =
+        run_loadgen({"--mode", "idle", "127.0.0.1:" + std::to_string(server.port()), "-c", "10",
+                     "--active", "1", "--threads", "2", "-n", "100", "--json", tmp.file("r.json")},
+                    30s);
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    json j = read_json(tmp.file("r.json"));
+    CHECK(j["requests"] == 100);
+    CHECK(j["connects"] == 10);
+}
+
 TEST_CASE("loadgen classifies errors: refused, reset, timeout", "[integration]") {
     TempDir tmp;
     SECTION("refused") {
