@@ -67,7 +67,7 @@ for _ in $(seq 50); do
 done
 
 echo "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on $url ($workers worker), $(nproc) cores"
-echo "each run: $connections connections, $threads threads, ${duration}s; $runs runs per tool, alternating"
+echo "each run: $connections connections, $threads threads, ${duration}s; $runs runs per tool, alternating; load average $(cut -d" " -f1-3 /proc/loadavg)"
 
 wrk_rates=()
 lg_rates=()

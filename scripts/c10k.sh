@@ -14,7 +14,12 @@
 # would not fit).
 #
 # Usage: scripts/c10k.sh [--build DIR] [--duration S] [--warmup S] [--threads T]
-#                        [--counts "10000 19000"] [--server NAME]
+#                        [--counts "10000 19000"] [--server NAME] [--connect-rate R]
+#
+# Connections are opened at --connect-rate per second (20,000: 10,000 take
+# 0.5 s; 0 opens them all at once). A burst beyond the server's accept queue
+# (somaxconn, 4096 here) gets SYNs dropped whenever the server falls behind,
+# and each drop costs a 1 s retransmission.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +30,7 @@ warmup=1
 threads=2
 counts="10000 19000"
 server=echo-epoll
+connect_rate=20000
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --build) build=$2; shift 2 ;;
@@ -33,6 +39,7 @@ while [[ $# -gt 0 ]]; do
         --threads) threads=$2; shift 2 ;;
         --counts) counts=$2; shift 2 ;;
         --server) server=$2; shift 2 ;;
+        --connect-rate) connect_rate=$2; shift 2 ;;
         -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "c10k: unknown option $1" >&2; exit 2 ;;
     esac
@@ -66,7 +73,7 @@ trap cleanup EXIT INT TERM
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-echo "c10k: $server vs loadgen, ${duration}s per run (first ${warmup}s not counted), $threads loadgen threads, $(nproc) cores"
+echo "c10k: $server vs loadgen, ${duration}s per run (first ${warmup}s not counted), $threads loadgen threads, connect rate ${connect_rate}/s, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "limits: nofile $(ulimit -n) (hard $(ulimit -Hn)), ports $(tr '\t' '-' < /proc/sys/net/ipv4/ip_local_port_range), somaxconn $(cat /proc/sys/net/core/somaxconn)"
 status=0
 for n in $counts; do
@@ -88,10 +95,14 @@ for n in $counts; do
     nsrc=$(( (n + half - 1) / half ))
     src=()
     (( nsrc > 1 )) && src=(--source-addrs "127.0.0.1-127.0.0.$nsrc")
+    ramp=()
+    if (( connect_rate > 0 )); then
+        ramp=(--ramp "$(awk -v n="$n" -v r="$connect_rate" 'BEGIN {printf "%.3f", n / r}')")
+    fi
     sock_before=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
 
     "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$n" --size 64 -d "$duration" --warmup "$warmup" \
-        --threads "$threads" --json "$tmp/run.json" --allow-errors "${src[@]}" \
+        --threads "$threads" --json "$tmp/run.json" --allow-errors "${src[@]}" "${ramp[@]}" \
         >"$tmp/loadgen.out" 2>"$tmp/loadgen.err" &
     lg_pid=$!
     peak=0
