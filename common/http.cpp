@@ -380,8 +380,9 @@ void ResponseParser::parse_status_line(std::string_view line) {
         }
         fail(Error::bad_status_line, why + ": \"" + shown + "\"");
     };
-    if (line.size() < 12 || line.substr(0, 5) != "HTTP/" || !is_digit(line[5]) || line[6] != '.' ||
-        !is_digit(line[7]) || line[8] != ' ') {
+    if (!line.starts_with("HTTP/")) return bad("response does not start with \"HTTP/\"");
+    if (line.size() < 12 || !is_digit(line[5]) || line[6] != '.' || !is_digit(line[7]) ||
+        line[8] != ' ') {
         return bad("malformed status line");
     }
     if (line[5] != '1') {

@@ -459,12 +459,14 @@ int run(const Options& opts) {
         s.delayed.erase(s.delayed.begin());
         reply_text(s, req, 503, "Service Unavailable", "server stopping\n");
     }
+    http.reset();  // frees every connection; their bufferevents go to finalizers
+    s.conns.clear();
+    // One pass of the loop runs the finalizers, which leave the group.
+    event_base_loop(base.get(), EVLOOP_NONBLOCK);
     ev_uint64_t in = 0, out = 0;
     bufferevent_rate_limit_group_get_totals(s.group, &in, &out);
     s.stats.bytes_in = in;
     s.stats.bytes_out = out;
-    http.reset();
-    s.conns.clear();
     bufferevent_rate_limit_group_free(s.group);
     ev_token_bucket_cfg_free(s.unlimited);
     base.reset();
