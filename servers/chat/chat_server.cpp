@@ -3,6 +3,7 @@
 // Usage: chat-server [--host 127.0.0.1] [--port 0] [--max-clients N] [-v]
 //                    [--max-line 4096] [--max-queue 262144] [--rate-limit 20]
 //                    [--idle-timeout 600] [--notices-max 500] [--linger 3]
+//                    [--sndbuf 65536]
 // Try it: chat-server --port 9007, then `nc 127.0.0.1 9007` in two terminals.
 //
 // This file is only the I/O: every client is a Conn, a bufferevent whose
@@ -14,6 +15,13 @@
 // room is appended to every member's output queue and the loop writes each
 // queue when that socket has room. A member whose queue passes --max-queue is
 // cut off (the core decides) instead of slowing the rest down.
+//
+// Two queues stand between a message and a client: our output evbuffer
+// (bounded by --max-queue) and the socket's send buffer in the kernel. Left
+// alone, Linux grows a send buffer up to net.ipv4.tcp_wmem's maximum (4 MiB),
+// so a stalled reader could pin megabytes of kernel memory before --max-queue
+// ever noticed. --sndbuf fixes it per socket (SO_SNDBUF, which also turns off
+// the autotuning): the most a slow reader can cost is then both bounds added.
 //
 // Ending a connection politely takes three steps, each bounded by --linger:
 //   flushing  the core has said goodbye; wait until the queue is written
@@ -86,11 +94,7 @@ class Conn final : public chat::Connection {
     void start(chat::Session* session);
 
     // chat::Connection
-    void send(std::string_view bytes) override {
-        if (state_ == State::closed || state_ == State::draining) return;
-        evbuffer_add(bufferevent_get_output(bev_), bytes.data(), bytes.size());
-        added_ += bytes.size();
-    }
+    void send(std::string_view bytes) override;
     [[nodiscard]] std::size_t queued() const override {
         return evbuffer_get_length(bufferevent_get_output(bev_));
     }
@@ -98,6 +102,8 @@ class Conn final : public chat::Connection {
 
     [[nodiscard]] State state() const noexcept { return state_; }
     void end_now() { finish("server stopping", false); }
+    // Writes what send() queued since the last flush (see ChatServer::flush_dirty).
+    void flush();
     [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
     [[nodiscard]] uint64_t written() const { return added_ - queued(); }
 
@@ -126,6 +132,7 @@ class Conn final : public chat::Connection {
     chat::Session* session_ = nullptr;  // owned by the Hub; null once ended
     State state_ = State::open;
     bool peer_eof_ = false;
+    bool dirty_ = false;  // on the server's list of connections to flush
     uint64_t added_ = 0;  // bytes ever queued, for bytes_out
     EventPtr deadline_;
     EventPtr step_;
@@ -133,11 +140,12 @@ class Conn final : public chat::Connection {
 
 class ChatServer {
   public:
-    ChatServer(const ServerOptions& opts, const chat::Limits& limits, unsigned linger,
+    ChatServer(const ServerOptions& opts, const chat::Limits& limits, unsigned linger, int sndbuf,
                StopSignals& stop)
         : opts_(opts),
           limits_(limits),
           linger_(linger),
+          sndbuf_(sndbuf),
           stop_(stop),
           log_(opts.verbose),
           hub_(limits, [this](std::string_view l) { log_.info(l); }) {}
@@ -161,12 +169,14 @@ class ChatServer {
             event_new(base_.get(), stop_.fd(), EV_READ | EV_PERSIST, &ChatServer::on_stop, this));
         event_add(stop_event_.get(), nullptr);
         reap_event_.reset(event_new(base_.get(), -1, 0, &ChatServer::on_reap, this));
+        flush_event_.reset(event_new(base_.get(), -1, 0, &ChatServer::on_flush, this));
         resume_event_.reset(evtimer_new(base_.get(), &ChatServer::on_resume, this));
 
         announce_listening(listen_fd.get());
         event_base_dispatch(base_.get());
 
         // Whatever did not finish within the stop deadline is closed now.
+        dirty_.clear();
         for (auto& [p, c] : conns_)
             stats_.add_out(c->written());
         conns_.clear();
@@ -186,6 +196,12 @@ class ChatServer {
     bool stopping() const { return stopping_; }
     unsigned idle_timeout() const { return limits_.idle_timeout; }
     event_base* base() const { return base_.get(); }
+
+    // `c` has new output: it is written once the current callbacks are done.
+    void dirty(Conn* c) {
+        dirty_.push_back(c);
+        if (dirty_.size() == 1) event_active(flush_event_.get(), 0, 0);
+    }
 
     // Frees `c` from the loop, not from inside one of its own callbacks.
     void reap(Conn* c) {
@@ -209,6 +225,7 @@ class ChatServer {
         // TCP_NODELAY: chat lines are small and should leave at once.
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (sndbuf_ > 0) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf_, sizeof sndbuf_);
         bufferevent* bev = bufferevent_socket_new(base_.get(), fd, BEV_OPT_CLOSE_ON_FREE);
         if (!bev) {
             log_.error("bufferevent_socket_new " + peer + ": out of memory");
@@ -276,7 +293,26 @@ class ChatServer {
         self->maybe_done();
     }
 
-    void reap_now() { dead_.clear(); }
+    static void on_flush(evutil_socket_t, short, void* ctx) {
+        static_cast<ChatServer*>(ctx)->flush_dirty();
+    }
+
+    // One write per connection for everything the last round of callbacks
+    // queued for it: a message fanned out to N clients costs N writes, and
+    // two messages that arrived together still cost N, not 2N.
+    void flush_dirty() {
+        while (!dirty_.empty()) {
+            std::vector<Conn*> now;
+            now.swap(dirty_);
+            for (Conn* c : now)
+                c->flush();  // may mark others dirty (leave notices)
+        }
+    }
+
+    void reap_now() {
+        flush_dirty();  // nothing on the dirty list may outlive its Conn
+        dead_.clear();
+    }
 
     void maybe_done() {
         if (stopping_ && conns_.empty()) event_base_loopbreak(base_.get());
@@ -285,16 +321,18 @@ class ChatServer {
     const ServerOptions& opts_;
     chat::Limits limits_;
     unsigned linger_;
+    int sndbuf_;  // SO_SNDBUF for client sockets; 0 = the kernel's autotuning
     StopSignals& stop_;
     Log log_;
     ServerStats stats_;
     std::string where_;
     std::unique_ptr<event_base, EventBaseFree> base_;
     std::unique_ptr<evconnlistener, ListenerFree> listener_;
-    EventPtr stop_event_, reap_event_, resume_event_, deadline_event_;
+    EventPtr stop_event_, reap_event_, flush_event_, resume_event_, deadline_event_;
     chat::Hub hub_;  // after base_: destroyed before it, sessions before their connections
     std::unordered_map<Conn*, std::unique_ptr<Conn>> conns_;
     std::vector<std::unique_ptr<Conn>> dead_;
+    std::vector<Conn*> dirty_;
     bool stopping_ = false;
 };
 
@@ -306,7 +344,45 @@ void Conn::start(chat::Session* session) {
         timeval idle = seconds(server_.idle_timeout());
         bufferevent_set_timeouts(bev_, server_.idle_timeout() ? &idle : nullptr, nullptr);
     }
-    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+    // Writing starts out in direct mode: flush() writes the output queue
+    // itself, and EV_WRITE is enabled only while a backlog waits for the
+    // socket to take it. Leaving EV_WRITE on would cost two epoll_ctl calls
+    // (add, then delete once empty) around every single write.
+    // (A new bufferevent has EV_WRITE enabled: turn it off.)
+    bufferevent_disable(bev_, EV_WRITE);
+    bufferevent_enable(bev_, EV_READ);
+}
+
+void Conn::send(std::string_view bytes) {
+    if (state_ == State::closed || state_ == State::draining) return;
+    evbuffer_add(bufferevent_get_output(bev_), bytes.data(), bytes.size());
+    added_ += bytes.size();
+    if (!dirty_) {
+        dirty_ = true;
+        server_.dirty(this);
+    }
+}
+
+void Conn::flush() {
+    dirty_ = false;
+    if (state_ != State::open && state_ != State::flushing) return;
+    if (bufferevent_get_enabled(bev_) & EV_WRITE) return;  // libevent has a backlog going
+    evbuffer* out = bufferevent_get_output(bev_);
+    if (evbuffer_get_length(out) > 0) {
+        // A socket bufferevent freezes the front of its output buffer so that
+        // only its own write callback drains it; we stand in for that callback
+        // here, and lift the freeze for exactly the duration of the write.
+        evbuffer_unfreeze(out, 1);
+        evbuffer_write(out, bufferevent_getfd(bev_));
+        evbuffer_freeze(out, 1);
+    }
+    if (evbuffer_get_length(out) > 0) {
+        // The socket buffer is full (or the write failed): let libevent wait
+        // for writability, retry, and report an error through on_event.
+        bufferevent_enable(bev_, EV_WRITE);
+    } else if (state_ == State::flushing) {
+        begin_drain();
+    }
 }
 
 void Conn::readable() {
@@ -342,6 +418,8 @@ void Conn::close() {
 }
 
 void Conn::drained() {
+    // The backlog is written: back to direct mode.
+    if (state_ == State::open || state_ == State::flushing) bufferevent_disable(bev_, EV_WRITE);
     if (state_ == State::flushing) begin_drain();
 }
 
@@ -419,6 +497,7 @@ int main(int argc, char** argv) {
     iolab::ServerOptions opts;
     iolab::chat::Limits limits;
     unsigned linger = 3;
+    int sndbuf = 64 * 1024;
     CLI::App app{"Multi-user line chat on libevent: rooms, nicks, private messages"};
     iolab::add_server_options(app, opts);
     app.add_option("--max-line", limits.max_line, "Longest input line in bytes")
@@ -443,12 +522,16 @@ int main(int argc, char** argv) {
                    "Seconds a closing connection may take to flush its queue and finish")
         ->check(CLI::Range(1u, 600u))
         ->capture_default_str();
+    app.add_option("--sndbuf", sndbuf,
+                   "SO_SNDBUF of client sockets in bytes (the kernel doubles it); 0 = autotuned")
+        ->check(CLI::Range(0, 64 << 20))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     limits.max_clients = opts.max_clients;
     return iolab::guarded_main("chat-server", [&] {
         iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM before anything else
         iolab::ignore_sigpipe();
-        ChatServer server(opts, limits, linger, stop);
+        ChatServer server(opts, limits, linger, sndbuf, stop);
         return server.run();
     });
 }
