@@ -249,6 +249,7 @@ PY
     "$label" "$idle" "$rep" "$rps" "$p50" "$p99" "$cpu" "$rss" "$errors" "${note:+  ($note)}"
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "compare-multiplexing: servers: ${available[*]}; idle: $IDLE; active $ACTIVE; $REPEATS x ${DURATION}s per point (select capped at $SELECT_CAP idle)"
 for ((rep = 1; rep <= REPEATS; rep++)); do
   for idle in $IDLE; do
@@ -258,9 +259,11 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
   done
 done
 
-python3 - "$OUT" "$ACTIVE" "$DURATION" "$REPEATS" "$SELECT_CAP" <<'PY'
+python3 - "$OUT" "$ACTIVE" "$DURATION" "$REPEATS" "$SELECT_CAP" "$LOAD_START" <<'PY'
 import csv, os, platform, statistics, sys
 out, active, duration, repeats, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+load_start = sys.argv[6]
+load_end = " ".join(open("/proc/loadavg").read().split()[:3])
 rows = list(csv.DictReader(open(f"{out}/multiplexing-runs.csv")))
 order = []
 for r in rows:
@@ -309,7 +312,10 @@ L.append(f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.releas
          f"beside I idle ones held by a second loadgen; {duration} s per point, median of "
          f"{repeats} repeat(s). CPU = the server's user+system time per request "
          f"(/proc/PID/stat); RSS = the server's VmRSS with all connections open. "
-         f"kept = requests/s as a share of the same server's at 0 idle.")
+         f"kept = requests/s as a share of the same server's at 0 idle. "
+         f"Load average (1/5/15 min) at the start: {load_start}, at the end: {load_end} — "
+         f"on a machine shared with other work, requests/s and p99 move with that load; "
+         f"CPU µs per request, counted on the server alone, is the steadier figure.")
 L.append("")
 L.append("| server | idle | req/s | kept | p50 µs | p99 µs | CPU µs/req | RSS KiB | errors |")
 L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -340,10 +346,13 @@ with open(f"{out}/multiplexing.dat", "w") as fh:
         if any(agg[(s, i)]["capped"] for i in idles if (s, i) in agg):
             title += f" (capped at {cap} idle)"
         fh.write(f"\"{title}\" x idle rps p50 p99 cpu\n")
+        drawn = set()
         for i in idles:
             a = agg.get((s, i))
-            if a is None or a["rps"] is None:
+            # A capped server repeats its capped point: draw it once.
+            if a is None or a["rps"] is None or a["idle"] in drawn:
                 continue
+            drawn.add(a["idle"])
             x = a["idle"] if a["idle"] > 0 else 10
             fh.write(f"{x} {a['idle']} {a['rps']:.1f} {f(a['p50'])} {f(a['p99'])} {f(a['cpu'], 3)}\n")
         fh.write("\n\n")

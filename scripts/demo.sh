@@ -156,14 +156,17 @@ else:
     for r in rows:
         by.setdefault(r["server"], {})[int(r["idle_asked"])] = r
     top = max(int(r["idle_asked"]) for r in rows)
-    kept = []
+    kept, cpu = [], []
     for s, pts in by.items():
         if 0 in pts and top in pts and float(pts[0]["requests_per_s"] or 0) > 0:
             r = pts[top]
             share = float(r["requests_per_s"]) / float(pts[0]["requests_per_s"])
             idle = r["idle"] + (" (capped)" if r["capped"] == "1" else "")
             kept.append(f"{s} {100 * share:.0f}% at {idle}")
+            if pts[0]["cpu_us_per_request"] and r["cpu_us_per_request"]:
+                cpu.append(f"{s} {float(pts[0]['cpu_us_per_request']):.1f}->"
+                           f"{float(r['cpu_us_per_request']):.1f}")
     errors = sum(int(r["errors"]) for r in rows)
-    print(f"3. End to end, requests/s kept from 0 to {top} idle connections: " + ", ".join(kept) +
-          f"; errors: {errors}.")
+    print(f"3. End to end, 0 -> {top} idle connections: requests/s kept: " + ", ".join(kept) +
+          "; server CPU µs per request: " + ", ".join(cpu) + f"; errors: {errors}.")
 PY

@@ -2,7 +2,7 @@
 # dispatch-sweep.sh — dispatch-bench over a sweep of watched descriptors.
 #
 #   scripts/dispatch-sweep.sh            100 .. the most the fd limit allows, active 1 and 100
-#   scripts/dispatch-sweep.sh --quick    fewer points, fewer runs (about 15 s)
+#   scripts/dispatch-sweep.sh --quick    fewer points, fewer runs (seconds)
 #   options: --fds LIST --active LIST --rounds N --runs N --bin-dir DIR --out DIR --no-plots
 #
 # Writes OUT/dispatch.json (dispatch-bench's own output), OUT/dispatch.csv,
@@ -19,14 +19,14 @@ OUT="$ROOT/results"
 ACTIVE="1,100"
 FDS=""
 ROUNDS=100
-RUNS=7
+RUNS=15
 PLOTS=1
 quick=0
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case "$1" in
-    --quick) quick=1 ;;
+    --quick) quick=1; ROUNDS=30; RUNS=3 ;;
     --fds) FDS="$2"; shift ;;
     --active) ACTIVE="$2"; shift ;;
     --rounds) ROUNDS="$2"; shift ;;
@@ -56,17 +56,15 @@ if [[ -z "$FDS" ]]; then
     FDS="100,200,500,1000,2000,5000,$max_pairs"
   fi
 fi
-if ((quick)); then
-  ROUNDS=30
-  RUNS=3
-fi
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "dispatch-sweep: fds=$FDS active=$ACTIVE rounds=$ROUNDS runs=$RUNS (RLIMIT_NOFILE hard limit $hard: at most $max_pairs pairs)"
 "$bench" --fds "$FDS" --active "$ACTIVE" --rounds "$ROUNDS" --runs "$RUNS" --json "$OUT/dispatch.json"
 
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "$LOAD_START" <<'PY'
 import csv, json, sys, collections
 out = sys.argv[1]
+load = f"{sys.argv[2]} at the start, {' '.join(open('/proc/loadavg').read().split()[:3])} at the end"
 doc = json.load(open(f"{out}/dispatch.json"))
 rows = doc["results"]
 m = doc["machine"]
@@ -105,7 +103,9 @@ lines.append(f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['kernel']}, libevent {m
              f"(one end watched), A active, {p.get('rounds', '?')}×A chained writes per run; median "
              f"of {p['runs']} runs of the thread's CPU time per round (one wait call + handling "
              "what it reported). raw = our loop on the system call, lev = libevent's event_base "
-             "forced to that backend. — = not measurable (see notes).")
+             "forced to that backend. — = not measurable (see notes). CPU time of the "
+             "benchmark's thread, so that other work on the machine does not count; load "
+             f"average (1/5/15 min): {load}.")
 for a in actives:
     lines.append("")
     lines.append(f"## {a} active")

@@ -3,12 +3,12 @@
 #   what='rps'  requests/s      what='p99'  p99 latency      what='cpu'  server CPU µs per request
 #   gnuplot -e "datafile='results/multiplexing.dat'; outfile='results/multiplexing-rps.png'; fmt='png'; what='rps'; nservers=5; active=50" scripts/plot-multiplexing.gp
 if (fmt eq 'svg') {
-    set terminal svg size 900,560 dynamic enhanced font 'Sans,12' background rgb 'white'
+    set terminal svg size 860,620 dynamic enhanced font 'Sans,12' background rgb 'white'
 } else {
     if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
-        set terminal pngcairo size 900,560 enhanced font 'Sans,11' background rgb 'white'
+        set terminal pngcairo size 860,620 enhanced font 'Sans,11' background rgb 'white'
     } else {
-        set terminal png size 900,560 enhanced
+        set terminal png size 860,620 enhanced
     }
 }
 set output outfile
@@ -16,7 +16,7 @@ set logscale x
 set xrange [7:15000]
 set xtics ('0' 10, '100' 100, '500' 500, '1k' 1000, '5k' 5000, '10k' 10000)
 set grid xtics ytics lc rgb '#dddddd'
-set key outside right top
+set key below horizontal maxcols 3
 set xlabel sprintf('idle connections (beside %d active)', active)
 if (what eq 'rps') {
     col = 3
