@@ -149,11 +149,18 @@ class AioServer {
     // The acceptor thread: blocking accept, each new descriptor sent to the
     // main loop inside a queued realtime signal.
     void accept_loop() {
+        auto last_log = std::chrono::steady_clock::time_point{};
         while (!stopping_.load()) {
             Accepted a = accept_client(listener_.get());
             if (!a) {
                 if (stopping_.load()) return;
-                log_.error(sys_message("accept", where_, a.err));
+                auto now = std::chrono::steady_clock::now();
+                if (now - last_log >= std::chrono::seconds(1)) {  // one line a second at most
+                    log_.error(sys_message("accept", where_, a.err));
+                    last_log = now;
+                }
+                // EMFILE/ENFILE/ENOBUFS: the connection stays in the backlog;
+                // try again in 100 ms rather than spin on it.
                 if (is_resource_exhaustion(a.err)) ::usleep(100 * 1000);
                 continue;
             }

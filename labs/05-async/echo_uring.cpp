@@ -233,7 +233,11 @@ class UringServer {
         } else if (is_resource_exhaustion(-res)) {
             // Out of descriptors: the connection stays in the backlog. Asking
             // again at once would spin; a timeout SQE re-arms accept in 100 ms.
-            log_.error(sys_message("accept", where_, -res));
+            auto now = std::chrono::steady_clock::now();
+            if (now - last_accept_log_ >= std::chrono::seconds(1)) {  // one line a second
+                log_.error(sys_message("accept", where_, -res));
+                last_accept_log_ = now;
+            }
             if (!stopping_) submit_timer();
             return;
         } else if (res != -ECANCELED) {
@@ -356,6 +360,7 @@ class UringServer {
     bool stopping_ = false;
     bool accept_pending_ = false;
     bool timer_pending_ = false;
+    std::chrono::steady_clock::time_point last_accept_log_{};
 };
 
 }  // namespace
