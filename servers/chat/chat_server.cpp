@@ -12,9 +12,12 @@
 // which sees a Conn only through the chat::Connection interface.
 //
 // One thread, one event loop. Nobody ever waits for anybody: a message to a
-// room is appended to every member's output queue and the loop writes each
-// queue when that socket has room. A member whose queue passes --max-queue is
-// cut off (the core decides) instead of slowing the rest down.
+// room is appended to every member's output queue; when the round of
+// callbacks is over, each client with new output gets one non-blocking write
+// (flush_dirty). Only a socket that could not take it all has libevent watch
+// for writability (EV_WRITE) until its backlog is gone. A member whose queue
+// passes --max-queue is cut off (the core decides) instead of slowing the
+// rest down.
 //
 // Two queues stand between a message and a client: our output evbuffer
 // (bounded by --max-queue) and the socket's send buffer in the kernel. Left
