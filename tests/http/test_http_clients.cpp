@@ -121,6 +121,31 @@ TEST_CASE("http-testd stops with requests still waiting on a timer", "[http][int
     CHECK(slow.wait(10s) != -1);
 }
 
+TEST_CASE("http-testd --max-clients answers 503 beyond the limit", "[http][integration]") {
+    Testd t({"--max-clients", "1"});
+    Process slow({bin("http-get"), t.url("/delay/1500")});
+    // The first client's request is in flight once /stats is refused (the
+    // slot is taken) or shows it.
+    bool busy = false;
+    for (int i = 0; i < 100 && !busy; ++i) {
+        RunResult r = http_get({"-i", t.url("/stats")});
+        busy = r.out.starts_with("HTTP/1.1 503");
+        if (!busy) std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(busy);
+    RunResult second = http_get({"--fail", t.url("/bytes/5")});
+    CHECK(second.exit_code == 7);
+    CHECK(second.err.find("503") != std::string::npos);
+    CHECK(slow.wait(10s) == 0);
+    CHECK(slow.out() == "delayed 1500 ms\n");
+    // The slot is free again.
+    CHECK(http_get({t.url("/bytes/5")}).out == pattern(5));
+    REQUIRE(t.proc.stop(SIGTERM, 10s) == 0);
+    auto summary = parse_summary(t.proc.out());
+    REQUIRE(summary);
+    CHECK(summary->refused >= 2);
+}
+
 // ---- http-get against http-testd ---------------------------------------------
 
 TEST_CASE("http-get fetches every route of http-testd", "[http][integration]") {
