@@ -615,10 +615,14 @@ struct Engine::Worker {
     // Everything due by `now`: connects of the ramp, reconnects, timeouts and
     // the open loop's sends.
     void run_timers(uint64_t now) {
+        // Connects go out in small batches between event waits, each stamped
+        // with its own clock reading: a handshake is timed from its own
+        // connect() to the moment the loop sees it done, and a long batch would
+        // add its own length to every connect time in it.
         int batch = 0;
-        while (next_start < conns.size() && start_time(conns[next_start]) <= now && batch < 256) {
+        while (next_start < conns.size() && start_time(conns[next_start]) <= now && batch < 32) {
             Conn& c = conns[next_start++];
-            start_connect(c, now);
+            start_connect(c, now_ns());
             ++batch;
         }
         while (backoffs.head && backoffs.head->deadline <= now) {
@@ -626,7 +630,7 @@ struct Engine::Worker {
             backoffs.remove(&c);
             c.st = St::pending;
             ++reconnects;
-            start_connect(c, now);
+            start_connect(c, now_ns());
         }
         while (deadlines.head && deadlines.head->deadline <= now) {
             Conn& c = *deadlines.head;
@@ -641,7 +645,7 @@ struct Engine::Worker {
                 ++cursor;
                 if (c.st != St::ready) continue;  // busy: sends when its reply is in
                 uint64_t due = next_intended(c);
-                if (due <= now) send_request(c, now, due);
+                if (due <= now) send_request(c, now_ns(), due);
             }
         }
     }
