@@ -316,3 +316,36 @@ TEST_CASE("sigio aio uring: EMFILE is survived without spinning", "[integration]
         CHECK(parse_summary(server.out()).has_value());
     }
 }
+
+TEST_CASE("sigio aio uring: bad arguments and a busy port give one line naming the problem",
+          "[integration]") {
+    std::vector<std::string> programs{"echo-sigio", "echo-aio"};
+#ifdef IOLAB_HAVE_URING
+    programs.push_back("echo-uring");
+#endif
+    for (const std::string& prog : programs) {
+        INFO(prog);
+        auto r = run({bin(prog), "--port", "70000"}, 10s);
+        CHECK(r.exit_code != 0);
+        CHECK(r.err.find("--port") != std::string::npos);
+        CHECK(r.out.empty());
+
+        ServerProcess first({bin(prog), "--port", "0"});
+        auto busy = run({bin(prog), "--port", std::to_string(first.port())}, 10s);
+        CHECK(busy.exit_code == 1);
+        CHECK(busy.err.find(prog + ": bind 127.0.0.1:" + std::to_string(first.port()) +
+                            ": Address already in use") != std::string::npos);
+        REQUIRE(first.stop(SIGTERM, 10s) == 0);
+
+        auto v = run({bin(prog), "--version"}, 10s);
+        CHECK(v.exit_code == 0);
+        CHECK(v.out.find("iolab ") != std::string::npos);
+    }
+    // The UDP socket of echo-sigio --udp: the same message for a taken port.
+    ServerProcess udp({bin("echo-sigio"), "--udp", "--port", "0"});
+    auto busy = run({bin("echo-sigio"), "--udp", "--port", std::to_string(udp.port())}, 10s);
+    CHECK(busy.exit_code == 1);
+    CHECK(busy.err.find("echo-sigio: bind 127.0.0.1:" + std::to_string(udp.port()) +
+                        ": Address already in use") != std::string::npos);
+    REQUIRE(udp.stop(SIGINT, 10s) == 0);
+}
