@@ -158,9 +158,14 @@ TEST_CASE("echo-aio: with more idle clients than aio threads, a newcomer waits i
         INFO("idle client " << i << ": " << o.error);
         REQUIRE(o.ok);  // served, and now quiet: a helper sits in read() for it
     }
-    std::this_thread::sleep_for(100ms);
-    // main + acceptor + the helpers, all of them blocked.
-    CHECK(thread_count(server.pid()) == 2 + helpers);
+    // main + acceptor + the helpers, all of them blocked (the last read is
+    // submitted when the main loop has taken the write's completion signal).
+    int threads = 0;
+    for (int i = 0; i < 100 && threads != 2 + helpers; ++i) {
+        std::this_thread::sleep_for(50ms);
+        threads = thread_count(server.pid());
+    }
+    CHECK(threads == 2 + helpers);
 
     iolab::Fd newcomer = connect_local(server.port());
     std::string p = random_payload(rng, 1000);
