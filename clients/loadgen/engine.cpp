@@ -33,11 +33,9 @@
 #include <random>
 #include <thread>
 
+#include "clients/loadgen/http_reply.hpp"
 #include "common/error.hpp"
 #include "common/fd.hpp"
-#ifdef LOADGEN_HAVE_HTTP
-#include "clients/loadgen/http_reply.hpp"
-#endif
 
 namespace loadgen {
 
@@ -103,11 +101,7 @@ std::string error_text(ErrorKind k, int code, uint64_t timeout_ns) {
             return "echoed bytes differ from those sent";
         case ErrorKind::protocol:
             if (code == 0) return "bytes the server sent unasked";
-#ifdef LOADGEN_HAVE_HTTP
             return "bad HTTP response: " + http_error_text(code);
-#else
-            return "bad response";
-#endif
         case ErrorKind::status:
             return "HTTP status " + std::to_string(code);
         case ErrorKind::count_:
@@ -156,9 +150,7 @@ struct Conn {
     uint64_t expect = 0;
     Conn* prev = nullptr;
     Conn* next = nullptr;
-#ifdef LOADGEN_HAVE_HTTP
     std::unique_ptr<HttpReply> http;
-#endif
 };
 
 // An intrusive list sorted by deadline because every entry's delay is the same.
@@ -357,9 +349,7 @@ struct Engine::Worker {
         }
         c.st = St::ready;
         c.out_len = c.out_off = 0;
-#ifdef LOADGEN_HAVE_HTTP
         if (c.http) c.http->reset();
-#endif
         if (!c.active) return;  // idle: hold the connection, send nothing
         if (!open_loop()) {
             send_request(c, now, now);
@@ -492,7 +482,6 @@ struct Engine::Worker {
                 return true;
             }
             case Mode::http: {
-#ifdef LOADGEN_HAVE_HTTP
                 std::size_t used = 0;
                 HttpReply::Result r = c.http->feed(std::string_view(p, n), used);
                 if (r == HttpReply::Result::more) return true;
@@ -506,16 +495,11 @@ struct Engine::Worker {
                 }
                 http_done(c, now);
                 return true;
-#else
-                fail(c, ErrorKind::protocol, 0, now);
-                return false;
-#endif
             }
         }
         return true;
     }
 
-#ifdef LOADGEN_HAVE_HTTP
     void http_done(Conn& c, uint64_t now) {
         const int code = c.http->status();
         const bool keep = c.http->keep_alive();
@@ -539,10 +523,8 @@ struct Engine::Worker {
             send_request(c, now, next_intended(c));
         }
     }
-#endif
 
     void on_eof(Conn& c, uint64_t now) {
-#ifdef LOADGEN_HAVE_HTTP
         if (plan.mode == Mode::http) {
             if (c.st != St::busy) {
                 reopen(c, now);  // an idle keep-alive connection closed: normal
@@ -555,7 +537,6 @@ struct Engine::Worker {
                 return;
             }
         }
-#endif
         fail(c, ErrorKind::closed, 0, now);
     }
 
@@ -566,9 +547,7 @@ struct Engine::Worker {
             ssize_t n = ::recv(c.fd, rbuf.data(), rbuf.size(), 0);
             if (n > 0) {
                 bytes_in += static_cast<uint64_t>(n);
-#ifdef LOADGEN_HAVE_HTTP
                 if (c.http && c.st == St::busy) c.in_got += static_cast<uint64_t>(n);
-#endif
                 if (!on_bytes(c, rbuf.data(), static_cast<std::size_t>(n), now) || c.gen != gen)
                     return;
                 // A TCP read shorter than asked has emptied the receive queue;
@@ -765,9 +744,7 @@ Engine::Engine(const Plan& plan) : plan_(plan) {
                 c.slot = slot++;
                 w->cycle.push_back(&c);
             }
-#ifdef LOADGEN_HAVE_HTTP
             if (plan.mode == Mode::http) c.http = std::make_unique<HttpReply>();
-#endif
         }
         if (plan.requests && total_active) {
             // Exact split of -n in proportion to the active connections.

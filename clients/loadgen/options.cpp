@@ -10,10 +10,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "common/server.hpp"
-#ifdef LOADGEN_HAVE_HTTP
 #include "common/http.hpp"
-#endif
+#include "common/server.hpp"
 
 namespace loadgen {
 
@@ -133,7 +131,6 @@ Plan make_plan(const Options& o) {
         throw std::invalid_argument("--mode must be echo, http, raw or idle");
 
     if (p.mode == Mode::http) {
-#ifdef LOADGEN_HAVE_HTTP
         if (o.urls.empty()) throw std::invalid_argument("--mode http needs --url");
         if (!o.target.empty())
             throw std::invalid_argument("--mode http takes --url, not a HOST:PORT");
@@ -157,9 +154,6 @@ Plan make_plan(const Options& o) {
             it->requests.push_back("GET " + u.target + " HTTP/1.1\r\nHost: " + u.authority() +
                                    "\r\n\r\n");
         }
-#else
-        throw std::invalid_argument("--mode http: this build has no HTTP parser (common/http)");
-#endif
     } else {
         if (o.target.empty()) throw std::invalid_argument("a target HOST:PORT is needed");
         if (!o.urls.empty()) throw std::invalid_argument("--url belongs to --mode http");
