@@ -161,8 +161,8 @@ Fd connect_any(const http::Url& url, const Options& o, Clock::time_point deadlin
     }
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(list, &::freeaddrinfo);
 
+    // The last address's error decides the exit code: 5 if it timed out, else 4.
     Failure last{connect_failed, "connect " + url.host + ": no address"};
-    bool any_timeout = false;
     for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
         SockAddr addr;
         std::memcpy(&addr.storage, ai->ai_addr, ai->ai_addrlen);
@@ -192,12 +192,10 @@ Fd connect_any(const http::Url& url, const Options& o, Clock::time_point deadlin
             if (o.verbose) log_line("* Connected to " + url.host + " (" + where + ")");
             return fd;
         }
-        if (err == ETIMEDOUT) any_timeout = true;
         last = {err == ETIMEDOUT ? timed_out : connect_failed, sys_message("connect", where, err)};
         if (o.verbose) log_line("* " + last.message);
         if (left_until(deadline).count() == 0) break;
     }
-    if (any_timeout && last.code != timed_out) last.code = connect_failed;
     throw last;
 }
 
