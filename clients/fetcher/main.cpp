@@ -50,6 +50,9 @@ std::string quote(const std::string& s) {
 
 int run(const Options& opts, const std::vector<iolab::http::Url>& urls) {
     iolab::ignore_sigpipe();
+    // Every request in flight holds a socket: --concurrency 5000 needs the
+    // hard limit, not the soft 1024.
+    iolab::raise_nofile_limit();
     Coordinator coord(opts, urls);
     const auto start = Clock::now();
     if (opts.mode == "callbacks") {
