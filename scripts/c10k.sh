@@ -99,7 +99,7 @@ for n in $counts; do
     if (( connect_rate > 0 )); then
         ramp=(--ramp "$(awk -v n="$n" -v r="$connect_rate" 'BEGIN {printf "%.3f", n / r}')")
     fi
-    sock_before=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
+    slab_before=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
 
     "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$n" --size 64 -d "$duration" --warmup "$warmup" \
         --threads "$threads" --json "$tmp/run.json" --allow-errors "${src[@]}" "${ramp[@]}" \
@@ -107,15 +107,14 @@ for n in $counts; do
     lg_pid=$!
     peak=0
     lg_peak=0
-    sock_peak=0
+    slab_peak=0
     while kill -0 "$lg_pid" 2>/dev/null; do
         r=$(rss_kb "$server_pid"); (( r > peak )) && peak=$r
         r=$(rss_kb "$lg_pid"); (( r > lg_peak )) && lg_peak=$r
-        r=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat); (( r > sock_peak )) && sock_peak=$r
+        r=$(awk '/^Slab:/ {print $2}' /proc/meminfo); (( r > slab_peak )) && slab_peak=$r
         sleep 0.25
     done
-    page_kb=$(( $(getconf PAGESIZE) / 1024 ))
-    kernel_kb=$(( (sock_peak - sock_before) * page_kb ))
+    kernel_kb=$(( slab_peak - slab_before ))
     lg_rc=0
     wait "$lg_pid" || lg_rc=$?
     stop_server
@@ -142,7 +141,7 @@ print(f"  latency           p50 {lat['p50']:.0f} us, p90 {lat['p90']:.0f} us, p9
 u = j["latency_uncorrected_us"]
 print(f"  uncorrected       p50 {u['p50']:.0f} us, p99 {u['p99']:.0f} us")
 print(f"  {server} RSS  {idle} KiB idle, {peak} KiB peak ({(peak - idle) * 1024 / n:.0f} B per connection); loadgen RSS {lg_peak} KiB")
-print(f"  kernel TCP memory {kernel} KiB more at the peak (both ends of every connection, /proc/net/sockstat; other processes' traffic included)")
+print(f"  kernel slab       +{kernel} KiB at the peak, {kernel * 1024 / n:.0f} B per connection (sockets, files, epoll items of both ends; /proc/meminfo, other processes included)")
 ok = True
 if n == 10000:
     for name, good in (("all up < 1 s", up is not None and up < 1.0),
