@@ -3,7 +3,7 @@
 // test/bench.c measures it, on the raw system calls and on libevent itself.
 //
 // Usage: dispatch-bench [--backend select|poll|epoll|all] [--fds 100,1000,10000]
-//                       [--active 1,100] [--writes 1000] [--runs 10]
+//                       [--active 1,100] [--writes 1000 | --rounds R] [--runs 10]
 //                       [--no-libevent] [--json FILE]
 //
 // The method. P socketpairs; the program watches one end of each for
@@ -11,13 +11,22 @@
 // read from pair i, one byte is written into pair i+1 (mod P), W times in all,
 // so A bytes keep circulating while the other P-A pairs stay idle. One "round"
 // is one call of the wait primitive plus the handling of what it reported; a
-// run ends when every byte written has been read (A+W events). We time the
-// run, and report per run the time per round and per event; the figure is the
-// median over --runs runs, after one warm-up run. Registering the descriptors
-// (building the fd_set or the pollfd array, epoll_ctl, event_add) happens
+// run ends when every byte written has been read (A+W events; --rounds R sets
+// W = R*A, so that every point has about R+1 rounds). We time the run and
+// report per run the time per round and per event; the figure is the median
+// over --runs runs. Registering the descriptors (building the fd_set or the
+// pollfd array, epoll_ctl, event_add) and a short untimed warm-up run happen
 // before the clock starts: what is measured is the steady-state cost of
 // asking the kernel "which of these are ready?" and answering the handful
 // that are.
+//
+// The clock is the thread's CPU time (user + system, CLOCK_THREAD_CPUTIME_ID):
+// on a machine shared with other work, wall time would also count the moments
+// the scheduler ran someone else (the JSON has the wall figure too). The
+// variants take turns run by run — select, libevent's select, poll, ... then
+// again — each registering its descriptors afresh, so that a burst of load
+// from elsewhere hits all of them alike. Only one epoll instance watches the
+// pairs at any time: every extra one would add a wakeup to every write.
 //
 // What to expect, and why:
 //   select  copies a bitmap of maxfd+1 bits in and out of the kernel, and the
@@ -72,6 +81,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -111,6 +121,14 @@ class Pairs {
     [[nodiscard]] std::size_t size() const noexcept { return read_.size(); }
     [[nodiscard]] int read_fd(std::size_t i) const noexcept { return read_[i].get(); }
     [[nodiscard]] int write_fd(std::size_t i) const noexcept { return write_[i].get(); }
+    // Reads whatever is left in every pair (after a run that failed), so the
+    // next run starts from empty sockets.
+    void drain() const noexcept {
+        char buf[256];
+        for (const Fd& f : read_)
+            while (::recv(f.get(), buf, sizeof buf, 0) > 0) {
+            }
+    }
     [[nodiscard]] int max_read_fd() const noexcept {
         int m = -1;
         for (const Fd& f : read_)
@@ -329,6 +347,7 @@ class LibeventBackend {
   public:
     LibeventBackend(Chain& chain, std::unique_ptr<event_base, EventBaseFree> base)
         : chain_(chain), base_(std::move(base)) {
+        if (!base_) throw std::runtime_error("libevent: no event_base for the requested backend");
         const Pairs& p = chain.pairs();
         slots_.resize(p.size());
         events_.reserve(p.size());
@@ -658,6 +677,7 @@ class Bench {
                 std::optional<RunSample> s = one_run(pt.variant, chain, active, pt.writes);
                 pt.failures += chain.failures();
                 if (!s) {
+                    pairs.drain();
                     pt.skipped = true;
                     pt.note = fmt::format("run {} did not finish within {} s", r + 1,
                                           kRunDeadline.count());
