@@ -55,6 +55,7 @@ rm -f "$OUT/.build.log"
 [[ -x "$BIN/dispatch-bench" ]] || { echo "demo.sh: dispatch-bench did not build" >&2; exit 1; }
 
 # ---- 1. the dispatch sweep ----
+t_start=$SECONDS
 echo
 echo "== 1/2 dispatch-bench sweep"
 if ((full)); then
@@ -86,6 +87,7 @@ fi
 
 # ---- tables, plots, conclusion ----
 echo
+echo "(experiments took $((SECONDS - t_start)) s)"
 echo "================================================================================"
 cat "$OUT/dispatch.md"
 if ((compare_ok)) && [[ -f "$OUT/multiplexing.md" ]]; then
