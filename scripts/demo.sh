@@ -3,7 +3,7 @@
 # and epoll grows with the number of descriptors, and when each one wins.
 #
 #   scripts/demo.sh           short version of both experiments (about 2 minutes)
-#   scripts/demo.sh --full    the long version (about 10 minutes)
+#   scripts/demo.sh --full    the long version (about 12 minutes)
 #   scripts/demo.sh --out DIR write elsewhere than results/
 #   scripts/demo.sh --build-dir DIR   configure/build there (default build/)
 #
