@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "common/error.hpp"
-#include "common/server.hpp"
+#include "common/log.hpp"
 
 namespace iolab {
 

@@ -4,7 +4,6 @@
 //   SIGINT/SIGTERM end the server with one summary line and exit code 0.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -14,18 +13,30 @@
 #include <unordered_set>
 
 #include "common/fd.hpp"
+#include "common/log.hpp"
+#include "common/program.hpp"
 
 namespace iolab {
 
 struct ServerOptions {
     std::string host = "127.0.0.1";
-    int port = 0;  // 0..65535, checked by the option
+    uint16_t port = 0;  // 0 = a free port
     std::size_t max_clients = 10000;
     bool verbose = false;
 };
 
-// Adds --host, --port, --max-clients, -v/--verbose and --version to `app`.
-void add_server_options(CLI::App& app, ServerOptions& opts);
+// What every server's --help ends with.
+inline constexpr std::string_view kServerExitCodes =
+    "Exit codes:\n"
+    "  0  stopped by SIGINT or SIGTERM (after the summary line)\n"
+    "  1  runtime error (the message names the call and the errno text)\n"
+    "  2  usage error";
+
+// Names the app, adds --host, --port, --max-clients, -v/--verbose and
+// --version, and the exit codes above as the --help footer. `verbose_help`
+// says what -v logs.
+void add_server_options(CLI::App& app, std::string_view program, ServerOptions& opts,
+                        std::string_view verbose_help = "Log every connect and disconnect to stderr");
 
 // Counters for the summary line. Atomic so that thread-per-connection servers
 // can share one; relaxed increments cost nothing measurable here.
@@ -63,29 +74,5 @@ class OpenConnections {
     std::unordered_set<int> fds_;
     bool stopping_ = false;
 };
-
-// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
-uint64_t raise_nofile_limit();
-
-// One line to stderr in a single write(2), so lines from threads never mix.
-void log_line(std::string_view line);
-
-// Logs only when -v was given.
-class Log {
-  public:
-    explicit Log(bool verbose) : verbose_(verbose) {}
-    [[nodiscard]] bool verbose() const noexcept { return verbose_; }
-    void info(std::string_view line) const {
-        if (verbose_) log_line(line);
-    }
-    void error(std::string_view line) const { log_line(line); }
-
-  private:
-    bool verbose_;
-};
-
-// Runs `body` and turns an escaping exception into "PROGRAM: message" on stderr
-// and exit code 1.
-int guarded_main(std::string_view program, const std::function<int()>& body);
 
 }  // namespace iolab

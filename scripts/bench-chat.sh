@@ -2,7 +2,7 @@
 # bench-chat.sh — chat-server with 1,000 and then 5,000 clients in one room.
 #
 # For each count N: starts a fresh chat-server (default limits) on loopback,
-# connects N clients with chat-bench (servers/chat/chat_bench.cpp), waits
+# connects N clients with chat-bench (bench/chat-bench/chat_bench.cpp), waits
 # until all are welcomed, then has --talkers of them send --rate messages per
 # second each for --duration seconds. Every message fans out to N-1 clients.
 # Reports deliveries per second, delivery latency (p50/p99/p99.9/max, from

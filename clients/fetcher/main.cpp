@@ -103,7 +103,6 @@ int main(int argc, char** argv) {
     CLI::App app{
         "fetcher: fetch many http:// URLs concurrently (callbacks, coroutines, threads "
         "or sequential)"};
-    app.footer("Exit codes: 0 every URL answered, 3 some failed, 2 usage error, 1 internal error.");
     app.add_option("URL", url_args, "http:// URLs to fetch");
     app.add_option("-i,--input", input, "A file of URLs, one per line (# comments)");
     app.add_option("--mode", opts.mode, "callbacks, coroutines, threads or sequential")
@@ -126,13 +125,8 @@ int main(int argc, char** argv) {
     app.add_option("--max-body", opts.max_body, "Largest body accepted, in bytes")
         ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))
         ->capture_default_str();
-    app.set_version_flag("--version", std::string("iolab ") + IOLAB_VERSION);
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        int rc = app.exit(e);
-        return rc == 0 ? 0 : 2;
-    }
+    iolab::setup_program(app, "fetcher", "Exit codes: 0 every URL answered, 3 some failed, 2 usage error, 1 internal error.");
+    IOLAB_PARSE(app, argc, argv);
     constexpr std::size_t kMaxUrls = 100000;
     std::vector<iolab::http::Url> urls;
     auto add = [&](const std::string& text) -> bool {

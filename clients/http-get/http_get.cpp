@@ -332,7 +332,6 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
     Options o;
     CLI::App app{"http-get: fetch one http:// URL over a raw socket; the body goes to stdout"};
-    app.footer(kExitCodes);
     app.add_option("URL", o.url, "http://HOST[:PORT]/PATH?QUERY (IPv6: http://[::1]:8080/)")
         ->required();
     app.add_flag("-i,--include", o.include, "Print the response headers too");
@@ -351,13 +350,8 @@ int main(int argc, char** argv) {
     app.add_flag("-v,--verbose", o.verbose, "Request and response headers on stderr");
     app.add_flag("-f,--fail", o.fail, "Exit 7, printing nothing, on a status >= 400");
     app.add_option("-A,--user-agent", o.user_agent, "User-Agent header")->capture_default_str();
-    app.set_version_flag("--version", std::string("iolab ") + IOLAB_VERSION);
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        int rc = app.exit(e);
-        return rc == 0 ? 0 : usage;
-    }
+    iolab::setup_program(app, "http-get", kExitCodes);
+    IOLAB_PARSE(app, argc, argv);
     ignore_sigpipe();
     try {
         return run(o);

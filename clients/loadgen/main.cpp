@@ -153,7 +153,11 @@ int main(int argc, char** argv) {
     Options o;
     CLI::App app{
         "loadgen: a load generator for TCP servers (echo, HTTP/1.1, request/response, idle)"};
-    app.set_version_flag("--version", std::string("iolab ") + IOLAB_VERSION);
+    iolab::setup_program(app, "loadgen",
+                         "Exit codes:\n"
+                         "  0  the run finished and every request succeeded\n"
+                         "  1  runtime error, or requests failed (see the summary)\n"
+                         "  2  usage error");
     app.add_option("target", o.target, "HOST:PORT (echo, raw, idle)");
     app.add_option("--mode", o.mode, "echo | http | raw | idle")
         ->check(CLI::IsMember({"echo", "http", "raw", "idle"}))
@@ -193,7 +197,7 @@ int main(int argc, char** argv) {
     merge->add_flag("--allow-errors", merge_allow, "Exit 0 even when the runs had errors");
     app.require_subcommand(0, 1);
 
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("loadgen", [&]() -> int {
         if (merge->parsed()) return run_merge(merge_files, merge_out, merge_allow);
         try {

@@ -59,7 +59,7 @@ void serve(int fd, const std::string& peer, ServerStats& stats, const Log& log) 
 int run(const ServerOptions& opts) {
     StopSignals stop;  // before any thread: blocks SIGINT/SIGTERM for all
     raise_nofile_limit();
-    Fd listener = listen_tcp(opts.host, static_cast<uint16_t>(opts.port));
+    Fd listener = listen_tcp(opts.host, opts.port);
     announce_listening(listener.get());
 
     ServerStats stats;
@@ -97,7 +97,7 @@ int run(const ServerOptions& opts) {
 int main(int argc, char** argv) {
     iolab::ServerOptions opts;
     CLI::App app{"Blocking echo server: one client at a time (iterative)"};
-    iolab::add_server_options(app, opts);
-    CLI11_PARSE(app, argc, argv);
+    iolab::add_server_options(app, "echo-blocking", opts);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-blocking", [&] { return run(opts); });
 }

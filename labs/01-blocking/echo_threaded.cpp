@@ -120,7 +120,7 @@ struct Server {
 int run(const ServerOptions& opts, unsigned pool, std::size_t queue_max) {
     StopSignals stop;  // before any thread: every thread inherits the blocked mask
     raise_nofile_limit();
-    Fd listener = listen_tcp(opts.host, static_cast<uint16_t>(opts.port));
+    Fd listener = listen_tcp(opts.host, opts.port);
     announce_listening(listener.get());
 
     Server server(opts);
@@ -188,12 +188,12 @@ int main(int argc, char** argv) {
     unsigned pool = 0;
     std::size_t queue_max = 256;
     CLI::App app{"Blocking echo server: a thread per connection, or a fixed thread pool"};
-    iolab::add_server_options(app, opts);
+    iolab::add_server_options(app, "echo-threaded", opts);
     app.add_option("--pool", pool, "Fixed pool of N threads instead of one per connection")
         ->check(CLI::Range(0u, 100000u));
     app.add_option("--queue", queue_max, "With --pool: accepted connections that may wait")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
         ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-threaded", [&] { return run(opts, pool, queue_max); });
 }

@@ -79,7 +79,7 @@ class NonblockingServer {
         raise_nofile_limit();
         // The listening socket is non-blocking too: accept() returns EAGAIN
         // when the backlog is empty instead of sleeping.
-        listener_ = listen_tcp(cfg_.server.host, static_cast<uint16_t>(cfg_.server.port),
+        listener_ = listen_tcp(cfg_.server.host, cfg_.server.port,
                                {.nonblocking = true});
         where_ = local_address(listener_.get()).to_string();
         buf_.resize(64 * 1024);  // one read buffer for the whole loop
@@ -221,7 +221,7 @@ class NonblockingServer {
 int main(int argc, char** argv) {
     Config cfg;
     CLI::App app{"Echo server: non-blocking sockets, one busy loop, no readiness call"};
-    iolab::add_server_options(app, cfg.server);
+    iolab::add_server_options(app, "echo-nonblocking", cfg.server);
     app.add_option("--out-limit", cfg.out_limit,
                    "Bytes queued per client before the server stops reading from it")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
                    "Microseconds to sleep after a round in which nothing happened")
         ->check(CLI::Range(0u, 1000000u))
         ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-nonblocking", [&] {
         iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM, opens the signalfd
         NonblockingServer server(cfg, stop);

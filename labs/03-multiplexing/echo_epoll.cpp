@@ -89,7 +89,7 @@ class EpollServer {
         // Non-blocking listener: with --edge the accept loop runs until EAGAIN,
         // and in either mode a connection that vanishes between the readiness
         // report and accept() must not put the whole server to sleep.
-        listener_ = listen_tcp(cfg_.server.host, static_cast<uint16_t>(cfg_.server.port),
+        listener_ = listen_tcp(cfg_.server.host, cfg_.server.port,
                                {.nonblocking = true});
         where_ = local_address(listener_.get()).to_string();
         clients_.resize(static_cast<std::size_t>(std::min<uint64_t>(nofile, 1 << 16)));
@@ -383,13 +383,13 @@ class EpollServer {
 int main(int argc, char** argv) {
     Config cfg;
     CLI::App app{"Echo server: one thread, epoll(7) (level-triggered, or --edge)"};
-    iolab::add_server_options(app, cfg.server);
+    iolab::add_server_options(app, "echo-epoll", cfg.server);
     app.add_option("--out-limit", cfg.out_limit,
                    "Bytes queued per client before the server stops reading from it")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
         ->capture_default_str();
     app.add_flag("--edge", cfg.edge, "Edge-triggered (EPOLLET): drain every socket to EAGAIN");
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-epoll", [&] {
         iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM, opens the signalfd
         EpollServer server(cfg, stop);

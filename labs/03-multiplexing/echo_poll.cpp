@@ -77,7 +77,7 @@ class PollServer {
         const uint64_t nofile = raise_nofile_limit();
         // Non-blocking listener: a connection that vanishes between poll()
         // and accept() must not put the whole server to sleep in accept().
-        listener_ = listen_tcp(cfg_.server.host, static_cast<uint16_t>(cfg_.server.port),
+        listener_ = listen_tcp(cfg_.server.host, cfg_.server.port,
                                {.nonblocking = true});
         where_ = local_address(listener_.get()).to_string();
         clients_.resize(static_cast<std::size_t>(std::min<uint64_t>(nofile, 1 << 16)));
@@ -296,12 +296,12 @@ class PollServer {
 int main(int argc, char** argv) {
     Config cfg;
     CLI::App app{"Echo server: one thread, poll(2)"};
-    iolab::add_server_options(app, cfg.server);
+    iolab::add_server_options(app, "echo-poll", cfg.server);
     app.add_option("--out-limit", cfg.out_limit,
                    "Bytes queued per client before the server stops reading from it")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
         ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-poll", [&] {
         iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM, opens the signalfd
         PollServer server(cfg, stop);

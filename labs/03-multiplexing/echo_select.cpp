@@ -80,7 +80,7 @@ class SelectServer {
         raise_nofile_limit();
         // Non-blocking listener: a connection that vanishes between select()
         // and accept() must not put the whole server to sleep in accept().
-        listener_ = listen_tcp(cfg_.server.host, static_cast<uint16_t>(cfg_.server.port),
+        listener_ = listen_tcp(cfg_.server.host, cfg_.server.port,
                                {.nonblocking = true});
         where_ = local_address(listener_.get()).to_string();
         if (listener_.get() >= FD_SETSIZE || stop_.fd() >= FD_SETSIZE)
@@ -283,12 +283,12 @@ class SelectServer {
 int main(int argc, char** argv) {
     Config cfg;
     CLI::App app{"Echo server: one thread, select(2) (descriptors below FD_SETSIZE only)"};
-    iolab::add_server_options(app, cfg.server);
+    iolab::add_server_options(app, "echo-select", cfg.server);
     app.add_option("--out-limit", cfg.out_limit,
                    "Bytes queued per client before the server stops reading from it")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
         ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-select", [&] {
         iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM, opens the signalfd
         SelectServer server(cfg, stop);

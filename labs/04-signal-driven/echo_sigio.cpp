@@ -125,7 +125,7 @@ class SigioServer {
         if (udp_) {
             open_udp();
         } else {
-            listener_ = listen_tcp(opts_.host, static_cast<uint16_t>(opts_.port),
+            listener_ = listen_tcp(opts_.host, opts_.port,
                                    ListenOptions{.nonblocking = true});
         }
         where_ = local_address(listener_.get()).to_string();
@@ -175,7 +175,7 @@ class SigioServer {
   private:
     void open_udp() {
         std::string last;
-        for (const SockAddr& a : resolve(opts_.host, static_cast<uint16_t>(opts_.port), true)) {
+        for (const SockAddr& a : resolve(opts_.host, opts_.port, true)) {
             Fd fd(::socket(a.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
             if (!fd) throw_sys("socket", a.to_string());
             if (::bind(fd.get(), a.get(), a.len) == 0) {
@@ -410,12 +410,12 @@ int main(int argc, char** argv) {
     bool udp = false;
     std::optional<unsigned long> sigpending;
     CLI::App app{"Signal-driven echo server: O_ASYNC + F_SETSIG, events taken with sigtimedwait"};
-    iolab::add_server_options(app, opts);
+    iolab::add_server_options(app, "echo-sigio", opts);
     app.add_flag("--udp", udp, "Serve UDP echo (one datagram back per datagram) instead of TCP");
     app.add_option("--sigpending", sigpending,
                    "Set RLIMIT_SIGPENDING (queued realtime signals per user) to N; "
                    "0 makes every event overflow into SIGIO");
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-sigio", [&] {
         if (sigpending) {
             rlimit rl{};

@@ -114,7 +114,7 @@ class AioServer {
         init.aio_idle_time = 1;           // seconds an idle helper lingers
         ::aio_init(&init);
 
-        listener_ = listen_tcp(opts_.host, static_cast<uint16_t>(opts_.port));
+        listener_ = listen_tcp(opts_.host, opts_.port);
         where_ = local_address(listener_.get()).to_string();
         announce_listening(listener_.get());
         std::thread acceptor([this] { accept_loop(); });
@@ -357,11 +357,11 @@ int main(int argc, char** argv) {
     iolab::ServerOptions opts;
     int aio_threads = 20;  // glibc's own default
     CLI::App app{"POSIX aio echo server: aio_read/aio_write, completions as realtime signals"};
-    iolab::add_server_options(app, opts);
+    iolab::add_server_options(app, "echo-aio", opts);
     app.add_option("--aio-threads", aio_threads, "Helper threads glibc may use (aio_init)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-aio", [&] {
         AioServer server(opts, aio_threads);
         return server.run();

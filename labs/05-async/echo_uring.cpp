@@ -122,7 +122,7 @@ class UringServer {
         Ring ring(entries_);
         ring_ = &ring;
 
-        listener_ = listen_tcp(opts_.host, static_cast<uint16_t>(opts_.port));
+        listener_ = listen_tcp(opts_.host, opts_.port);
         where_ = local_address(listener_.get()).to_string();
         announce_listening(listener_.get());
 
@@ -380,12 +380,12 @@ int main(int argc, char** argv) {
     iolab::ServerOptions opts;
     unsigned entries = 256;
     CLI::App app{"io_uring echo server: accept, recv, send and the stop signal as SQEs"};
-    iolab::add_server_options(app, opts);
+    iolab::add_server_options(app, "echo-uring", opts);
     app.add_option("--entries", entries,
                    "Submission ring size (io_uring_queue_init; the kernel allows at most 32768)")
         ->check(CLI::Range(1u, 1u << 20))
         ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-uring", [&] {
         UringServer server(opts, entries);
         return server.run();

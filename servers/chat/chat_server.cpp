@@ -155,7 +155,7 @@ class ChatServer {
 
     int run() {
         raise_nofile_limit();
-        Fd listen_fd = listen_tcp(opts_.host, static_cast<uint16_t>(opts_.port));
+        Fd listen_fd = listen_tcp(opts_.host, opts_.port);
         set_nonblocking(listen_fd.get());
         where_ = local_address(listen_fd.get()).to_string();
 
@@ -502,7 +502,7 @@ int main(int argc, char** argv) {
     unsigned linger = 3;
     int sndbuf = 64 * 1024;
     CLI::App app{"Multi-user line chat on libevent: rooms, nicks, private messages"};
-    iolab::add_server_options(app, opts);
+    iolab::add_server_options(app, "chat-server", opts);
     app.add_option("--max-line", limits.max_line, "Longest input line in bytes")
         ->check(CLI::Range(std::size_t{16}, std::size_t{1} << 20))
         ->capture_default_str();
@@ -529,7 +529,7 @@ int main(int argc, char** argv) {
                    "SO_SNDBUF of client sockets in bytes (the kernel doubles it); 0 = autotuned")
         ->check(CLI::Range(0, 64 << 20))
         ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     limits.max_clients = opts.max_clients;
     return iolab::guarded_main("chat-server", [&] {
         iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM before anything else

@@ -400,7 +400,7 @@ int run(const Options& opts) {
     Server s(opts);
     ListenOptions lo;
     lo.nonblocking = true;
-    Fd listener = listen_tcp(opts.server.host, static_cast<uint16_t>(opts.server.port), lo);
+    Fd listener = listen_tcp(opts.server.host, opts.server.port, lo);
     announce_listening(listener.get());
 
     std::unique_ptr<event_base, decltype(&event_base_free)> base(event_base_new(),
@@ -481,7 +481,7 @@ int main(int argc, char** argv) {
     CLI::App app{
         "http-testd: an evhttp server of test routes (/bytes, /chunked, /delay, "
         "/status, /redirect, /site, /stats)"};
-    iolab::add_server_options(app, opts.server);
+    iolab::add_server_options(app, "http-testd", opts.server);
     app.add_option("--site-pages", opts.site_pages, "Pages of the generated /site/")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
@@ -491,6 +491,6 @@ int main(int argc, char** argv) {
     app.add_option("--max-delay", opts.max_delay_ms, "Largest MS of /delay/MS")
         ->check(CLI::Range(0, 3600 * 1000))
         ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("http-testd", [&] { return run(opts); });
 }

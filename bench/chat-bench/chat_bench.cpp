@@ -288,8 +288,12 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.0, 600.0))
         ->capture_default_str();
     app.add_option("--server-pid", o.server_pid, "Report this process's CPU and RSS");
-    app.set_version_flag("--version", std::string("iolab ") + IOLAB_VERSION);
-    CLI11_PARSE(app, argc, argv);
+    iolab::setup_program(app, "chat-bench",
+                         "Exit codes:\n"
+                         "  0  the run finished and every message arrived\n"
+                         "  1  runtime error or messages lost\n"
+                         "  2  usage error");
+    IOLAB_PARSE(app, argc, argv);
     if (o.talkers > o.clients) {
         std::fprintf(stderr, "chat-bench: --talkers must not exceed --clients\n");
         return 1;

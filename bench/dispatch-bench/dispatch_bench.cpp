@@ -770,8 +770,12 @@ int main(int argc, char** argv) {
     bool no_libevent = false;
     app.add_flag("--no-libevent", no_libevent, "skip the libevent reference");
     app.add_option("--json", opts.json_path, "write the results as JSON to FILE");
-    app.set_version_flag("--version", IOLAB_VERSION);
-    CLI11_PARSE(app, argc, argv);
+    setup_program(app, "dispatch-bench",
+                  "Exit codes:\n"
+                  "  0  every point measured\n"
+                  "  1  runtime error (the message names the call)\n"
+                  "  2  usage error");
+    IOLAB_PARSE(app, argc, argv);
     opts.libevent = !no_libevent;
     return guarded_main("dispatch-bench", [&] { return Bench(opts).run(); });
 }

@@ -13,7 +13,7 @@
 
 #include "common/address.hpp"
 #include "common/socket.hpp"
-#include "tests/http/raw_server.hpp"
+#include "tests/clients/http/raw_server.hpp"
 #include "tests/support/process.hpp"
 
 using namespace iolab::test;
