@@ -545,14 +545,20 @@ TEST_CASE("loadgen option helpers", "[unit]") {
     o.target = "127.0.0.1:7000";
     o.threads = 8;
     o.connections = 3;
-    loadgen::Plan p = loadgen::make_plan(o);
-    CHECK(p.threads == 3);  // never more workers than connections
-    CHECK(p.duration_s == 10);
-    o.mode = "raw";
-    CHECK_THROWS_AS(loadgen::make_plan(o), std::invalid_argument);  // no --send
+    loadgen::Options r = o;
+    loadgen::resolve(r);
+    CHECK(r.threads == 3);  // never more workers than connections
+    CHECK(r.duration_s == 10);
+    CHECK(r.target_names == std::vector<std::string>{"127.0.0.1:7000"});
+    o.mode = loadgen::Mode::raw;
+    r = o;
+    CHECK_THROWS_AS(loadgen::resolve(r), std::invalid_argument);  // no --send
     o.send = "PING\\r\\n";
     o.expect_line = true;
-    CHECK(loadgen::make_plan(o).targets[0].requests[0] == "PING\r\n");
-    o.mode = "echo";
-    CHECK_THROWS_AS(loadgen::make_plan(o), std::invalid_argument);  // --send is raw only
+    r = o;
+    loadgen::resolve(r);
+    CHECK(r.targets[0].requests[0] == "PING\r\n");
+    o.mode = loadgen::Mode::echo;
+    r = o;
+    CHECK_THROWS_AS(loadgen::resolve(r), std::invalid_argument);  // --send is raw only
 }
