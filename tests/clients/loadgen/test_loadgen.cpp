@@ -562,3 +562,34 @@ TEST_CASE("loadgen option helpers", "[unit]") {
     r = o;
     CHECK_THROWS_AS(loadgen::resolve(r), std::invalid_argument);  // --send is raw only
 }
+
+TEST_CASE("loadgen backs off before reopening connections the server closes", "[integration]") {
+    // Accepts and closes at once, as a server at its descriptor limit does.
+    TestServer server([](int, const iolab::SockAddr&) {});
+    TempDir tmp;
+    RunResult r = run_loadgen({"--mode", "idle", server.addr(), "-c", "10", "--threads", "1", "-d",
+                               "2", "--allow-errors", "--json", tmp.file("r.json")});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    json j = read_json(tmp.file("r.json"));
+    // Waits of 10, 20, 40, ... ms: 7 reopens per connection in 2 s (the old
+    // fixed 100 ms gave 19, none at all thousands).
+    const auto reopens = j["reconnects"].get<uint64_t>();
+    CHECK(reopens >= 10 * 2);
+    CHECK(reopens <= 10 * 9);
+    CHECK(error_count(j, "closed", 0) == j["connects"].get<uint64_t>());
+
+    // A reply is a success: the back-off starts over at 10 ms each time.
+    TestServer one_reply([](int fd, const iolab::SockAddr&) {
+        char buf[64];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) iolab::write_all(fd, std::span<const char>(buf, static_cast<std::size_t>(n)));
+    });
+    RunResult e = run_loadgen({one_reply.addr(), "-c", "2", "--threads", "1", "-d", "1", "--size",
+                               "8", "--allow-errors", "--json", tmp.file("e.json")});
+    INFO(e.out << e.err);
+    REQUIRE(e.exit_code == 0);
+    json ej = read_json(tmp.file("e.json"));
+    CHECK(ej["requests"].get<uint64_t>() >= 2 * 30);
+    CHECK(ej["reconnects"].get<uint64_t>() >= 2 * 30);
+}
