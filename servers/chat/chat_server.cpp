@@ -2,8 +2,8 @@
 //
 // Usage: chat-server [--host 127.0.0.1] [--port 0] [--max-clients N] [-v]
 //                    [--max-line 4096] [--max-queue 262144] [--rate-limit 20]
-//                    [--idle-timeout 600] [--notices-max 500] [--linger 3]
-//                    [--sndbuf 65536]
+//                    [--max-input 262144] [--idle-timeout 600] [--notices-max 500]
+//                    [--linger 3] [--sndbuf 65536]
 // Try it: chat-server --port 9007, then `nc 127.0.0.1 9007` in two terminals.
 //
 // This file is only the I/O: every client is a Conn, a bufferevent whose
@@ -18,6 +18,22 @@
 // for writability (EV_WRITE) until its backlog is gone. A member whose queue
 // passes --max-queue is cut off (the core decides) instead of slowing the
 // rest down.
+//
+// Flood control delays input instead of dropping it. A client past its rate
+// (the core's token bucket) stops being read: bufferevent_disable(EV_READ)
+// takes its socket out of epoll's interest, its next bytes wait in the
+// kernel's receive queue, and when that is full TCP's window closes and its
+// sender waits. A timer fires when the next token is due (Hub::resume_at);
+// the held lines go out in order, and reading starts again once none is left.
+// The kernel's share of a held client's input is FIONREAD on its socket; only
+// when ours plus the kernel's passes --max-input is the client disconnected.
+// SO_RCVBUF is set to --max-input so that the kernel can hold that much:
+// left alone, a receive queue that is never read stops at about 128 KiB
+// (net.ipv4.tcp_rmem), and a flood could never reach a larger bound.
+//
+// The idle timeout is a timer per client that looks at the time of the last
+// complete line (Hub::idle_deadline) when it fires and sleeps again if there
+// was one since: bytes without a newline do not keep a client alive.
 //
 // Two queues stand between a message and a client: our output evbuffer
 // (bounded by --max-queue) and the socket's send buffer in the kernel. Left
@@ -45,10 +61,13 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -82,6 +101,14 @@ timeval seconds(unsigned s) {
     return timeval{static_cast<time_t>(s), 0};
 }
 
+// A timer's delay until `when`, rounded up to the next millisecond (a timer
+// that fires early would find no token and have to be set again).
+timeval until(chat::Clock::time_point when, chat::Clock::time_point now) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
+    if (ms < 1) ms = 1;
+    return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+}
+
 class ChatServer;
 
 class Conn final : public chat::Connection {
@@ -102,6 +129,7 @@ class Conn final : public chat::Connection {
         return evbuffer_get_length(bufferevent_get_output(bev_));
     }
     void close() override;
+    [[nodiscard]] std::size_t unread() const override;
 
     [[nodiscard]] State state() const noexcept { return state_; }
     void end_now() { finish("server stopping", false); }
@@ -120,8 +148,16 @@ class Conn final : public chat::Connection {
     static void on_deadline(evutil_socket_t, short, void* ctx) {
         static_cast<Conn*>(ctx)->finish("closing took too long", true);
     }
+    static void on_resume(evutil_socket_t, short, void* ctx) { static_cast<Conn*>(ctx)->resume(); }
+    static void on_idle(evutil_socket_t, short, void* ctx) { static_cast<Conn*>(ctx)->idle(); }
 
     void readable();
+    // After the core has had input: stop reading while it holds lines (and
+    // wake up when the next token is due), read again once it holds none.
+    void after_input();
+    void resume();
+    void idle();
+    void arm_idle(chat::Clock::time_point now);
     void drained();
     void event(short what);
     void begin_drain();
@@ -135,10 +171,13 @@ class Conn final : public chat::Connection {
     chat::Session* session_ = nullptr;  // owned by the Hub; null once ended
     State state_ = State::open;
     bool peer_eof_ = false;
-    bool dirty_ = false;  // on the server's list of connections to flush
-    uint64_t added_ = 0;  // bytes ever queued, for bytes_out
+    bool dirty_ = false;   // on the server's list of connections to flush
+    bool reading_ = true;  // EV_READ enabled (false while flood control holds input)
+    uint64_t added_ = 0;   // bytes ever queued, for bytes_out
     EventPtr deadline_;
     EventPtr step_;
+    EventPtr resume_;  // flood control: the next held line's token is due
+    EventPtr idle_;    // --idle-timeout
 };
 
 class ChatServer {
@@ -229,6 +268,13 @@ class ChatServer {
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (sndbuf_ > 0) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf_, sizeof sndbuf_);
+        // Room in the kernel for --max-input bytes of a held-back client (see
+        // the header; the kernel doubles the value for its bookkeeping and
+        // caps it at net.core.rmem_max).
+        if (limits_.rate_limit != 0) {
+            int rcvbuf = static_cast<int>(std::min<std::size_t>(limits_.max_input, 1 << 30));
+            ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        }
         bufferevent* bev = bufferevent_socket_new(base_.get(), fd, BEV_OPT_CLOSE_ON_FREE);
         if (!bev) {
             log_.error("bufferevent_socket_new " + peer + ": out of memory");
@@ -342,10 +388,9 @@ class ChatServer {
 void Conn::start(chat::Session* session) {
     session_ = session;
     bufferevent_setcb(bev_, &Conn::on_read, &Conn::on_write, &Conn::on_event, this);
-    if (session_) {
-        // The idle timeout is libevent's read timeout: no bytes for N seconds.
-        timeval idle = seconds(server_.idle_timeout());
-        bufferevent_set_timeouts(bev_, server_.idle_timeout() ? &idle : nullptr, nullptr);
+    if (session_ && server_.idle_timeout()) {
+        idle_.reset(evtimer_new(server_.base(), &Conn::on_idle, this));
+        arm_idle(chat::Clock::now());
     }
     // Writing starts out in direct mode: flush() writes the output queue
     // itself, and EV_WRITE is enabled only while a backlog waits for the
@@ -400,11 +445,58 @@ void Conn::readable() {
             server_.hub().receive(*session_, std::string_view(buf.data(), std::size_t(n)),
                                   chat::Clock::now());
     }
+    after_input();
+}
+
+void Conn::after_input() {
+    if (state_ != State::open || !session_) return;
+    if (session_->held()) {
+        if (reading_) {
+            reading_ = false;
+            bufferevent_disable(bev_, EV_READ);  // epoll stops watching; the kernel queues
+        }
+        if (!resume_) resume_.reset(evtimer_new(server_.base(), &Conn::on_resume, this));
+        const auto now = chat::Clock::now();
+        timeval tv = until(server_.hub().resume_at(*session_), now);
+        evtimer_add(resume_.get(), &tv);
+    } else if (!reading_) {
+        reading_ = true;
+        bufferevent_enable(bev_, EV_READ);
+    }
+}
+
+void Conn::resume() {
+    if (state_ != State::open || !session_) return;
+    server_.hub().resume(*session_, chat::Clock::now());
+    after_input();
+}
+
+std::size_t Conn::unread() const {
+    int n = 0;
+    if (::ioctl(bufferevent_getfd(bev_), FIONREAD, &n) != 0 || n < 0) return 0;
+    return static_cast<std::size_t>(n);
+}
+
+void Conn::arm_idle(chat::Clock::time_point now) {
+    timeval tv = until(server_.hub().idle_deadline(*session_), now);
+    evtimer_add(idle_.get(), &tv);
+}
+
+void Conn::idle() {
+    if (state_ != State::open || !session_) return;
+    const auto now = chat::Clock::now();
+    // One timer per client, never reset per line: when it fires, it checks
+    // whether a complete line came since and, if so, sleeps until the new
+    // deadline. A busy client costs no timer work per line.
+    if (now < server_.hub().idle_deadline(*session_)) return arm_idle(now);
+    server_.hub().idle(*session_);  // says why, then calls close()
 }
 
 void Conn::close() {
     if (state_ != State::open) return;
     state_ = State::flushing;
+    if (resume_) evtimer_del(resume_.get());
+    if (idle_) evtimer_del(idle_.get());
     // No idle timeout any more; a write that makes no progress for --linger
     // seconds ends the wait, and so does a deadline on the whole goodbye.
     timeval lt = seconds(server_.linger());
@@ -464,10 +556,6 @@ void Conn::event(short what) {
         return finish(errno_text(err), false);
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        if (state_ == State::open && (what & BEV_EVENT_READING) && session_) {
-            server_.hub().idle(*session_);  // says why, then calls close()
-            return;
-        }
         // A goodbye the peer does not take within --linger.
         return finish("closing timed out", (what & BEV_EVENT_WRITING) != 0);
     }
@@ -480,6 +568,8 @@ void Conn::finish(std::string_view why, bool abort) {
     bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
     if (deadline_) evtimer_del(deadline_.get());
     if (step_) event_del(step_.get());
+    if (resume_) evtimer_del(resume_.get());
+    if (idle_) evtimer_del(idle_.get());
     if (abort) {
         // SO_LINGER 0: close() sends an RST and drops what the peer never read.
         linger lg{1, 0};
@@ -511,11 +601,17 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
         ->capture_default_str();
     app.add_option("--rate-limit", limits.rate_limit,
-                   "Lines per second per client (flood control); 0 turns it off")
+                   "Lines per second per client (flood control: faster lines are delayed, not "
+                   "dropped); 0 turns it off")
         ->check(CLI::Range(0u, 1000000u))
         ->capture_default_str();
+    app.add_option("--max-input", limits.max_input,
+                   "Bytes of input (ours plus the kernel's) a client held back by flood control "
+                   "may have waiting before it is disconnected")
+        ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
+        ->capture_default_str();
     app.add_option("--idle-timeout", limits.idle_timeout,
-                   "Seconds without input before a client is disconnected; 0 = never")
+                   "Seconds without a complete line before a client is disconnected; 0 = never")
         ->check(CLI::Range(0u, 864000u))
         ->capture_default_str();
     app.add_option("--notices-max", limits.notices_max,

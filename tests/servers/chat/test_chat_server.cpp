@@ -417,41 +417,192 @@ TEST_CASE("chat-server: server full gets a line, then the close", "[chat][integr
     CHECK(s->refused == 1);
 }
 
-TEST_CASE("chat-server: limits are announced: flood control and idle timeout",
+TEST_CASE("chat-server: a 30-line paste arrives whole and in order, delayed to the rate",
           "[chat][integration]") {
-    {
-        ServerProcess server(chat_argv({"--rate-limit", "5"}));
-        LineClient a(server.port()), b(server.port());
-        a.welcome();
-        b.welcome();
-        std::string flood;
-        for (int i = 0; i < 30; ++i)
-            flood += "flood " + std::to_string(i) + "\n";
-        a.send(flood);
-        REQUIRE(a.until_line(
-            "error: flood control: more than 5 lines per second; lines are dropped until you slow "
-            "down"));
-        // Only the burst (5 lines, one second's worth) reached b; the other 25
-        // were dropped. They were all handled before a saw the error line.
-        b.send("/quit\n");
-        std::vector<std::string> lines;
-        REQUIRE(b.closed(10s, &lines));
-        auto floods = std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
-            return l.starts_with("<guest1> flood ");
-        });
-        CHECK(floods >= 5);
-        CHECK(floods <= 6);  // 6 only if the bytes came in two reads far apart
-        REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    ServerProcess server(chat_argv({}));  // the default: 20 lines per second
+    constexpr int kRate = 20, kLines = 30;
+    LineClient a(server.port()), b(server.port());
+    a.welcome();
+    b.welcome();
+    std::string paste;
+    for (int i = 0; i < kLines; ++i)
+        paste += "paste line " + std::to_string(i) + "\n";
+    const auto sent = Clock::now();
+    a.send(paste);
+    std::vector<std::string> got;
+    while (got.size() < kLines) {
+        auto l = b.until([](const std::string& s) { return s.starts_with("<guest1> "); }, 10s);
+        if (!l) break;
+        got.push_back(*l);
     }
-    {
-        ServerProcess server(chat_argv({"--idle-timeout", "1"}));
-        LineClient b(server.port());
-        b.welcome();
-        // b says nothing: after a second without input it is told why, then closed.
-        REQUIRE(b.until_line("*** disconnected: idle for 1 seconds", 15s));
-        REQUIRE(b.closed(10s));
-        REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    const double took = std::chrono::duration<double>(Clock::now() - sent).count();
+    std::fprintf(stderr, "paste: %zu of %d lines in %.3f s\n", got.size(), kLines, took);
+    REQUIRE(got.size() == kLines);
+    for (int i = 0; i < kLines; ++i)
+        CHECK(got[std::size_t(i)] == "<guest1> paste line " + std::to_string(i));
+    // The burst (one second's worth) goes at once, the last ten at the rate:
+    // (30 - 20) / 20 = 0.5 s. Never faster than the rate, never later than
+    // 30 / rate seconds plus a margin for a busy machine.
+    CHECK(took >= 0.4);
+    CHECK(took <= double(kLines) / kRate + 1.5);
+    // The sender was told once, and nothing was refused.
+    std::vector<std::string> notes;
+    a.send("/quit\n");
+    REQUIRE(a.closed(10s, &notes));
+    CHECK(std::count(notes.begin(), notes.end(),
+                     "*** flood control: more than 20 lines per second; your next lines are "
+                     "delayed, not dropped") == 1);
+    CHECK(std::none_of(notes.begin(), notes.end(),
+                       [](const std::string& l) { return l.starts_with("error:"); }));
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+}
+
+TEST_CASE("chat-server: a flood without end is held back, then cut off; others keep their pace",
+          "[chat][integration]") {
+    // The defaults: 20 lines per second, --max-input 262144. The flooder
+    // sends 1,000 lines (100 KB) a second: its input piles up in the kernel
+    // at about 98 KB/s and passes the bound after some 2.7 s.
+    ServerProcess server(chat_argv({"-v"}));
+    LineClient flooder(server.port()), speaker(server.port()), listener(server.port());
+    flooder.welcome();
+    speaker.welcome();
+    listener.welcome();
+    flooder.send("/nick flooder\n");
+    REQUIRE(flooder.until_line("*** you are now known as flooder"));
+
+    std::atomic<bool> stop{false};
+    std::thread sender([&] {
+        const auto end = Clock::now() + 40s;  // bounded, whatever happens
+        const std::string pad(88, 'x');
+        for (long i = 0; !stop && Clock::now() < end;) {
+            std::string batch;
+            for (int k = 0; k < 10; ++k, ++i) {
+                char num[24];
+                std::snprintf(num, sizeof num, "%06ld", i);
+                batch += "flood " + std::string(num) + " " + pad + "\n";
+            }
+            try {
+                flooder.send(batch);
+            } catch (const std::exception&) {
+                return;  // cut off and reset
+            }
+            std::this_thread::sleep_for(10ms);
+        }
+    });
+    std::vector<std::string> flooder_got;
+    bool flooder_closed = false;
+    std::thread flood_reader([&] { flooder_closed = flooder.closed(60s, &flooder_got); });
+
+    // The speaker says something every 100 ms; the listener times each one.
+    std::vector<double> latency_ms;
+    std::vector<long> flood_seen;  // sequence numbers of the flooder's lines, as delivered
+    bool cut_seen = false;
+    Clock::time_point cut_at{}, started = Clock::now();
+    auto watch = [&](const std::string& l) {
+        if (l.starts_with("<flooder> flood ")) flood_seen.push_back(std::stol(l.substr(16, 6)));
+        if (l == "*** flooder left lobby (flooding)" && !cut_seen) {
+            cut_seen = true;
+            cut_at = Clock::now();
+        }
+    };
+    for (int k = 0; k < 400; ++k) {                         // 40 s at most
+        if (cut_seen && Clock::now() - cut_at > 1s) break;  // and a second after the cut
+        const std::string msg = "ping " + std::to_string(k);
+        const auto t0 = Clock::now();
+        speaker.send(msg + "\n");
+        auto l = listener.until(
+            [&](const std::string& s) {
+                watch(s);
+                return s == "<guest2> " + msg;
+            },
+            10s);
+        REQUIRE(l);
+        latency_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        std::this_thread::sleep_for(100ms - std::min<Clock::duration>(Clock::now() - t0, 100ms));
     }
+    stop = true;
+    sender.join();
+    flood_reader.join();
+    while (auto l = listener.line(200ms))
+        watch(*l);
+
+    REQUIRE(cut_seen);
+    const double cut_after = std::chrono::duration<double>(cut_at - started).count();
+    std::sort(latency_ms.begin(), latency_ms.end());
+    const double p50 = latency_ms[latency_ms.size() / 2], worst = latency_ms.back();
+    std::fprintf(stderr,
+                 "flood: cut after %.2f s, %zu flood lines delivered; victim latency over %zu "
+                 "messages: p50 %.2f ms, max %.2f ms\n",
+                 cut_after, flood_seen.size(), latency_ms.size(), p50, worst);
+    // Nobody else waited on the flooder.
+    CHECK(p50 < 50);
+    CHECK(worst < 500);
+    // What got through did so in order, none skipped, at the rate: the
+    // burst of 20 plus 20 a second.
+    REQUIRE(flood_seen.size() >= 20);
+    for (std::size_t i = 0; i < flood_seen.size(); ++i)
+        CHECK(flood_seen[i] == long(i));
+    CHECK(double(flood_seen.size()) <= 20 + 20 * (cut_after + 0.5));
+    // The flooder was told it is delayed, then why it was disconnected.
+    CHECK(flooder_closed);
+    CHECK(std::count(flooder_got.begin(), flooder_got.end(),
+                     "*** flood control: more than 20 lines per second; your next lines are "
+                     "delayed, not dropped") == 1);
+    REQUIRE_FALSE(flooder_got.empty());
+    CHECK(flooder_got.back() ==
+          "error: disconnected: flooding (more than 262144 bytes of your input waiting at 20 "
+          "lines per second)");
+    speaker.send("/who\n");
+    REQUIRE(speaker.until_line("*** in lobby (2): guest2 guest3"));
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
+    CHECK(server.err().find("cut off flooder 127.0.0.1:") != std::string::npos);
+}
+
+TEST_CASE("chat-server: the idle timeout counts complete lines, not bytes", "[chat][integration]") {
+    ServerProcess server(chat_argv({"--idle-timeout", "2"}));
+    LineClient drip(server.port()), talker(server.port()), mute(server.port());
+    drip.welcome();
+    talker.welcome();
+    mute.welcome();
+    const auto start = Clock::now();
+    // drip sends a byte every 0.3 s and never a newline; talker a line every
+    // 0.5 s; mute nothing at all.
+    std::optional<Clock::time_point> drip_cut, mute_cut;
+    std::atomic<bool> quit{false};
+    std::thread watcher([&] {
+        while (!quit && !(drip_cut && mute_cut)) {
+            if (!mute_cut && mute.line(10ms) == "*** disconnected: idle for 2 seconds")
+                mute_cut = Clock::now();
+            if (!drip_cut && drip.line(10ms) == "*** disconnected: idle for 2 seconds")
+                drip_cut = Clock::now();
+        }
+    });
+    bool drip_ok = true;
+    for (int i = 0; i < 14 && Clock::now() - start < 6s; ++i) {  // about 4 s
+        try {
+            if (!drip_cut) drip.send("z");
+        } catch (const std::exception&) {
+            drip_ok = false;  // reset after the cut: fine, it was cut
+        }
+        if (i % 2 == 0) talker.send("still here\n");
+        std::this_thread::sleep_for(300ms);
+    }
+    quit = true;
+    watcher.join();
+    INFO("drip still writable to the end: " << drip_ok);
+    REQUIRE(drip_cut);
+    REQUIRE(mute_cut);
+    const double drip_s = std::chrono::duration<double>(*drip_cut - start).count();
+    const double mute_s = std::chrono::duration<double>(*mute_cut - start).count();
+    std::fprintf(stderr, "idle: drip cut after %.2f s, mute after %.2f s\n", drip_s, mute_s);
+    CHECK(drip_s >= 1.9);
+    CHECK(drip_s <= 4.0);
+    CHECK(mute_s >= 1.9);
+    CHECK(mute_s <= 4.0);
+    // The talker, a line every 0.6 s, is still there.
+    talker.send("/who\n");
+    REQUIRE(talker.until_line("*** in lobby (1): guest2"));
+    REQUIRE(server.stop(SIGTERM, 10s) == 0);
 }
 
 TEST_CASE("chat-server: SIGTERM tells every client, flushes, exits 0 with a summary",
