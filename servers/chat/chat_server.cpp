@@ -3,7 +3,7 @@
 // Usage: chat-server [--host 127.0.0.1] [--port 0] [--max-clients N] [-v]
 //                    [--max-line 4096] [--max-queue 262144] [--rate-limit 20]
 //                    [--max-input 262144] [--idle-timeout 600] [--notices-max 500]
-//                    [--linger 3] [--sndbuf 65536]
+//                    [--linger 3] [--sndbuf 65536] [--trim-after 100]
 // Try it: chat-server --port 9007, then `nc 127.0.0.1 9007` in two terminals.
 //
 // This file is only the I/O: every client is a Conn, a bufferevent whose
@@ -35,6 +35,16 @@
 // complete line (Hub::idle_deadline) when it fires and sleeps again if there
 // was one since: bytes without a newline do not keep a client alive.
 //
+// Memory after a crowd has left: every client costs some 5 KiB of small heap
+// blocks (its session, bufferevent, evbuffers, map nodes). When they are
+// freed, glibc's malloc keeps the free space in its heap for the next
+// allocations; it returns memory to the kernel only from the top of the heap,
+// and one block still in use above the free ones pins everything below it.
+// So after a burst of at least --trim-after departures (once the loop has
+// been quiet for 200 ms) the server logs malloc's own count (mallinfo2: bytes
+// in use, bytes free but held) with -v and calls malloc_trim(0), which also
+// gives back whole free pages from the middle of the heap (MADV_DONTNEED).
+//
 // Two queues stand between a message and a client: our output evbuffer
 // (bounded by --max-queue) and the socket's send buffer in the kernel. Left
 // alone, Linux grows a send buffer up to net.ipv4.tcp_wmem's maximum (4 MiB),
@@ -59,15 +69,18 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -183,11 +196,12 @@ class Conn final : public chat::Connection {
 class ChatServer {
   public:
     ChatServer(const ServerOptions& opts, const chat::Limits& limits, unsigned linger, int sndbuf,
-               StopSignals& stop)
+               unsigned trim_after, StopSignals& stop)
         : opts_(opts),
           limits_(limits),
           linger_(linger),
           sndbuf_(sndbuf),
+          trim_after_(trim_after),
           stop_(stop),
           log_(opts.verbose),
           hub_(limits, [this](std::string_view l) { log_.info(l); }) {}
@@ -213,6 +227,7 @@ class ChatServer {
         reap_event_.reset(event_new(base_.get(), -1, 0, &ChatServer::on_reap, this));
         flush_event_.reset(event_new(base_.get(), -1, 0, &ChatServer::on_flush, this));
         resume_event_.reset(evtimer_new(base_.get(), &ChatServer::on_resume, this));
+        trim_event_.reset(evtimer_new(base_.get(), &ChatServer::on_trim, this));
 
         announce_listening(listen_fd.get());
         event_base_dispatch(base_.get());
@@ -253,6 +268,13 @@ class ChatServer {
         dead_.push_back(std::move(it->second));
         conns_.erase(it);
         event_active(reap_event_.get(), 0, 0);
+        if (trim_after_ != 0 && !stopping_) {
+            // Each departure pushes the check 200 ms further: it runs once
+            // the burst is over.
+            ++departed_;
+            timeval quiet{0, 200 * 1000};
+            evtimer_add(trim_event_.get(), &quiet);
+        }
     }
 
   private:
@@ -358,6 +380,37 @@ class ChatServer {
         }
     }
 
+    static void on_trim(evutil_socket_t, short, void* ctx) {
+        static_cast<ChatServer*>(ctx)->trim_memory();
+    }
+
+    // See the header: what malloc holds after a burst of departures, and
+    // malloc_trim(0) to give the free part back.
+    void trim_memory() {
+        if (departed_ < trim_after_) return;
+        const uint64_t departed = departed_;
+        departed_ = 0;
+        const struct mallinfo2 before = ::mallinfo2();
+        const long rss_before = resident_kib();
+        ::malloc_trim(0);
+        const long rss_after = resident_kib();
+        log_.info("memory after " + std::to_string(departed) + " departures (" +
+                  std::to_string(conns_.size()) + " connections left): malloc in use " +
+                  std::to_string(before.uordblks / 1024) + " KiB, free but held " +
+                  std::to_string(before.fordblks / 1024) + " KiB; malloc_trim(0): RSS " +
+                  std::to_string(rss_before) + " -> " + std::to_string(rss_after) + " KiB");
+    }
+
+    // VmRSS from /proc/self/statm (pages), in KiB; -1 if unreadable.
+    static long resident_kib() {
+        std::FILE* f = std::fopen("/proc/self/statm", "r");
+        if (!f) return -1;
+        long size = 0, resident = -1;
+        if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+        std::fclose(f);
+        return resident < 0 ? -1 : resident * (::sysconf(_SC_PAGESIZE) / 1024);
+    }
+
     void reap_now() {
         flush_dirty();  // nothing on the dirty list may outlive its Conn
         dead_.clear();
@@ -370,14 +423,16 @@ class ChatServer {
     const ServerOptions& opts_;
     chat::Limits limits_;
     unsigned linger_;
-    int sndbuf_;  // SO_SNDBUF for client sockets; 0 = the kernel's autotuning
+    int sndbuf_;           // SO_SNDBUF for client sockets; 0 = the kernel's autotuning
+    unsigned trim_after_;  // departures in a burst before malloc_trim; 0 = never
+    uint64_t departed_ = 0;
     StopSignals& stop_;
     Log log_;
     ServerStats stats_;
     std::string where_;
     std::unique_ptr<event_base, EventBaseFree> base_;
     std::unique_ptr<evconnlistener, ListenerFree> listener_;
-    EventPtr stop_event_, reap_event_, flush_event_, resume_event_, deadline_event_;
+    EventPtr stop_event_, reap_event_, flush_event_, resume_event_, deadline_event_, trim_event_;
     chat::Hub hub_;  // after base_: destroyed before it, sessions before their connections
     std::unordered_map<Conn*, std::unique_ptr<Conn>> conns_;
     std::vector<std::unique_ptr<Conn>> dead_;
@@ -591,6 +646,7 @@ int main(int argc, char** argv) {
     iolab::chat::Limits limits;
     unsigned linger = 3;
     int sndbuf = 64 * 1024;
+    unsigned trim_after = 100;
     CLI::App app{"Multi-user line chat on libevent: rooms, nicks, private messages"};
     iolab::add_server_options(app, "chat-server", opts);
     app.add_option("--max-line", limits.max_line, "Longest input line in bytes")
@@ -625,12 +681,16 @@ int main(int argc, char** argv) {
                    "SO_SNDBUF of client sockets in bytes (the kernel doubles it); 0 = autotuned")
         ->check(CLI::Range(0, 64 << 20))
         ->capture_default_str();
+    app.add_option("--trim-after", trim_after,
+                   "After a burst of at least N departures, log malloc's statistics (-v) and "
+                   "give free heap memory back with malloc_trim(0); 0 = never")
+        ->capture_default_str();
     IOLAB_PARSE(app, argc, argv);
     limits.max_clients = opts.max_clients;
     return iolab::guarded_main("chat-server", [&] {
         iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM before anything else
         iolab::ignore_sigpipe();
-        ChatServer server(opts, limits, linger, sndbuf, stop);
+        ChatServer server(opts, limits, linger, sndbuf, trim_after, stop);
         return server.run();
     });
 }

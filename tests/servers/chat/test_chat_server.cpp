@@ -2,6 +2,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -691,4 +692,123 @@ TEST_CASE("chat-server: server conventions (--version, bad flags, IPv6)", "[chat
     LineClient c(connect_local(six.port(), "::1"));
     CHECK(c.welcome() == "guest1");
     REQUIRE(six.stop(SIGINT, 10s) == 0);
+}
+
+namespace {
+
+// VmRSS of a process, in KiB (-1 if unreadable).
+long rss_kib(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string key;
+    long value = -1;
+    while (status >> key) {
+        if (key == "VmRSS:") {
+            status >> value;
+            return value;
+        }
+        status.ignore(4096, '\n');
+    }
+    return -1;
+}
+
+// Raises this process's descriptor limit to `want` (at most the hard limit);
+// returns the soft limit now in force.
+rlim_t raise_own_nofile(rlim_t want) {
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = std::min(want, rl.rlim_max);
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+        ::getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur;
+}
+
+// The numbers of the server's -v line "memory after N departures (1
+// connections left): malloc in use A KiB, free but held B KiB; malloc_trim(0):
+// RSS C -> D KiB", the k-th one (from 1) that ends a crowd's departure.
+struct TrimLine {
+    long in_use = -1, held = -1, rss_before = -1, rss_after = -1;
+};
+std::optional<TrimLine> trim_line(const std::string& err, int k) {
+    const std::string mark = "(1 connections left): malloc in use ";
+    std::size_t at = 0;
+    for (int i = 0; i < k; ++i) {
+        at = err.find(mark, at);
+        if (at == std::string::npos) return std::nullopt;
+        at += mark.size();
+    }
+    TrimLine t;
+    if (std::sscanf(err.c_str() + at,
+                    "%ld KiB, free but held %ld KiB; malloc_trim(0): RSS %ld -> %ld", &t.in_use,
+                    &t.held, &t.rss_before, &t.rss_after) != 4)
+        return std::nullopt;
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("chat-server: memory comes back after 10 crowds of 2000 join and leave",
+          "[chat][integration]") {
+    constexpr int kClients = 2000, kCycles = 10;
+    REQUIRE(raise_own_nofile(20000) >= kClients + 100);
+    SpawnOptions so;
+    so.nofile = 20000;
+    ServerProcess server(chat_argv({"-v"}), so);
+    LineClient watcher(server.port());
+    watcher.welcome();
+    watcher.send("/join watch\n");  // out of the lobby: no join/leave notices to read
+    REQUIRE(watcher.until_line("*** you are now in watch with 0 others"));
+    const long idle = rss_kib(server.pid());
+
+    std::vector<long> rss(kCycles + 1, -1), peak(kCycles + 1, -1);
+    std::vector<TrimLine> trims(kCycles + 1);
+    for (int cycle = 1; cycle <= kCycles; ++cycle) {
+        {
+            std::vector<std::unique_ptr<LineClient>> crowd;
+            crowd.reserve(kClients);
+            for (int i = 0; i < kClients; ++i)
+                crowd.push_back(std::make_unique<LineClient>(server.port()));
+            for (auto& c : crowd)
+                c->welcome();  // in the lobby now
+            peak[cycle] = rss_kib(server.pid());
+        }  // all close here (with unread notices: an RST from most)
+        // Everyone has left once the lobby is empty...
+        const auto deadline = Clock::now() + 30s;
+        bool empty = false;
+        while (!empty && Clock::now() < deadline) {
+            watcher.send("/rooms\n");
+            auto l =
+                watcher.until([](const std::string& s) { return s.starts_with("*** rooms"); }, 10s);
+            REQUIRE(l);
+            empty = l->find("lobby(0)") != std::string::npos;
+            if (!empty) std::this_thread::sleep_for(50ms);
+        }
+        REQUIRE(empty);
+        // ...and the server has looked at its memory once the burst was over.
+        std::optional<TrimLine> t;
+        while (!(t = trim_line(server.err(), cycle)) && Clock::now() < deadline)
+            std::this_thread::sleep_for(50ms);
+        REQUIRE(t);
+        trims[cycle] = *t;
+        rss[cycle] = rss_kib(server.pid());
+    }
+    std::fprintf(stderr, "memory: idle RSS %ld KiB\n", idle);
+    for (int c = 1; c <= kCycles; ++c)
+        std::fprintf(stderr,
+                     "memory: cycle %2d  RSS with %d clients %ld KiB, after they left %ld KiB "
+                     "(malloc in use %ld KiB, free but held %ld KiB, RSS before malloc_trim %ld "
+                     "KiB)\n",
+                     c, kClients, peak[c], rss[c], trims[c].in_use, trims[c].held,
+                     trims[c].rss_before);
+    // No growth from cycle to cycle: the goal is 4 MiB between cycles 2 and 10.
+    CHECK(std::labs(rss[kCycles] - rss[2]) <= 4096);
+    // What the program holds is back to its idle size (not a leak)...
+    CHECK(trims[kCycles].in_use - trims[2].in_use < 1024);
+    // ...and what malloc held for the next crowd went back to the kernel.
+    CHECK(rss[kCycles] < peak[kCycles]);
+    REQUIRE(server.stop(SIGTERM, 20s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s);
+    CHECK(s->connections == 1 + kClients * kCycles);
 }
