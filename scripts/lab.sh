@@ -10,7 +10,8 @@
 #                               PORT, SERVER_PID, SERVER_OUT (its stdout file) and
 #                               SERVER_ERR (its stderr file: the -v log)
 #   spawn CMD [ARGS...]         run any command in the background, stopped at exit;
-#                               sets SPAWN_PID
+#                               sets SPAWN_PID (stdin: the caller's, so
+#                               `spawn nc HOST PORT < <(echo hi; sleep 5)` works)
 #   stop [PID]                  SIGTERM (default: $SERVER_PID), wait up to 10 s,
 #                               then SIGKILL; returns the process's exit status
 #   wait_for_line FILE REGEX SECONDS
@@ -77,7 +78,9 @@ serve() {
 }
 
 spawn() {
-    "$@" &
+    # "<&0": a background command of a non-interactive shell would otherwise
+    # read /dev/null instead of the caller's redirection (spawn CMD < FILE).
+    "$@" <&0 &
     SPAWN_PID=$!
     LAB_PIDS+=("$SPAWN_PID")
 }
