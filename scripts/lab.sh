@@ -17,7 +17,12 @@
 #   wait_for_line FILE REGEX SECONDS
 #                               wait until a line of FILE matches the extended
 #                               REGEX; returns 1 after SECONDS
+#   established [PORT]          how many ESTABLISHED connections have local port
+#                               PORT (default $PORT): the server's side of each
+#   wait_for_conns N [SECONDS]  wait until `established` reaches N (default 10 s)
 #   cpu_ticks PID               utime + stime of PID in clock ticks (1/100 s)
+#   json_get FILE KEY[.KEY...]  print one value of a JSON file (loadgen --json,
+#                               http-testd's /stats), e.g. json_get r.json latency_us.p50
 # Everything started by serve or spawn is stopped, by its pid, when the shell
 # that sourced this file exits; the temporary files go with it.
 # Nothing here sets `set -e`: pasted into an interactive shell, a failing
@@ -116,4 +121,27 @@ cpu_ticks() {
     # shellcheck disable=SC2086 # split into fields on purpose
     set -- $stat
     echo $((${12} + ${13}))
+}
+
+json_get() {
+    python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(v)
+' "$1" "$2"
+}
+
+established() {
+    ss -Htn state established "( sport = :${1:-$PORT} )" | wc -l
+}
+
+wait_for_conns() {
+    local want="$1" deadline=$((SECONDS + ${2:-10}))
+    while ((SECONDS < deadline)); do
+        (($(established "$PORT") >= want)) && return 0
+        sleep 0.1
+    done
+    (($(established "$PORT") >= want))
 }
