@@ -71,6 +71,7 @@ serve() {
     "$name" "${args[@]}" >"$SERVER_OUT" 2>"$SERVER_ERR" &
     SERVER_PID=$!
     LAB_PIDS+=("$SERVER_PID")
+    PORT=""
     if ! wait_for_line "$SERVER_OUT" '^listening on ' 10; then
         echo "lab.sh: $name did not print 'listening on HOST:PORT' within 10 s; its stderr:" >&2
         cat "$SERVER_ERR" >&2
