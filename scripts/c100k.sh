@@ -5,7 +5,7 @@
 #
 # Usage: scripts/c100k.sh [--build-dir DIR] [--connections N] [--rate R]
 #                         [--measure S] [--ramp S] [--servers W] [--clients P]
-#                         [--pin] [--no-tune] [--preflight-only]
+#                         [--pin] [--no-tune] [--out DIR] [--preflight-only]
 #
 #   --connections N   connections held open (default 100000)
 #   --rate R          requests/s over all of them, open loop (default 10000):
@@ -21,6 +21,8 @@
 #                     two CPUs shared with other work wait less that way; the
 #                     CPU split is measured per process either way)
 #   --no-tune         do not raise any sysctl (see below)
+#   --out DIR         keep the loadgen reports (client-N.json, merged.json)
+#                     and the samples there (default: removed at exit)
 #
 # Server: echo-epoll --workers W (W processes sharing one port) when the build
 # has it; otherwise W separate echo-epoll processes on W ports, client i
@@ -58,6 +60,7 @@ clients=""
 pin_cpus=0
 tune=1
 preflight_only=0
+out=""
 while (($#)); do
   if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
   case "$1" in
@@ -70,6 +73,7 @@ while (($#)); do
     --pin) pin_cpus=1; shift ;;
     --no-tune) tune=0; shift ;;
     --preflight-only) preflight_only=1; shift ;;
+    --out) need_value "$@"; out=$2; shift 2 ;;
     *) usage_error "unknown option '$1'" ;;
   esac
 done
@@ -83,7 +87,12 @@ py=/usr/bin/python3
 [[ -x "$py" ]] || py=python3
 server_bin="$BUILD_DIR/bin/echo-epoll"
 loadgen="$BUILD_DIR/bin/loadgen"
-tmp=$(scratch_dir)
+if [[ -n "$out" ]]; then
+  mkdir -p "$out"
+  tmp=$(cd "$out" && pwd)
+else
+  tmp=$(scratch_dir)
+fi
 warmup=$((ramp + 3))
 total=$((warmup + measure))
 
@@ -194,48 +203,17 @@ else
 fi
 echo "server: $server_mode, --max-clients $max_per_server each, ports ${server_ports[*]}"
 
-# ---- clients -----------------------------------------------------------------
-
-start_at=()
-if "$loadgen" --help 2>/dev/null | grep -q -- '--start-at'; then
-  # Two seconds from now gives every process time to start and preflight.
-  instant=$(date -d '+2 seconds' +%s.%N)
-  start_at=(--start-at "$instant")
-  echo "clients: $clients loadgen processes, --start-at $instant (one wall-clock instant)"
-else
-  echo "clients: $clients loadgen processes; FALLBACK: this loadgen has no --start-at, they start within milliseconds of each other from here"
-fi
-
-slab_before=$(awk '/^Slab:/ { print $2 }' /proc/meminfo)
-t_start=${instant:-$(date +%s.%N)}
-client_pids=()
-jsons=()
-for ((i = 0; i < clients; i++)); do
-  n=$((conns - i * per_client))
-  ((n > per_client)) && n=$per_client
-  ((n > 0)) || break
-  first=$((2 + i * src_per_client))
-  last=$((first + src_per_client - 1))
-  port=${server_ports[i % ${#server_ports[@]}]}
-  r=$(awk -v r="$rate" -v n="$n" -v c="$conns" 'BEGIN { printf "%.3f", r * n / c }')
-  jsons+=("$tmp/client-$i.json")
-  spawn "${client_cpu[@]}" --out "$tmp/client-$i.out" --err "$tmp/client-$i.err" \
-    "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$r" --size 64 --threads 1 \
-    -d "$total" --warmup "$warmup" --ramp "$ramp" --timeout 10 \
-    --source-addrs "127.0.0.$first-127.0.0.$last" --json "$tmp/client-$i.json" \
-    --allow-errors "${start_at[@]}"
-  client_pids+=("$SPAWN_PID")
-done
-
 # ---- watch: memory, CPU, sockets, every half second ---------------------------
 
 cat >"$tmp/sample.py" <<'PY'
 # Samples until every client pid is gone: Slab, the servers' (and their
 # children's) and the clients' RSS and CPU ticks, per-CPU /proc/stat, sockets.
+# It starts before the clients (its first sample is the baseline); their pids
+# arrive in a file once they are all started.
 import json, os, sys, time
-out, limit = sys.argv[1], float(sys.argv[2])
+out, limit, pidfile = sys.argv[1], float(sys.argv[2]), sys.argv[4]
 servers = [int(p) for p in sys.argv[3].split(",")]
-clients = [int(p) for p in sys.argv[4].split(",")]
+clients = None
 
 def family(pid):
     pids, todo = [], [pid]
@@ -269,6 +247,22 @@ def cpus():
     with open("/proc/stat") as f:
         return {l.split()[0]: [int(x) for x in l.split()[1:]] for l in f if l.startswith("cpu")}
 
+CACHES = ("TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi", "eventpoll_pwq",
+          "request_sock_TCP", "tcp_bind_bucket", "tcp_bind2_bucket")
+
+def slabinfo():
+    # Active objects x object size of the caches a connection uses.
+    out = {}
+    try:
+        with open("/proc/slabinfo") as f:
+            for l in f:
+                w = l.split()
+                if w and w[0] in CACHES:
+                    out[w[0]] = [int(w[1]), int(w[3])]
+    except OSError:
+        pass
+    return out
+
 def tcp():
     with open("/proc/net/sockstat") as f:
         for l in f:
@@ -280,9 +274,12 @@ def tcp():
 start = time.time()
 with open(out, "w") as f:
     while time.time() - start < limit:
-        s = {"t": time.time(), "slab": meminfo()["Slab"], "cpu": cpus(), "tcp": tcp()}
+        s = {"t": time.time(), "slab": meminfo()["Slab"], "caches": slabinfo(), "cpu": cpus(), "tcp": tcp()}
         # Per pid, so that a process that has exited does not make a sum drop.
-        for name, pids in (("server", servers), ("client", clients)):
+        if clients is None and os.path.exists(pidfile):
+            with open(pidfile) as pf:
+                clients = [int(p) for p in pf.read().split()]
+        for name, pids in (("server", servers), ("client", clients or [])):
             s[name] = {}
             for top in pids:
                 for p in family(top):
@@ -291,14 +288,58 @@ with open(out, "w") as f:
                         s[name][str(p)] = v
         f.write(json.dumps(s) + "\n")
         f.flush()
-        if not s["client"]:
+        if clients is not None and not s["client"]:
             break
         time.sleep(0.5)
 PY
 samples="$tmp/samples.jsonl"
-spawn --out "$tmp/sample.out" --err "$tmp/sample.err" "$py" "$tmp/sample.py" "$samples" $((total + 60)) \
-  "$(IFS=,; echo "${server_pids[*]}")" "$(IFS=,; echo "${client_pids[*]}")"
+spawn --out "$tmp/sample.out" --err "$tmp/sample.err" "$py" "$tmp/sample.py" "$samples" $((total + 70)) \
+  "$(IFS=,; echo "${server_pids[*]}")" "$tmp/client.pids"
 sampler=$SPAWN_PID
+wait_for_line "$samples" . 10 "$sampler" || die "the sampler did not start: $(cat "$tmp/sample.err")"
+
+# ---- clients -----------------------------------------------------------------
+
+start_at=()
+if "$loadgen" --help 2>/dev/null | grep -q -- '--start-at'; then
+  # Two seconds from now gives every process time to start and preflight.
+  instant=$(date -d '+2 seconds' +%s.%N)
+  start_at=(--start-at "$instant")
+  echo "clients: $clients loadgen processes, --start-at $instant (one wall-clock instant)"
+else
+  echo "clients: $clients loadgen processes; FALLBACK: this loadgen has no --start-at, they start within milliseconds of each other from here"
+fi
+
+# TcpExt counters: SYNs dropped at a full accept queue, retransmission timeouts.
+tcpext() {
+  awk '/^TcpExt:/ { if (!n) { for (i = 2; i <= NF; i++) k[i] = $i; n = 1 } else for (i = 2; i <= NF; i++) v[k[i]] = $i }
+       END { print v["ListenOverflows"] + 0, v["TCPTimeouts"] + 0 }' /proc/net/netstat
+}
+read -r overflows_before timeouts_before <<<"$(tcpext)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+slab_before=$(awk '/^Slab:/ { print $2 }' /proc/meminfo)
+t_start=${instant:-$(date +%s.%N)}
+client_pids=()
+jsons=()
+for ((i = 0; i < clients; i++)); do
+  n=$((conns - i * per_client))
+  ((n > per_client)) && n=$per_client
+  ((n > 0)) || break
+  first=$((2 + i * src_per_client))
+  last=$((first + src_per_client - 1))
+  port=${server_ports[i % ${#server_ports[@]}]}
+  r=$(awk -v r="$rate" -v n="$n" -v c="$conns" 'BEGIN { printf "%.3f", r * n / c }')
+  jsons+=("$tmp/client-$i.json")
+  spawn "${client_cpu[@]}" --out "$tmp/client-$i.out" --err "$tmp/client-$i.err" \
+    "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$r" --size 64 --threads 1 \
+    -d "$total" --warmup "$warmup" --ramp "$ramp" --timeout 10 \
+    --source-addrs "127.0.0.$first-127.0.0.$last" --json "$tmp/client-$i.json" \
+    --allow-errors "${start_at[@]}"
+  client_pids+=("$SPAWN_PID")
+done
+
+echo "${client_pids[*]}" >"$tmp/client.pids.new"
+mv "$tmp/client.pids.new" "$tmp/client.pids"
 
 # Every client ends by itself after its duration; the deadline is the bound.
 deadline=$((SECONDS + total + 60))
@@ -328,6 +369,8 @@ done
 
 # ---- merge and report --------------------------------------------------------
 
+read -r overflows_after timeouts_after <<<"$(tcpext)"
+
 for ((i = 0; i < ${#client_pids[@]}; i++)); do
   if [[ ! -s "${jsons[i]}" ]]; then
     echo "$SCRIPT: loadgen $i (exit ${client_rc[i]}) wrote no report:" >&2
@@ -339,15 +382,19 @@ grep -h '^preflight' "$tmp"/client-*.err | sed 's/^/  loadgen /' | head -n 2 || 
 echo
 echo "== loadgen merge of ${#jsons[@]} reports"
 "$loadgen" merge "${jsons[@]}" --json "$tmp/merged.json" --allow-errors
+[[ -z "$out" ]] || echo "(reports kept in $tmp)"
 echo
-"$py" - "$tmp/merged.json" "$samples" "$summaries" "$conns" "$rate" "$warmup" "$slab_before" "$t_start" "${jsons[@]}" <<'PY'
+"$py" - "$tmp/merged.json" "$samples" "$summaries" "$conns" "$rate" "$warmup" "$slab_before" "$t_start" \
+  "$((overflows_after - overflows_before)) $((timeouts_after - timeouts_before)) $load_before $(cut -d' ' -f1-3 /proc/loadavg)" \
+  "${jsons[@]}" <<'PY'
 import json, os, sys
 merged = json.load(open(sys.argv[1]))
 samples = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 summaries = [l.split() for l in open(sys.argv[3])]
 conns, rate, warmup, slab_before = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
 t_start = float(sys.argv[8])
-parts = [json.load(open(p)) for p in sys.argv[9:]]
+overflows, timeouts, *loads = sys.argv[9].split()
+parts = [json.load(open(p)) for p in sys.argv[10:]]
 hz = os.sysconf("SC_CLK_TCK")
 
 ups = [p["all_up_s"] for p in parts]
@@ -357,7 +404,11 @@ lat, unc = merged["latency_us"], merged["latency_uncorrected_us"]
 print(f"{conns} connections in {len(parts)} loadgen processes:")
 print(f"  all up after      " + (f"{all_up:.2f} s (slowest process; per process " +
       ", ".join(f"{u:.2f}" for u in ups) + ")" if all_up is not None else "never: not every connection came up"))
-print(f"  most open at once {sum(p['max_open'] for p in parts)} (summed over the processes)")
+print(f"  most open at once {sum(p['max_open'] for p in parts)} (summed over the processes; per process "
+      + ", ".join(str(p["max_open"]) for p in parts) + ")")
+print(f"  kernel drops      {overflows} SYNs dropped at a full accept queue (ListenOverflows), "
+      f"{timeouts} retransmission timeouts (TCPTimeouts), whole machine")
+print(f"  machine load      {' '.join(loads[:3])} before, {' '.join(loads[3:])} after (1/5/15-minute load average; 2 CPUs)")
 print(f"  errors            {merged['errors_total']} (connect failures {merged['connect_failures']}, reconnects {merged['reconnects']})"
       + "".join(f"\n    {e['kind']} {e['code']}: {e['count']} ({e['text']})" for e in merged["errors"]))
 print(f"  requests          {merged['requests']} counted over {merged['duration_s']:.1f} s = {merged['requests_per_s']:.0f}/s (asked {rate}/s)")
@@ -375,6 +426,14 @@ tcp_peak = max((s["tcp"].get("inuse", 0) for s in samples), default=0)
 kernel = (peak_slab - slab_before) * 1024
 print(f"  kernel memory     Slab +{(peak_slab - slab_before) / 1024:.0f} MiB = {kernel / conns:.0f} B per connection "
       f"(both ends: 2 sockets, 2 files, 2 epoll items; whole machine, /proc/meminfo)")
+# The caches one connection uses, counted in objects (so that other caches
+# shrinking or growing meanwhile, TIME_WAIT buckets included, do not count).
+c0 = samples[0]["caches"]
+cpeak = max(samples, key=lambda s: s["caches"].get("TCP", [0, 0])[0])["caches"]
+per = {k: (cpeak[k][0] - c0.get(k, [0, 0])[0]) * cpeak[k][1] / conns for k in cpeak}
+if per:
+    print(f"  socket caches     {sum(per.values()):.0f} B per connection at the peak of TCP objects: " +
+          ", ".join(f"{k} {v:.0f}" for k, v in per.items() if abs(v) >= 1) + " (/proc/slabinfo, active objects)")
 print(f"  TCP sockets       {tcp_peak} in use at the peak (/proc/net/sockstat: both ends)")
 print(f"  server RSS        {srv_rss0 / 1024:.1f} MiB at the start, {srv_peak / 1024:.1f} MiB at the peak: "
       f"{(srv_peak - srv_rss0) * 1024 / conns:.0f} B per connection")
