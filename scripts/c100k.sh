@@ -5,7 +5,7 @@
 #
 # Usage: scripts/c100k.sh [--build-dir DIR] [--connections N] [--rate R]
 #                         [--measure S] [--ramp S] [--servers W] [--clients P]
-#                         [--pin] [--no-tune] [--out DIR] [--preflight-only]
+#                         [--pin] [--nice N] [--no-tune] [--out DIR] [--preflight-only]
 #
 #   --connections N   connections held open (default 100000)
 #   --rate R          requests/s over all of them, open loop (default 10000):
@@ -20,6 +20,8 @@
 #                     default the scheduler spreads them: a dozen processes on
 #                     two CPUs shared with other work wait less that way; the
 #                     CPU split is measured per process either way)
+#   --nice N          run servers and clients at this niceness (root may give
+#                     -20..-1: ahead of other work on a shared machine; default 0)
 #   --no-tune         do not raise any sysctl (see below)
 #   --out DIR         keep the loadgen reports (client-N.json, merged.json)
 #                     and the samples there (default: removed at exit)
@@ -61,6 +63,7 @@ pin_cpus=0
 tune=1
 preflight_only=0
 out=""
+niceness=0
 while (($#)); do
   if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
   case "$1" in
@@ -71,6 +74,7 @@ while (($#)); do
     --servers) need_value "$@"; check_uint "$1" "$2"; servers=$2; shift 2 ;;
     --clients) need_value "$@"; check_uint "$1" "$2"; clients=$2; shift 2 ;;
     --pin) pin_cpus=1; shift ;;
+    --nice) need_value "$@"; [[ "$2" =~ ^-?[0-9]+$ ]] || usage_error "--nice takes -20..19, got '$2'"; niceness=$2; shift 2 ;;
     --no-tune) tune=0; shift ;;
     --preflight-only) preflight_only=1; shift ;;
     --out) need_value "$@"; out=$2; shift 2 ;;
@@ -87,6 +91,9 @@ py=/usr/bin/python3
 [[ -x "$py" ]] || py=python3
 server_bin="$BUILD_DIR/bin/echo-epoll"
 loadgen="$BUILD_DIR/bin/loadgen"
+# nice(1) execs the program, so the pid stays the program's own.
+run_nice=()
+((niceness == 0)) || run_nice=(nice -n "$niceness")
 if [[ -n "$out" ]]; then
   mkdir -p "$out"
   tmp=$(cd "$out" && pwd)
@@ -137,6 +144,9 @@ printf '  ports         ip_local_port_range %d-%d: %d per (source, destination) 
   "$port_lo" "$port_hi" "$((port_hi - port_lo + 1))" "$per_source"
 printf '                %d source address(es) 127.0.0.2-127.0.0.%d, %d per client\n' "$nsrc" "$((nsrc + 1))" "$src_per_client"
 printf '  memory        %d MiB available, the run needs about %d MiB\n' "$((mem_avail_kb / 1024))" "$((mem_need_kb / 1024))"
+printf '  sockets       %s TCP in use, %s in TIME_WAIT (tcp_max_tw_buckets %s; on loopback tcp_tw_reuse=2 lets new connects reuse their ports)\n' \
+  "$(awk '/^TCP:/ { print $3 }' /proc/net/sockstat)" "$(awk '/^TCP:/ { print $7 }' /proc/net/sockstat)" \
+  "$(sysctl_get net.ipv4.tcp_max_tw_buckets)"
 printf '  queues        somaxconn %s, tcp_max_syn_backlog %s, syncookies %s, tcp_tw_reuse %s\n' \
   "$(sysctl_get net.core.somaxconn)" "$(sysctl_get net.ipv4.tcp_max_syn_backlog)" \
   "$(sysctl_get net.ipv4.tcp_syncookies)" "$(sysctl_get net.ipv4.tcp_tw_reuse)"
@@ -188,14 +198,16 @@ server_outs=()
 max_per_server=$per_proc
 if "$server_bin" --help 2>/dev/null | grep -q -- '--workers'; then
   server_mode="echo-epoll --workers $servers (one port, SO_REUSEPORT or a shared listener)"
-  start_server "${server_cpu[@]}" echo-epoll --port 0 --workers "$servers" --max-clients "$max_per_server"
+  start_server "${server_cpu[@]}" "$(command -v env)" "${run_nice[@]}" "$server_bin" --port 0 --workers "$servers" --max-clients "$max_per_server"
   server_pids+=("$SERVER_PID")
   server_ports+=("$SERVER_PORT")
   server_outs+=("$SERVER_OUT")
 else
-  server_mode="FALLBACK: this echo-epoll has no --workers; $servers separate echo-epoll processes on $servers ports"
+  # One server per client: each client's share fits one server.
+  servers=$clients
+  server_mode="FALLBACK: this echo-epoll has no --workers; $servers separate echo-epoll processes on $servers ports, one per loadgen"
   for ((i = 0; i < servers; i++)); do
-    start_server "${server_cpu[@]}" echo-epoll --port 0 --max-clients "$max_per_server"
+    start_server "${server_cpu[@]}" "$(command -v env)" "${run_nice[@]}" "$server_bin" --port 0 --max-clients "$max_per_server"
     server_pids+=("$SERVER_PID")
     server_ports+=("$SERVER_PORT")
     server_outs+=("$SERVER_OUT")
@@ -331,7 +343,7 @@ for ((i = 0; i < clients; i++)); do
   r=$(awk -v r="$rate" -v n="$n" -v c="$conns" 'BEGIN { printf "%.3f", r * n / c }')
   jsons+=("$tmp/client-$i.json")
   spawn "${client_cpu[@]}" --out "$tmp/client-$i.out" --err "$tmp/client-$i.err" \
-    "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$r" --size 64 --threads 1 \
+    "${run_nice[@]}" "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$r" --size 64 --threads 1 \
     -d "$total" --warmup "$warmup" --ramp "$ramp" --timeout 10 \
     --source-addrs "127.0.0.$first-127.0.0.$last" --json "$tmp/client-$i.json" \
     --allow-errors "${start_at[@]}"

@@ -48,6 +48,7 @@ while (($#)); do
     --duration) DURATION="$2"; shift ;;
     --servers) SERVERS="${2//,/ }"; shift ;;
     --bin-dir) BIN="$2"; shift ;;
+    --build-dir) BIN="$2/bin"; shift ;; # TEMP (uncommitted)
     --out) OUT="$2"; shift ;;
     --no-plots) PLOTS=0 ;;
     -h|--help) usage; exit 0 ;;
