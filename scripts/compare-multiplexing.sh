@@ -26,8 +26,9 @@
 # about. Around that window the script reads the server's user+system CPU
 # time from /proc/PID/stat (CPU µs per request) and its VmRSS. Each point is
 # repeated (servers taking turns) and the median of each figure is kept.
-# RSS per idle connection = (median RSS at I idle - median RSS at 0 idle) / I,
-# for a server measured at idle 0 in the same run.
+# RSS per idle connection = (median RSS at I idle - median RSS at 0 idle)
+# divided by the idle connections the server held (ss; I unless some did not
+# come up), for a server measured at idle 0 in the same run.
 #
 # echo-select cannot hold a descriptor >= FD_SETSIZE (1024): its idle count is
 # capped at a round number below that (900 with K=50) and the row is marked
@@ -157,12 +158,12 @@ wait_pid() {
 }
 
 RUNS_CSV="$OUT/multiplexing-runs.csv"
-echo "server,idle_asked,idle,capped,active,repeat,requests,requests_per_s,p50_us,p99_us,cpu_us_per_request,rss_kib,errors,note" >"$RUNS_CSV"
+echo "server,idle_asked,idle,capped,active,repeat,requests,requests_per_s,p50_us,p99_us,cpu_us_per_request,rss_kib,idle_up,errors,note" >"$RUNS_CSV"
 
 # One measurement; appends one row to RUNS_CSV.
 run_point() {
   local label=$1 idle_asked=$2 rep=$3
-  local idle=$idle_asked capped=0 errors=0 note=""
+  local idle=$idle_asked capped=0 errors=0 note="" up=0
   local -a cmd
   read -r -a cmd <<<"$(server_cmd "$label")"
   if [[ "${cmd[0]}" == echo-select ]] && ((idle > SELECT_CAP)); then
@@ -183,7 +184,7 @@ run_point() {
     echo "  $label: did not announce its port: $(head -c 300 "$d/server.err")" >&2
     wait_pid "$SERVER_PID" 5
     SERVER_PID=""
-    echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,0,0,,,,,1,server did not start" >>"$RUNS_CSV"
+    echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,0,0,,,,,,1,server did not start" >>"$RUNS_CSV"
     return
   fi
 
@@ -202,7 +203,6 @@ run_point() {
       ((SECONDS < deadline)) && lib_alive "$HOLDER_PID"; do
       sleep 0.2
     done
-    local up
     up=$(established "$port")
     if ((up < idle)); then
       errors=$((errors + 1))
@@ -272,7 +272,7 @@ PY
   read -r req rps p50 p99 cpu lerr <"$d/figures"
   [[ -n "$lerr" ]] || { lerr=1; note="${note:+$note; }no loadgen report"; }
   errors=$((errors + lerr))
-  echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,$req,$rps,$p50,$p99,$cpu,$rss,$errors,$note" >>"$RUNS_CSV"
+  echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,$req,$rps,$p50,$p99,$cpu,$rss,$up,$errors,$note" >>"$RUNS_CSV"
   printf '  %-18s idle=%-6s rep=%s  %10s req/s  p50 %8s us  p99 %8s us  cpu %7s us/req  rss %6s KiB  errors %s%s\n' \
     "$label" "$idle" "$rep" "$rps" "$p50" "$p99" "$cpu" "$rss" "$errors" "${note:+  ($note)}"
 }
@@ -311,6 +311,7 @@ for s in order:
         ok = [r for r in rs if int(r["errors"]) == 0] or rs
         agg[(s, i)] = {
             "idle": int(rs[0]["idle"]), "capped": int(rs[0]["capped"]),
+            "up": med(r["idle_up"] for r in ok),
             "rps": med(r["requests_per_s"] for r in ok), "p50": med(r["p50_us"] for r in ok),
             "p99": med(r["p99_us"] for r in ok), "cpu": med(r["cpu_us_per_request"] for r in ok),
             "rss": med(r["rss_kib"] for r in ok), "errors": sum(int(r["errors"]) for r in rs),
@@ -322,7 +323,9 @@ for (s, i), a in agg.items():
     base = agg.get((s, 0))
     a["per_idle"] = None
     if i > 0 and base and a["rss"] is not None and base["rss"] is not None and a["idle"] > 0:
-        a["per_idle"] = (a["rss"] - base["rss"]) * 1024 / a["idle"]
+        # Divided by the connections the server really had (ss), when short.
+        up = a["up"] if a["up"] else a["idle"]
+        a["per_idle"] = (a["rss"] - base["rss"]) * 1024 / up
 def f(v, p=1):
     return "" if v is None else f"{v:.{p}f}"
 with open(f"{out}/multiplexing.csv", "w", newline="") as fh:
