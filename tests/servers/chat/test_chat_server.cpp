@@ -738,12 +738,19 @@ std::optional<TrimLine> trim_line(const std::string& err, int k) {
         if (at == std::string::npos) return std::nullopt;
         at += mark.size();
     }
+    // Two forms: with "malloc_trim(0): RSS C -> D KiB", or "RSS C KiB, no trim
+    // yet" when the last part of a departure came after a trim.
     TrimLine t;
-    if (std::sscanf(err.c_str() + at,
-                    "%ld KiB, free but held %ld KiB; malloc_trim(0): RSS %ld -> %ld", &t.in_use,
-                    &t.held, &t.rss_before, &t.rss_after) != 4)
-        return std::nullopt;
-    return t;
+    const char* p = err.c_str() + at;
+    if (std::sscanf(p, "%ld KiB, free but held %ld KiB; malloc_trim(0): RSS %ld -> %ld", &t.in_use,
+                    &t.held, &t.rss_before, &t.rss_after) == 4)
+        return t;
+    if (std::sscanf(p, "%ld KiB, free but held %ld KiB; RSS %ld KiB", &t.in_use, &t.held,
+                    &t.rss_before) == 3) {
+        t.rss_after = t.rss_before;
+        return t;
+    }
+    return std::nullopt;
 }
 
 }  // namespace
