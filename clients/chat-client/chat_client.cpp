@@ -169,11 +169,12 @@ int main(int argc, char** argv) {
     app.add_option("--wait", wait, "Seconds to wait for the server to close after the end of input")
         ->check(CLI::Range(1u, 3600u))
         ->capture_default_str();
-    iolab::setup_program(app, "chat-client",
-                         "Exit codes:\n"
-                         "  0  the server closed the connection (or --wait ran out after end of input)\n"
-                         "  1  connect or I/O error (the message names the call)\n"
-                         "  2  usage error");
+    iolab::setup_program(
+        app, "chat-client",
+        "Exit codes:\n"
+        "  0  the server closed the connection (or --wait ran out after end of input)\n"
+        "  1  connect or I/O error (the message names the call)\n"
+        "  2  usage error");
     IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("chat-client", [&] {
         iolab::ignore_sigpipe();

@@ -387,18 +387,26 @@ class ChatServer {
     // See the header: what malloc holds after a burst of departures, and
     // malloc_trim(0) to give the free part back.
     void trim_memory() {
-        if (departed_ < trim_after_) return;
-        const uint64_t departed = departed_;
-        departed_ = 0;
+        // A burst that came in two parts (a pause of 200 ms in the middle)
+        // is one burst to the trim: departed_ counts since the last trim.
+        // The log line comes after every part, so that the last part of a
+        // crowd's departure is always seen.
         const struct mallinfo2 before = ::mallinfo2();
         const long rss_before = resident_kib();
-        ::malloc_trim(0);
-        const long rss_after = resident_kib();
-        log_.info("memory after " + std::to_string(departed) + " departures (" +
-                  std::to_string(conns_.size()) + " connections left): malloc in use " +
-                  std::to_string(before.uordblks / 1024) + " KiB, free but held " +
-                  std::to_string(before.fordblks / 1024) + " KiB; malloc_trim(0): RSS " +
-                  std::to_string(rss_before) + " -> " + std::to_string(rss_after) + " KiB");
+        std::string line = "memory after " + std::to_string(departed_) + " departures (" +
+                           std::to_string(conns_.size()) + " connections left): malloc in use " +
+                           std::to_string(before.uordblks / 1024) + " KiB, free but held " +
+                           std::to_string(before.fordblks / 1024) + " KiB; ";
+        if (departed_ >= trim_after_) {
+            departed_ = 0;
+            ::malloc_trim(0);
+            line += "malloc_trim(0): RSS " + std::to_string(rss_before) + " -> " +
+                    std::to_string(resident_kib()) + " KiB";
+        } else {
+            line += "RSS " + std::to_string(rss_before) + " KiB, no trim yet (fewer than " +
+                    std::to_string(trim_after_) + " departures)";
+        }
+        log_.info(line);
     }
 
     // VmRSS from /proc/self/statm (pages), in KiB; -1 if unreadable.

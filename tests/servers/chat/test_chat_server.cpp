@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -694,6 +695,19 @@ TEST_CASE("chat-server: server conventions (--version, bad flags, IPv6)", "[chat
     REQUIRE(six.stop(SIGINT, 10s) == 0);
 }
 
+// Built with AddressSanitizer (gcc defines __SANITIZE_ADDRESS__, clang has
+// __has_feature)? The server of the same build is then on ASan's allocator.
+#if defined(__SANITIZE_ADDRESS__)
+#define IOLAB_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define IOLAB_TEST_ASAN 1
+#endif
+#endif
+#ifndef IOLAB_TEST_ASAN
+#define IOLAB_TEST_ASAN 0
+#endif
+
 namespace {
 
 // VmRSS of a process, in KiB (-1 if unreadable).
@@ -738,12 +752,19 @@ std::optional<TrimLine> trim_line(const std::string& err, int k) {
         if (at == std::string::npos) return std::nullopt;
         at += mark.size();
     }
+    // Two forms: with "malloc_trim(0): RSS C -> D KiB", or "RSS C KiB, no trim
+    // yet" when the last part of a departure came after a trim.
     TrimLine t;
-    if (std::sscanf(err.c_str() + at,
-                    "%ld KiB, free but held %ld KiB; malloc_trim(0): RSS %ld -> %ld", &t.in_use,
-                    &t.held, &t.rss_before, &t.rss_after) != 4)
-        return std::nullopt;
-    return t;
+    const char* p = err.c_str() + at;
+    if (std::sscanf(p, "%ld KiB, free but held %ld KiB; malloc_trim(0): RSS %ld -> %ld", &t.in_use,
+                    &t.held, &t.rss_before, &t.rss_after) == 4)
+        return t;
+    if (std::sscanf(p, "%ld KiB, free but held %ld KiB; RSS %ld KiB", &t.in_use, &t.held,
+                    &t.rss_before) == 3) {
+        t.rss_after = t.rss_before;
+        return t;
+    }
+    return std::nullopt;
 }
 
 }  // namespace
@@ -754,6 +775,15 @@ TEST_CASE("chat-server: memory comes back after 10 crowds of 2000 join and leave
     REQUIRE(raise_own_nofile(20000) >= kClients + 100);
     SpawnOptions so;
     so.nofile = 20000;
+#if IOLAB_TEST_ASAN
+    // Under AddressSanitizer the server's allocator is ASan's: freed blocks
+    // wait in a quarantine (up to 256 MiB) to catch use-after-free, and
+    // malloc_trim does nothing. With no quarantine, freed memory is reused
+    // at once, so growth from crowd to crowd is still measured.
+    std::string asan = "quarantine_size_mb=0";
+    if (const char* old = std::getenv("ASAN_OPTIONS")) asan = std::string(old) + ":" + asan;
+    ::setenv("ASAN_OPTIONS", asan.c_str(), 1);
+#endif
     ServerProcess server(chat_argv({"-v"}), so);
     LineClient watcher(server.port());
     watcher.welcome();
@@ -802,11 +832,19 @@ TEST_CASE("chat-server: memory comes back after 10 crowds of 2000 join and leave
                      c, kClients, peak[c], rss[c], trims[c].in_use, trims[c].held,
                      trims[c].rss_before);
     // No growth from cycle to cycle: the goal is 4 MiB between cycles 2 and 10.
-    CHECK(std::labs(rss[kCycles] - rss[2]) <= 4096);
+    // Under ASan its allocator's RSS swings by some 13 MiB from crowd to crowd
+    // with no trend (measured: 48-61 MiB); there the bound is looser, and
+    // LeakSanitizer checks the server for leaks exactly when it exits (the
+    // exit code 0 checked below).
+    constexpr long kBoundKib = IOLAB_TEST_ASAN ? 32 * 1024 : 4 * 1024;
+    CHECK(std::labs(rss[kCycles] - rss[2]) <= kBoundKib);
     // What the program holds is back to its idle size (not a leak)...
     CHECK(trims[kCycles].in_use - trims[2].in_use < 1024);
-    // ...and what malloc held for the next crowd went back to the kernel.
+#if !IOLAB_TEST_ASAN
+    // ...and what malloc held for the next crowd went back to the kernel
+    // (glibc's malloc_trim; ASan's allocator keeps what it has mapped).
     CHECK(rss[kCycles] < peak[kCycles]);
+#endif
     REQUIRE(server.stop(SIGTERM, 20s) == 0);
     auto s = parse_summary(server.out());
     REQUIRE(s);
