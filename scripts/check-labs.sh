@@ -18,7 +18,8 @@
 # the working tree once into DIR/check-labs/src, configures that copy once
 # (same build type and compiler as DIR), and for each such exercise applies
 # the patch, builds only the targets, runs the block from the copy (its
-# build/bin first on PATH), then reverts the patch.
+# build/bin first on PATH, then DIR/bin for every other program), then
+# reverts the patch.
 #
 # Prints one line per exercise — lab | exercise | predicted | observed | PASS/FAIL
 # — then `N passed, N failed`. Exit 0 when none failed, 1 when some did,
@@ -333,7 +334,9 @@ while IFS=$'\037' read -r lab id timeout solution targets file line <&3; do
             ok=0
         fi
         status=0
-        (cd "$run_dir" && IOLAB_BUILD_DIR="$run_build" \
+        # A patched run finds the patched targets first (lab.sh puts
+        # IOLAB_BUILD_DIR/bin first), every other program in the main build.
+        (cd "$run_dir" && PATH="$build_dir/bin:$PATH" IOLAB_BUILD_DIR="$run_build" \
             timeout --kill-after=5 "$timeout" bash "$file" </dev/null >"$work/out" 2>"$work/err") || status=$?
         if ((status == 124 || status == 137)); then
             observed+=("timed out after ${timeout}s")
