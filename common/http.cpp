@@ -251,6 +251,8 @@ std::size_t ResponseParser::take_line(std::string_view data, bool& complete) {
     return take + 1;
 }
 
+// One switch over the parser's states, each case a few lines: kept whole (86
+// lines) so that the state machine reads in one place.
 std::size_t ResponseParser::feed(std::string_view data) {
     std::size_t used = 0;
     if (!data.empty() && state_ == State::status_line) started_ = true;
@@ -433,6 +435,99 @@ void ResponseParser::parse_field_line(std::string_view line, Headers& into, bool
     into.add(std::string(name), std::string(value));
 }
 
+namespace {
+
+FramingDecision framing_error(Error e, std::string message) {
+    FramingDecision d;
+    d.error = e;
+    d.message = std::move(message);
+    return d;
+}
+
+// Transfer-Encoding present (and no Content-Length): chunked when chunked is
+// the last coding, to the close for other codings, an error otherwise.
+FramingDecision transfer_coding_framing(const std::vector<std::string_view>& te) {
+    std::vector<std::string_view> codings;
+    for (std::string_view v : te) {
+        for_each_list_element(v, [&](std::string_view el) { codings.push_back(coding_name(el)); });
+    }
+    if (codings.empty())
+        return framing_error(Error::bad_transfer_encoding, "empty Transfer-Encoding");
+    auto chunked = std::count_if(codings.begin(), codings.end(),
+                                 [](std::string_view c) { return iequals(c, "chunked"); });
+    if (chunked > 1) {
+        return framing_error(Error::bad_transfer_encoding, "chunked applied more than once");
+    }
+    FramingDecision d;
+    if (iequals(codings.back(), "chunked")) {
+        d.framing = Framing::chunked;
+    } else if (chunked == 1) {
+        return framing_error(Error::bad_transfer_encoding,
+                             "chunked is not the last transfer coding");
+    } else {
+        d.framing = Framing::until_close;  // RFC 9112 6.3 rule 4, for a response
+    }
+    return d;
+}
+
+// Content-Length fields: one decimal value ("42, 42" and repeated equal
+// fields are tolerated; differing values are not), within max_body.
+FramingDecision length_framing(const std::vector<std::string_view>& cl, uint64_t max_body) {
+    std::optional<uint64_t> length;
+    bool ok = true;
+    for (std::string_view v : cl) {
+        bool any = false;
+        for_each_list_element(v, [&](std::string_view el) {
+            any = true;
+            auto n = parse_decimal(el);
+            if (!n || (length && *length != *n)) ok = false;
+            if (n) length = n;
+        });
+        if (!any) ok = false;
+    }
+    if (!ok || !length) {
+        std::string shown(cl.front().substr(0, 40));
+        for (char& c : shown) {
+            if (is_bad_ctl(c)) c = '?';
+        }
+        return framing_error(Error::bad_content_length,
+                             "invalid Content-Length \"" + shown + "\"" +
+                                 (cl.size() > 1 ? " (or differing values)" : ""));
+    }
+    if (*length > max_body) {
+        return framing_error(Error::body_too_large, "Content-Length " + std::to_string(*length) +
+                                                        " exceeds the body limit of " +
+                                                        std::to_string(max_body) + " bytes");
+    }
+    FramingDecision d;
+    d.framing = Framing::content_length;
+    d.length = length;
+    return d;
+}
+
+}  // namespace
+
+FramingDecision response_framing(const Headers& headers, int status, bool head_request,
+                                 uint64_t max_body) {
+    if (head_request || (status >= 100 && status < 200) || status == 204 || status == 304) {
+        FramingDecision d;
+        d.framing = Framing::none;
+        return d;
+    }
+    const auto te = headers.get_all("Transfer-Encoding");
+    const auto cl = headers.get_all("Content-Length");
+    if (!te.empty() && !cl.empty()) {
+        return framing_error(Error::bad_transfer_encoding,
+                             "both Transfer-Encoding and Content-Length (possible response "
+                             "splitting)");
+    }
+    if (!te.empty()) return transfer_coding_framing(te);
+    if (!cl.empty()) return length_framing(cl, max_body);
+    FramingDecision d;
+    d.framing = Framing::until_close;
+    return d;
+}
+
 void ResponseParser::end_of_head() {
     const int status = resp_.status;
     if (status >= 100 && status < 200) {
@@ -452,70 +547,12 @@ void ResponseParser::end_of_head() {
             return;
         }
     }
-    const auto te = resp_.headers.get_all("Transfer-Encoding");
-    const auto cl = resp_.headers.get_all("Content-Length");
-
-    if (head_request_ || (status >= 100 && status < 200) || status == 204 || status == 304) {
-        framing_ = Framing::none;
-    } else if (!te.empty()) {
-        if (!cl.empty()) {
-            return fail(Error::bad_transfer_encoding,
-                        "both Transfer-Encoding and Content-Length (possible response "
-                        "splitting)");
-        }
-        std::vector<std::string_view> codings;
-        for (std::string_view v : te) {
-            for_each_list_element(v,
-                                  [&](std::string_view el) { codings.push_back(coding_name(el)); });
-        }
-        if (codings.empty()) {
-            return fail(Error::bad_transfer_encoding, "empty Transfer-Encoding");
-        }
-        auto chunked = std::count_if(codings.begin(), codings.end(),
-                                     [](std::string_view c) { return iequals(c, "chunked"); });
-        if (chunked > 1) {
-            return fail(Error::bad_transfer_encoding, "chunked applied more than once");
-        }
-        if (iequals(codings.back(), "chunked")) {
-            framing_ = Framing::chunked;
-        } else if (chunked == 1) {
-            return fail(Error::bad_transfer_encoding, "chunked is not the last transfer coding");
-        } else {
-            framing_ = Framing::until_close;  // RFC 9112 6.3 rule 4, for a response
-        }
-    } else if (!cl.empty()) {
-        std::optional<uint64_t> length;
-        bool ok = true;
-        for (std::string_view v : cl) {
-            // "Content-Length: 42, 42" is tolerated; differing values are not.
-            bool any = false;
-            for_each_list_element(v, [&](std::string_view el) {
-                any = true;
-                auto n = parse_decimal(el);
-                if (!n || (length && *length != *n)) ok = false;
-                if (n) length = n;
-            });
-            if (!any) ok = false;
-        }
-        if (!ok || !length) {
-            std::string shown(cl.front().substr(0, 40));
-            for (char& c : shown) {
-                if (is_bad_ctl(c)) c = '?';
-            }
-            return fail(Error::bad_content_length,
-                        "invalid Content-Length \"" + shown + "\"" +
-                            (cl.size() > 1 ? " (or differing values)" : ""));
-        }
-        if (*length > limits_.max_body) {
-            return fail(Error::body_too_large, "Content-Length " + std::to_string(*length) +
-                                                   " exceeds the body limit of " +
-                                                   std::to_string(limits_.max_body) + " bytes");
-        }
-        framing_ = Framing::content_length;
-        content_length_ = length;
-        remaining_ = *length;
-    } else {
-        framing_ = Framing::until_close;
+    FramingDecision d = response_framing(resp_.headers, status, head_request_, limits_.max_body);
+    if (d.error != Error::none) return fail(d.error, std::move(d.message));
+    framing_ = d.framing;
+    if (framing_ == Framing::content_length) {
+        content_length_ = d.length;
+        remaining_ = *d.length;
     }
 
     head_done_ = true;

@@ -125,6 +125,19 @@ struct Limits {
     uint64_t max_body = uint64_t{1} << 30;   // the whole body (with or without a sink)
 };
 
+// How a response's body is delimited (RFC 9112 section 6.3), decided from its
+// status, its header fields and whether the request was HEAD; see the framing
+// paragraph at the top. `error` is Error::none unless the fields are
+// ambiguous or invalid; `length` is set for Framing::content_length.
+struct FramingDecision {
+    Framing framing = Framing::unknown;
+    std::optional<uint64_t> length;
+    Error error = Error::none;
+    std::string message;  // why, when error is set
+};
+FramingDecision response_framing(const Headers& headers, int status, bool head_request,
+                                 uint64_t max_body);
+
 class ResponseParser {
   public:
     // Called once the status line and headers are parsed (before any body byte).

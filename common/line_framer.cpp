@@ -15,26 +15,27 @@ void LineFramer::feed(std::string_view data, const LineHandler& on_line,
         const bool complete = nl != std::string_view::npos;
 
         if (!discarding_) {
-            // A line's "\r" terminator may be its last byte past the limit, so
-            // count the limit on the line without it when the line completes.
-            std::size_t room = partial_.size() >= max_line_ ? 0 : max_line_ - partial_.size();
-            std::string_view body = piece;
-            if (complete && !body.empty() && body.back() == '\r') body.remove_suffix(1);
-            if (complete && body.size() <= room) {
+            // The line so far is partial_ then piece. A line's "\r" terminator
+            // is its last byte, possibly the held one, and does not count
+            // against the limit; an unfinished line may therefore hold one
+            // byte past the limit when that byte is a "\r" (its "\n" is
+            // still to come).
+            const std::size_t len = partial_.size() + piece.size();
+            const char last = !piece.empty()     ? piece.back()
+                              : partial_.empty() ? '\0'
+                                                 : partial_.back();
+            if (complete && len - (last == '\r' ? 1 : 0) <= max_line_) {
                 if (partial_.empty()) {
-                    on_line(body);
+                    on_line(last == '\r' ? piece.substr(0, piece.size() - 1) : piece);
                 } else {
-                    partial_.append(body);
-                    if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+                    partial_.append(piece);
+                    if (partial_.back() == '\r') partial_.pop_back();
                     on_line(partial_);
                     partial_.clear();
                 }
                 continue;
             }
-            // An unfinished line may hold one byte more than the limit when that
-            // byte is the "\r" of a "\r\n" split across two reads.
-            if (!complete &&
-                (piece.size() <= room || (piece.size() == room + 1 && piece.back() == '\r'))) {
+            if (!complete && (len <= max_line_ || (len == max_line_ + 1 && last == '\r'))) {
                 partial_.append(piece);
                 continue;
             }

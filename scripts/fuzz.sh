@@ -1,40 +1,78 @@
 #!/usr/bin/env bash
-# Fuzzes common/http (response parser + URL parser) with libFuzzer for a
-# bounded time.
-#   scripts/fuzz.sh [SECONDS]      default 60
-# Configures its own build directory (build-fuzz/, clang, -DIOLAB_FUZZ=ON),
-# builds the target, seeds a corpus with sample responses, and runs. Exit 0
-# when the time ran out without a finding; a crash leaves crash-* files in
-# build-fuzz/fuzz/ and exits non-zero.
+# Runs the libFuzzer targets of fuzz/ for a bounded time.
+#   scripts/fuzz.sh TARGET SECONDS     one target: http_parser, line_framer, url, chat
+#   scripts/fuzz.sh all SECONDS        each target in turn, SECONDS each
+#   scripts/fuzz.sh --help
+# Configures its own build directory (build-fuzz/, clang, -DIOLAB_FUZZ=ON;
+# --build-dir DIR to change it), builds the target and runs it on a working
+# copy of fuzz/corpus/TARGET. Inputs that reach new coverage are merged back
+# into fuzz/corpus/TARGET (libFuzzer -merge=1 keeps the corpus minimal); the
+# test suite replays that directory. Prints libFuzzer's final cov:/ft: line.
+# Exit 0 when the time ran out without a finding; a finding leaves its
+# crash-*/leak-*/timeout-* file in BUILD/fuzz/findings/TARGET/ and exits 1;
+# usage errors exit 2.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-seconds="${1:-60}"
-[[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: SECONDS must be a number" >&2; exit 2; }
+root="$(cd "$(dirname "$0")/.." && pwd)"
+targets=(http_parser line_framer url chat)
 
-build=build-fuzz
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DIOLAB_FUZZ=ON >/dev/null
-cmake --build "$build" --target fuzz_http_parser -j 2
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+usage_error() { echo "fuzz.sh: $1" >&2; exit 2; }
 
-corpus="$build/fuzz/corpus"
-mkdir -p "$corpus"
-seed() { printf '%b' "$2" > "$corpus/seed-$1"; }
-# The first byte is the options byte of the target (see fuzz/http_parser_fuzz.cpp).
-seed cl '\x00HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 204 No\r\n\r\n'
-seed chunked '\x22HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n'
-seed close '\x10HTTP/1.0 200 OK\r\nServer: x\r\n\r\nbody until close'
-seed head '\x01HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n'
-seed interim '\x48HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n'
-seed tight '\x04HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nTransfer-Encoding: gzip, chunked\r\n\r\n64\r\n'
-seed url '\x00http://[::1]:8080/a/../b?q=1#f'
-
-echo "fuzzing common/http for ${seconds}s ..."
-"$build/fuzz/fuzz_http_parser" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
-  -rss_limit_mb=2048 -print_final_stats=1 "$corpus" 2>&1 | tail -25
-rc=${PIPESTATUS[0]}
-if [ "$rc" -eq 0 ]; then
-  echo "fuzz.sh: ${seconds}s without a finding"
+build="$root/build-fuzz"
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --help|-h) usage; exit 0 ;;
+    --build-dir) [ $# -ge 2 ] || usage_error "--build-dir needs a directory"; build="$2"; shift 2 ;;
+    --build-dir=*) build="${1#*=}"; shift ;;
+    -*) usage_error "unknown option $1" ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+[ "${#args[@]}" -eq 2 ] || usage_error "expected TARGET SECONDS (see --help)"
+which="${args[0]}"
+seconds="${args[1]}"
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then usage_error "SECONDS must be a positive number"; fi
+if [ "$which" = all ]; then
+  run=("${targets[@]}")
 else
-  echo "fuzz.sh: libFuzzer stopped with exit code $rc (see crash-* files)" >&2
+  found=0
+  for t in "${targets[@]}"; do [ "$t" = "$which" ] && found=1; done
+  [ "$found" = 1 ] || usage_error "unknown target $which (one of: ${targets[*]} all)"
+  run=("$which")
 fi
-exit "$rc"
+
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DIOLAB_FUZZ=ON >/dev/null
+cmake --build "$build" --target "${run[@]/#/fuzz_}"
+
+status=0
+for t in "${run[@]}"; do
+  corpus="$root/fuzz/corpus/$t"
+  work="$build/fuzz/work/$t"
+  findings="$build/fuzz/findings/$t"
+  mkdir -p "$corpus" "$work" "$findings"
+  echo "== fuzz_$t for ${seconds}s"
+  set +e
+  "$build/fuzz/fuzz_$t" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
+    "$work" "$corpus" >"$build/fuzz/$t.log" 2>&1
+  rc=$?
+  set -e
+  grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE)' "$build/fuzz/$t.log" | tail -1 || true
+  grep -E '^stat::number_of_executed_units' "$build/fuzz/$t.log" || true
+  if [ "$rc" -ne 0 ]; then
+    echo "fuzz.sh: fuzz_$t stopped with exit code $rc; see $build/fuzz/$t.log and $findings/" >&2
+    status=1
+    continue
+  fi
+  # Keep only the inputs that add coverage: merge the working corpus into the
+  # committed one, minimised.
+  merged="$build/fuzz/merged/$t"
+  rm -rf "$merged"; mkdir -p "$merged"
+  "$build/fuzz/fuzz_$t" -merge=1 "$merged" "$corpus" "$work" >/dev/null 2>&1
+  rm -rf "$corpus"; mkdir -p "$corpus"
+  cp "$merged"/* "$corpus"/ 2>/dev/null || true
+  echo "fuzz.sh: fuzz_$t ${seconds}s without a finding; corpus $(find "$corpus" -type f | wc -l) files"
+done
+exit "$status"

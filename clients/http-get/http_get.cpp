@@ -206,6 +206,8 @@ struct Hop {
     std::optional<http::Url> redirect;  // where -L goes next
 };
 
+// Kept as one function (about 90 lines) because it is the lesson: connect,
+// write the request, read and parse, in that order on one page.
 Hop exchange(const http::Url& url, const Options& o, Output& out, Clock::time_point deadline) {
     if (url.scheme == "https") {
         throw Failure{tls_unsupported,

@@ -4,7 +4,7 @@
 // Usage: http-testd [--host 127.0.0.1] [--port 0] [--max-clients N] [-v]
 //                   [--site-pages N] [--max-bytes N] [--max-delay MS]
 //
-// Routes (GET and HEAD):
+// Routes (GET and HEAD), one table in route_table():
 //   /bytes/N       N deterministic bytes, Content-Length. Byte i is
 //                  (j * 31 + j / 251) & 0xFF with j = i % 65521, so every value
 //                  0..255 occurs and a shifted or lost byte shows.
@@ -22,22 +22,40 @@
 //                  received and not yet answered, /stats itself excluded),
 //                  connections, refused.
 //
-// Limits: N <= --max-bytes, MS <= --max-delay, request headers <= 16 KiB and
-// bodies <= 64 KiB (evhttp answers 413/400 beyond), idle connections closed
-// after 30 s. Bodies are served by reference from one static pattern table,
-// so a large /bytes/N costs no memory per request. --max-clients: a request
+// Streaming: /bytes and /chunked never queue more than one window (64 KiB, or
+// one chunk when a chunk is larger: queued by reference, it costs no copy) per
+// request. The next window is produced when the connection's output buffer
+// has drained (evhttp_send_reply_chunk_with_cb), so a client that reads slowly
+// costs the server a constant, and one fill is a bounded amount of loop time.
+//
+// Framing (RFC 9112 section 6.3): evhttp 2.1 parses a request before any
+// hook of ours runs and is lenient (it takes the first of several
+// Content-Length fields, strtoll's "+0", ignores a Transfer-Encoding other
+// than "chunked"), so check_framing() looks at the raw header fields evhttp
+// kept and refuses what is ambiguous: several Content-Length fields, one that
+// is not all digits, a Transfer-Encoding other than "chunked", Content-Length
+// with Transfer-Encoding, a field name that is not a token, HTTP/1.1 without
+// exactly one Host: 400. HTTP/1.2..1.9: 505 (with an HTTP/1.1 status line).
+// Every refusal carries "Connection: close": evhttp reads nothing more of the
+// connection while a request is being answered, then closes it, so bytes
+// smuggled behind an ambiguous request are never parsed. A request line with
+// another major version (HTTP/2.0) never reaches us: evhttp's own parser
+// answers it 400 and closes (see README: why not 505 there).
+//
+// Limits: all in struct Limits below (and the README). --max-clients: a request
 // arriving on a connection beyond the limit gets 503 and the connection closes.
 //
 // Linux notes: the listening socket is made with common/socket (IPv4 or IPv6,
 // port 0) and handed to evhttp; SIGINT/SIGTERM arrive on a signalfd watched by
 // the loop. bytes_in/bytes_out in the summary are exact: every connection's
-// bufferevent belongs to one rate-limit group (with no limit), whose totals
-// libevent keeps.
+// bufferevent belongs to one rate-limit group (with no limit), whose
+// totals libevent keeps.
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>  // evhttp_request::major/minor (no getter in 2.1)
 #include <event2/keyvalq_struct.h>
 
 #include <CLI/CLI.hpp>
@@ -52,6 +70,7 @@
 #include <string_view>
 
 #include "common/error.hpp"
+#include "common/http.hpp"
 #include "common/server.hpp"
 #include "common/signals.hpp"
 #include "common/socket.hpp"
@@ -60,13 +79,30 @@ namespace {
 
 using namespace iolab;
 
+// Every bound of the server, in one place (servers/http-testd/README.md
+// repeats them). The command-line limits have their defaults here too.
+struct Limits {
+    static constexpr std::size_t window = 64 * 1024;          // queued bytes per streaming response
+    static constexpr uint64_t default_chunk = 4096;           // /chunked/N without ?chunk=
+    static constexpr uint64_t max_chunk = uint64_t{1} << 20;  // ?chunk=K
+    static constexpr std::size_t copy_below = 1024;           // smaller chunks are framed by us
+    static constexpr uint64_t max_redirects = 1000;           // /redirect/N
+    static constexpr int min_status = 200, max_status = 599;  // /status/CODE
+    static constexpr std::size_t max_head = 16 * 1024;        // request line + header fields
+    static constexpr std::size_t max_body = 64 * 1024;        // request body (evhttp: 413 beyond)
+    static constexpr int idle_seconds = 30;                   // idle connections are closed
+    static constexpr uint64_t default_max_bytes = uint64_t{256} << 20;  // --max-bytes
+    static constexpr int default_max_delay_ms = 60000;                  // --max-delay
+    static constexpr int default_site_pages = 100;                      // --site-pages
+};
+
 constexpr std::size_t kPatternPeriod = 65521;  // prime: misalignment shows
 
 struct Options {
     ServerOptions server;
-    int site_pages = 100;
-    uint64_t max_bytes = uint64_t{256} << 20;
-    int max_delay_ms = 60000;
+    int site_pages = Limits::default_site_pages;
+    uint64_t max_bytes = Limits::default_max_bytes;
+    int max_delay_ms = Limits::default_max_delay_ms;
 };
 
 // The body pattern, computed once and served by reference.
@@ -79,11 +115,21 @@ class Pattern {
     }
     // Appends bytes [offset, offset + n) of the infinite pattern to `buf`,
     // without copying them.
-    void add(evbuffer* buf, uint64_t offset, uint64_t n) const {
+    void add_reference(evbuffer* buf, uint64_t offset, uint64_t n) const {
         while (n > 0) {
             std::size_t j = offset % kPatternPeriod;
             std::size_t take = static_cast<std::size_t>(std::min<uint64_t>(n, kPatternPeriod - j));
             evbuffer_add_reference(buf, table_.data() + j, take, nullptr, nullptr);
+            offset += take;
+            n -= take;
+        }
+    }
+    // Appends a copy of bytes [offset, offset + n) to `out`.
+    void append(std::string& out, uint64_t offset, std::size_t n) const {
+        while (n > 0) {
+            std::size_t j = offset % kPatternPeriod;
+            std::size_t take = std::min<std::size_t>(n, kPatternPeriod - j);
+            out.append(reinterpret_cast<const char*>(table_.data()) + j, take);
             offset += take;
             n -= take;
         }
@@ -103,20 +149,27 @@ std::optional<T> parse_number(std::string_view s) {
 }
 
 struct Server;
+struct ConnInfo;
 
-// One evhttp connection we have seen a request on: its close callback keeps
-// the open count honest.
-struct ConnInfo {
-    Server* server;
-    std::string peer;
+// A response still in progress: a /delay timer or a streaming body. Owned by
+// its connection's ConnInfo, so that a connection that goes away takes it along.
+struct Pending {
+    Server* server = nullptr;
+    ConnInfo* conn = nullptr;
+    evhttp_request* req = nullptr;
+    Pending() = default;
+    Pending(const Pending&) = delete;
+    Pending& operator=(const Pending&) = delete;
+    virtual ~Pending() = default;
 };
 
-// A /delay request waiting for its timer.
-struct Delayed {
+// One evhttp connection we have seen a request on: its close callback keeps
+// the open count honest and drops a response left unfinished.
+struct ConnInfo {
     Server* server;
-    evhttp_request* req;
-    event* timer = nullptr;
-    int ms = 0;
+    evhttp_connection* evcon;
+    std::string peer;
+    std::unique_ptr<Pending> pending;
 };
 
 struct Server {
@@ -130,11 +183,9 @@ struct Server {
     bufferevent_rate_limit_group* group = nullptr;
 
     std::map<evhttp_connection*, std::unique_ptr<ConnInfo>> conns;
-    std::map<Delayed*, std::unique_ptr<Delayed>> delayed;
     uint64_t requests = 0;
     uint64_t in_flight = 0;
     uint64_t max_in_flight = 0;
-    bool stopping = false;
 
     explicit Server(const Options& o) : opts(o), log(o.server.verbose) {}
 
@@ -146,18 +197,34 @@ struct Server {
     void end_request() { --in_flight; }
 };
 
-void set_type(evhttp_request* req, const char* type) {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+// What a route handler gets: the request and its parsed parts.
+struct Call {
+    Server& s;
+    evhttp_request* req;
+    ConnInfo* conn;
+    bool head;              // HEAD: headers only
+    std::string_view path;  // "/bytes/10"
+    std::string_view rest;  // after the route's prefix: "10"
+    const evhttp_uri* uri;
+};
+
+void set_header(evhttp_request* req, const char* name, const std::string& value) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), name, value.c_str());
+}
+
+void send_body(Server& s, evhttp_request* req, int code, const char* reason, const char* type,
+               const std::string& body, bool counted = true) {
+    evbuffer* buf = evbuffer_new();
+    evbuffer_add(buf, body.data(), body.size());
+    set_header(req, "Content-Type", type);
+    evhttp_send_reply(req, code, reason, buf);
+    evbuffer_free(buf);
+    if (counted) s.end_request();
 }
 
 void reply_text(Server& s, evhttp_request* req, int code, const char* reason,
                 const std::string& text) {
-    evbuffer* buf = evbuffer_new();
-    evbuffer_add(buf, text.data(), text.size());
-    set_type(req, "text/plain");
-    evhttp_send_reply(req, code, reason, buf);
-    evbuffer_free(buf);
-    s.end_request();
+    send_body(s, req, code, reason, "text/plain", text);
 }
 
 const char* reason_for(int code) {
@@ -188,6 +255,8 @@ const char* reason_for(int code) {
             return "Bad Gateway";
         case 503:
             return "Service Unavailable";
+        case 505:
+            return "HTTP Version Not Supported";
         default:
             return code < 300   ? "OK"
                    : code < 400 ? "Redirect"
@@ -196,8 +265,220 @@ const char* reason_for(int code) {
     }
 }
 
-void not_found(Server& s, evhttp_request* req, std::string_view why) {
-    reply_text(s, req, 404, "Not Found", std::string(why) + "\n");
+void not_found(const Call& c, std::string_view why) {
+    reply_text(c.s, c.req, 404, "Not Found", std::string(why) + "\n");
+}
+
+void bad_request(const Call& c, const std::string& why) {
+    reply_text(c.s, c.req, 400, "Bad Request", why + "\n");
+}
+
+// ---- streaming bodies (/bytes, /chunked) -------------------------------------
+
+// Sends bytes [0, total) of the pattern, one window at a time: fill() queues at
+// most Limits::window bytes (or one larger chunk, by reference) and asks evhttp
+// to call drained() once the connection's output buffer is empty again.
+class Stream : public Pending {
+  public:
+    Stream(uint64_t total, uint64_t chunk, bool chunked)
+        : total_(total), chunk_(chunk), chunked_(chunked) {}
+
+    void start() { fill(); }
+
+  private:
+    static void drained(evhttp_connection*, void* arg) { static_cast<Stream*>(arg)->fill(); }
+
+    void fill() {
+        if (filling_) return;  // evhttp called back from inside a fill: the loop goes on
+        if (offset_ == total_) return finish();
+        filling_ = true;
+        if (chunked_ && chunk_ < Limits::copy_below) {
+            queue_small_chunks();
+        } else {
+            queue_pieces();
+        }
+        filling_ = false;
+    }
+
+    // Pieces by reference (no copy): one Content-Length window, or whole
+    // chunks up to a window (evhttp frames each call as one chunk).
+    void queue_pieces() {
+        const uint64_t piece = chunked_ ? chunk_ : Limits::window;
+        evbuffer* buf = evbuffer_new();
+        uint64_t queued = 0;
+        while (true) {
+            const uint64_t n = std::min(piece, total_ - offset_);
+            server->pattern.add_reference(buf, offset_, n);
+            offset_ += n;
+            queued += n;
+            if (queued >= Limits::window || offset_ == total_) break;
+            evhttp_send_reply_chunk(req, buf);
+        }
+        evhttp_send_reply_chunk_with_cb(req, buf, drained, this);
+        evbuffer_free(buf);
+    }
+
+    // Small chunks: evhttp would spend a buffer chain (about 1 KiB) on each, so
+    // we frame a window of them ourselves into one copy, written straight to
+    // the connection's output after the chunks already queued; the window's
+    // last chunk goes through evhttp, which registers drained().
+    void queue_small_chunks() {
+        std::string out;
+        out.reserve(Limits::window);
+        char size_line[24];
+        while (total_ - offset_ > chunk_) {
+            const auto n = static_cast<std::size_t>(chunk_);
+            if (out.size() + n + 2 * sizeof size_line > Limits::window) break;
+            auto [end, ec] = std::to_chars(size_line, size_line + 16, n, 16);
+            out.append(size_line, end);
+            out.append("\r\n");
+            server->pattern.append(out, offset_, n);
+            out.append("\r\n");
+            offset_ += n;
+        }
+        if (!out.empty()) {
+            bufferevent* bev = evhttp_connection_get_bufferevent(conn->evcon);
+            evbuffer_add(bufferevent_get_output(bev), out.data(), out.size());
+        }
+        const uint64_t n = std::min(chunk_, total_ - offset_);
+        evbuffer* buf = evbuffer_new();
+        server->pattern.add_reference(buf, offset_, n);
+        offset_ += n;
+        evhttp_send_reply_chunk_with_cb(req, buf, drained, this);
+        evbuffer_free(buf);
+    }
+
+    // The last step: evhttp_send_reply_end may finish the response at once
+    // and free the connection (its close callback runs), so we leave the
+    // connection's hands first and are deleted when this returns.
+    void finish() {
+        std::unique_ptr<Pending> self = std::move(conn->pending);
+        server->end_request();
+        evhttp_send_reply_end(req);
+    }
+
+    uint64_t total_;
+    uint64_t chunk_;
+    bool chunked_;
+    uint64_t offset_ = 0;
+    bool filling_ = false;
+};
+
+void start_stream(const Call& c, uint64_t n, uint64_t chunk, bool chunked) {
+    set_header(c.req, "Content-Type", "application/octet-stream");
+    if (!chunked) {
+        // With a Content-Length, evhttp sends the pieces unframed.
+        set_header(c.req, "Content-Length", std::to_string(n));
+    }
+    if (c.head) {
+        // evhttp leaves Content-Length out of HEAD replies unless it is set,
+        // as above: the length a GET would have.
+        if (chunked) {
+            evhttp_send_reply_start(c.req, 200, "OK");
+            evhttp_send_reply_end(c.req);
+        } else {
+            evhttp_send_reply(c.req, 200, "OK", nullptr);
+        }
+        return c.s.end_request();
+    }
+    evhttp_send_reply_start(c.req, 200, "OK");
+    auto stream = std::make_unique<Stream>(n, chunk, chunked);
+    stream->server = &c.s;
+    stream->conn = c.conn;
+    stream->req = c.req;
+    Stream* raw = stream.get();
+    c.conn->pending = std::move(stream);
+    raw->start();
+}
+
+// ---- routes -----------------------------------------------------------------
+
+std::optional<uint64_t> byte_count(const Call& c) {
+    auto n = parse_number<uint64_t>(c.rest);
+    if (!n) {
+        not_found(c, "expected a byte count");
+        return std::nullopt;
+    }
+    if (*n > c.s.opts.max_bytes) {
+        bad_request(c, "at most " + std::to_string(c.s.opts.max_bytes) + " bytes");
+        return std::nullopt;
+    }
+    return n;
+}
+
+void route_bytes(const Call& c) {
+    if (auto n = byte_count(c)) start_stream(c, *n, Limits::window, false);
+}
+
+void route_chunked(const Call& c) {
+    auto n = byte_count(c);
+    if (!n) return;
+    uint64_t chunk = Limits::default_chunk;
+    if (const char* q = evhttp_uri_get_query(c.uri)) {
+        std::string_view qs = q;
+        if (qs.starts_with("chunk=")) {
+            auto k = parse_number<uint64_t>(qs.substr(6));
+            if (!k || *k == 0 || *k > Limits::max_chunk) {
+                return bad_request(c, "chunk=1.." + std::to_string(Limits::max_chunk));
+            }
+            chunk = *k;
+        }
+    }
+    start_stream(c, *n, chunk, true);
+}
+
+// A /delay request waiting for its timer.
+struct Delayed : Pending {
+    event* timer = nullptr;
+    int ms = 0;
+    ~Delayed() override {
+        if (timer) event_free(timer);
+    }
+};
+
+void delay_fired(evutil_socket_t, short, void* arg) {
+    auto* d = static_cast<Delayed*>(arg);
+    Server& s = *d->server;
+    evhttp_request* req = d->req;
+    std::string text = "delayed " + std::to_string(d->ms) + " ms\n";
+    d->conn->pending.reset();  // frees d and its timer
+    reply_text(s, req, 200, "OK", text);
+}
+
+void route_delay(const Call& c) {
+    auto ms = parse_number<uint64_t>(c.rest);
+    if (!ms) return not_found(c, "expected milliseconds");
+    if (*ms > static_cast<uint64_t>(c.s.opts.max_delay_ms)) {
+        return bad_request(c, "at most " + std::to_string(c.s.opts.max_delay_ms) + " ms");
+    }
+    auto d = std::make_unique<Delayed>();
+    d->server = &c.s;
+    d->conn = c.conn;
+    d->req = c.req;
+    d->ms = static_cast<int>(*ms);
+    d->timer = evtimer_new(c.s.base, delay_fired, d.get());
+    timeval tv{static_cast<time_t>(*ms / 1000), static_cast<suseconds_t>(*ms % 1000 * 1000)};
+    evtimer_add(d->timer, &tv);
+    c.conn->pending = std::move(d);
+}
+
+void route_status(const Call& c) {
+    auto code = parse_number<int>(c.rest);
+    if (!code || *code < Limits::min_status || *code > Limits::max_status) {
+        return bad_request(c, "status " + std::to_string(Limits::min_status) + ".." +
+                                  std::to_string(Limits::max_status));
+    }
+    reply_text(c.s, c.req, *code, reason_for(*code), "status " + std::to_string(*code) + "\n");
+}
+
+void route_redirect(const Call& c) {
+    auto n = parse_number<uint64_t>(c.rest);
+    if (!n || *n > Limits::max_redirects) {
+        return not_found(c, "expected 0.." + std::to_string(Limits::max_redirects) + " redirects");
+    }
+    if (*n == 0) return reply_text(c.s, c.req, 200, "OK", "redirects done\n");
+    set_header(c.req, "Location", std::to_string(*n - 1));
+    reply_text(c.s, c.req, 302, "Found", "redirecting\n");
 }
 
 // /site/page/K as HTML: links in every form a crawler has to normalise.
@@ -220,179 +501,204 @@ std::string site_page(const Server& s, int k, const std::string& host) {
     return h;
 }
 
-void handle_site(Server& s, evhttp_request* req, std::string_view rest) {
-    const char* host_hdr = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
-    std::string host = host_hdr ? host_hdr : "127.0.0.1";
-    std::string body;
-    if (rest.empty()) {
-        body = "<html><body><p>A generated site of " + std::to_string(s.opts.site_pages) +
-               " pages.</p><a href=\"page/0\">start</a></body></html>\n";
-    } else if (rest.starts_with("page/")) {
-        auto k = parse_number<int>(rest.substr(5));
-        if (!k || *k < 0 || *k >= s.opts.site_pages) return not_found(s, req, "no such page");
-        body = site_page(s, *k, host);
-    } else {
-        return not_found(s, req, "no such page");
-    }
-    evbuffer* buf = evbuffer_new();
-    evbuffer_add(buf, body.data(), body.size());
-    set_type(req, "text/html");
-    evhttp_send_reply(req, 200, "OK", buf);
-    evbuffer_free(buf);
-    s.end_request();
+void route_site_index(const Call& c) {
+    send_body(c.s, c.req, 200, "OK", "text/html",
+              "<html><body><p>A generated site of " + std::to_string(c.s.opts.site_pages) +
+                  " pages.</p><a href=\"page/0\">start</a></body></html>\n");
 }
 
-void delay_fired(evutil_socket_t, short, void* arg) {
-    auto* d = static_cast<Delayed*>(arg);
-    Server& s = *d->server;
-    event_free(d->timer);
-    evhttp_request* req = d->req;
-    std::string text = "delayed " + std::to_string(d->ms) + " ms\n";
-    s.delayed.erase(d);  // frees d
-    // If the client went away meanwhile, evhttp detached the request and
-    // send_reply frees it.
-    reply_text(s, req, 200, "OK", text);
+void route_site_page(const Call& c) {
+    if (c.rest.empty()) return route_site_index(c);
+    if (!c.rest.starts_with("page/")) return not_found(c, "no such page");
+    auto k = parse_number<int>(c.rest.substr(5));
+    if (!k || *k < 0 || *k >= c.s.opts.site_pages) return not_found(c, "no such page");
+    const char* host = evhttp_find_header(evhttp_request_get_input_headers(c.req), "Host");
+    send_body(c.s, c.req, 200, "OK", "text/html", site_page(c.s, *k, host ? host : "127.0.0.1"));
+}
+
+void route_index(const Call& c) {
+    reply_text(c.s, c.req, 200, "OK",
+               "http-testd: /bytes/N /chunked/N /delay/MS /status/CODE /redirect/N /site/ "
+               "/stats\n");
+}
+
+void route_stats(const Call& c) {
+    const Server& s = c.s;
+    nlohmann::json j = {{"requests", s.requests},
+                        {"in_flight", s.in_flight},
+                        {"max_in_flight", s.max_in_flight},
+                        {"connections", s.stats.connections.load()},
+                        {"open_connections", s.conns.size()},
+                        {"refused", s.stats.refused.load()}};
+    send_body(c.s, c.req, 200, "OK", "application/json", j.dump() + "\n", false);
+}
+
+struct Route {
+    std::string_view path;  // the whole path, or a prefix when `prefix`
+    bool prefix;
+    bool counted;  // counts in requests / in_flight (everything but /stats)
+    void (*handler)(const Call&);
+};
+
+// The routes, first match wins.
+constexpr std::array<Route, 9> kRoutes{{
+    {"/stats", false, false, route_stats},
+    {"/bytes/", true, true, route_bytes},
+    {"/chunked/", true, true, route_chunked},
+    {"/delay/", true, true, route_delay},
+    {"/status/", true, true, route_status},
+    {"/redirect/", true, true, route_redirect},
+    {"/site/", true, true, route_site_page},
+    {"/site", false, true, route_site_index},
+    {"/", false, true, route_index},
+}};
+
+// ---- framing and connections --------------------------------------------------
+
+bool is_token(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+        auto u = static_cast<unsigned char>(ch);
+        return (std::isalnum(u) != 0) ||
+               std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+    });
+}
+
+// The request's framing problem by RFC 9112 section 6.3 (see the header
+// comment), as a status and a reason; nullopt when the request is sound.
+std::optional<std::pair<int, std::string>> check_framing(evhttp_request* req) {
+    if (req->major != 1 || req->minor > 1) {
+        return std::pair{505, "HTTP/" + std::to_string(req->major) + "." +
+                                  std::to_string(req->minor) + " is not supported"};
+    }
+    int hosts = 0, lengths = 0, encodings = 0;
+    std::string_view length, encoding;
+    const evkeyvalq* fields = evhttp_request_get_input_headers(req);
+    for (const evkeyval* f = fields->tqh_first; f != nullptr; f = f->next.tqe_next) {
+        std::string_view name = f->key;
+        if (!is_token(name)) return std::pair{400, "malformed header field name"};
+        if (http::iequals(name, "Host")) ++hosts;
+        if (http::iequals(name, "Content-Length")) ++lengths, length = f->value;
+        if (http::iequals(name, "Transfer-Encoding")) ++encodings, encoding = f->value;
+    }
+    if (hosts > 1 || (req->minor == 1 && hosts == 0)) {
+        return std::pair{400, "HTTP/1.1 needs exactly one Host field"};
+    }
+    if (lengths > 1) return std::pair{400, "several Content-Length fields"};
+    if (lengths == 1 && (length.empty() || length.size() > 18 ||
+                         !std::all_of(length.begin(), length.end(),
+                                      [](char ch) { return ch >= '0' && ch <= '9'; }))) {
+        return std::pair{400, "Content-Length is not a decimal number"};
+    }
+    if (encodings > 0 && lengths > 0) {
+        return std::pair{400, "Content-Length together with Transfer-Encoding"};
+    }
+    if (encodings > 1 || (encodings == 1 && !http::iequals(encoding, "chunked")) ||
+        (encodings == 1 && req->minor == 0)) {
+        return std::pair{400, "unsupported Transfer-Encoding"};
+    }
+    return std::nullopt;
+}
+
+// Answers a request whose framing cannot be trusted, and closes the
+// connection after the answer: evhttp reads nothing more from it meanwhile.
+void refuse(Server& s, evhttp_request* req, int status, const std::string& why) {
+    s.log.info("refused a request: " + why);
+    req->major = 1;  // the status line: HTTP/1.1, whatever the request said
+    req->minor = 1;
+    set_header(req, "Connection", "close");
+    send_body(s, req, status, reason_for(status), "text/plain", why + "\n", false);
+}
+
+// The connection's close callback: forgets it, and drops a response still in
+// progress. evhttp frees a request still queued on the connection itself; one
+// it already detached (the client went away mid-response) is ours to free.
+void connection_closed(evhttp_connection* evcon, void* arg) {
+    auto* ci = static_cast<ConnInfo*>(arg);
+    Server& s = *ci->server;
+    s.log.info("closed " + ci->peer);
+    if (ci->pending) {
+        evhttp_request* req = ci->pending->req;
+        ci->pending.reset();
+        if (evhttp_request_get_connection(req) == nullptr) evhttp_request_free(req);
+        s.end_request();
+    }
+    s.conns.erase(evcon);
+}
+
+// The ConnInfo of a request's connection, made on its first request; nullptr
+// when --max-clients is reached (the request is then answered 503).
+ConnInfo* admit(Server& s, evhttp_request* req) {
+    evhttp_connection* evcon = evhttp_request_get_connection(req);
+    if (evcon == nullptr) return nullptr;
+    if (auto it = s.conns.find(evcon); it != s.conns.end()) return it->second.get();
+    char* addr = nullptr;
+    uint16_t port = 0;
+    evhttp_connection_get_peer(evcon, &addr, &port);
+    std::string peer = std::string(addr ? addr : "?") + ":" + std::to_string(port);
+    if (s.conns.size() >= s.opts.server.max_clients) {
+        s.stats.refused.fetch_add(1);
+        s.log.info("refused " + peer + ": --max-clients reached");
+        set_header(req, "Connection", "close");
+        send_body(s, req, 503, "Service Unavailable", "text/plain", "too many clients\n", false);
+        ++s.requests;
+        return nullptr;
+    }
+    auto info = std::make_unique<ConnInfo>(ConnInfo{&s, evcon, peer, nullptr});
+    evhttp_connection_set_closecb(evcon, connection_closed, info.get());
+    s.log.info("connection from " + peer);
+    return s.conns.emplace(evcon, std::move(info)).first->second.get();
 }
 
 void handle_request(evhttp_request* req, void* arg) {
     Server& s = *static_cast<Server*>(arg);
-    evhttp_connection* conn = evhttp_request_get_connection(req);
-    if (conn && !s.conns.contains(conn)) {
-        char* addr = nullptr;
-        uint16_t port = 0;
-        evhttp_connection_get_peer(conn, &addr, &port);
-        std::string peer = std::string(addr ? addr : "?") + ":" + std::to_string(port);
-        if (s.conns.size() >= s.opts.server.max_clients) {
-            s.stats.refused.fetch_add(1);
-            s.log.info("refused " + peer + ": --max-clients reached");
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-            s.begin_request();
-            return reply_text(s, req, 503, "Service Unavailable", "too many clients\n");
-        }
-        auto info = std::make_unique<ConnInfo>(ConnInfo{&s, peer});
-        evhttp_connection_set_closecb(
-            conn,
-            [](evhttp_connection* c, void* a) {
-                auto* ci = static_cast<ConnInfo*>(a);
-                Server& srv = *ci->server;
-                srv.log.info("closed " + ci->peer);
-                srv.conns.erase(c);
-            },
-            info.get());
-        s.conns.emplace(conn, std::move(info));
-        s.log.info("connection from " + peer);
+    ConnInfo* conn = admit(s, req);
+    if (conn == nullptr) return;
+    if (auto problem = check_framing(req)) {
+        return refuse(s, req, problem->first, problem->second);
     }
-    const evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    const bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
     const char* uri_text = evhttp_request_get_uri(req);
-    s.log.info(std::string(cmd == EVHTTP_REQ_HEAD ? "HEAD " : "GET ") + uri_text);
+    s.log.info(std::string(head ? "HEAD " : "GET ") + (uri_text ? uri_text : "?"));
     const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
     const char* path_c = uri ? evhttp_uri_get_path(uri) : nullptr;
-    std::string_view path = path_c ? path_c : "/";
-
-    if (path == "/stats") {
-        nlohmann::json j = {{"requests", s.requests},
-                            {"in_flight", s.in_flight},
-                            {"max_in_flight", s.max_in_flight},
-                            {"connections", s.stats.connections.load()},
-                            {"open_connections", s.conns.size()},
-                            {"refused", s.stats.refused.load()}};
-        std::string body = j.dump() + "\n";
-        evbuffer* buf = evbuffer_new();
-        evbuffer_add(buf, body.data(), body.size());
-        set_type(req, "application/json");
-        evhttp_send_reply(req, 200, "OK", buf);
-        evbuffer_free(buf);
-        return;
+    std::string_view path = path_c && *path_c ? path_c : "/";
+    for (const Route& r : kRoutes) {
+        if (r.prefix ? !path.starts_with(r.path) : path != r.path) continue;
+        if (r.counted) s.begin_request();
+        return r.handler(Call{s, req, conn, head, path, path.substr(r.path.size()), uri});
     }
     s.begin_request();
-    auto number_after = [&](std::string_view prefix) -> std::optional<uint64_t> {
-        if (!path.starts_with(prefix)) return std::nullopt;
-        return parse_number<uint64_t>(path.substr(prefix.size()));
-    };
-    if (path.starts_with("/bytes/") || path.starts_with("/chunked/")) {
-        const bool chunked = path.starts_with("/chunked/");
-        auto n = number_after(chunked ? "/chunked/" : "/bytes/");
-        if (!n) return not_found(s, req, "expected a byte count");
-        if (*n > s.opts.max_bytes) {
-            return reply_text(s, req, 400, "Bad Request",
-                              "at most " + std::to_string(s.opts.max_bytes) + " bytes\n");
-        }
-        set_type(req, "application/octet-stream");
-        if (!chunked) {
-            if (cmd == EVHTTP_REQ_HEAD) {
-                // evhttp leaves Content-Length out of HEAD replies; give the
-                // length a GET would have.
-                evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length",
-                                  std::to_string(*n).c_str());
-            }
-            evbuffer* buf = evbuffer_new();
-            s.pattern.add(buf, 0, *n);
-            evhttp_send_reply(req, 200, "OK", buf);
-            evbuffer_free(buf);
-            return s.end_request();
-        }
-        uint64_t chunk = 4096;
-        if (const char* q = evhttp_uri_get_query(uri)) {
-            std::string_view qs = q;
-            if (qs.starts_with("chunk=")) {
-                auto c = parse_number<uint64_t>(qs.substr(6));
-                if (!c || *c == 0 || *c > (uint64_t{1} << 20)) {
-                    return reply_text(s, req, 400, "Bad Request", "chunk=1..1048576\n");
-                }
-                chunk = *c;
-            }
-        }
-        // All chunks are queued at once (by reference): evhttp frames each
-        // evhttp_send_reply_chunk as one chunk. HEAD gets the headers only.
-        evhttp_send_reply_start(req, 200, "OK");
-        if (cmd != EVHTTP_REQ_HEAD) {
-            evbuffer* buf = evbuffer_new();
-            for (uint64_t off = 0; off < *n; off += chunk) {
-                s.pattern.add(buf, off, std::min(chunk, *n - off));
-                evhttp_send_reply_chunk(req, buf);
-            }
-            evbuffer_free(buf);
-        }
-        evhttp_send_reply_end(req);
-        return s.end_request();
+    reply_text(s, req, 404, "Not Found", "no such route\n");
+}
+
+// Every connection's bufferevent joins one unlimited rate-limit group: the
+// group's totals are the exact bytes in and out. The count of bufferevents
+// made is the count of accepted connections.
+bufferevent* new_bufferevent(event_base* b, void* arg) {
+    auto* srv = static_cast<Server*>(arg);
+    srv->stats.connections.fetch_add(1);
+    bufferevent* bev = bufferevent_socket_new(b, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev) bufferevent_add_to_rate_limit_group(bev, srv->group);
+    return bev;
+}
+
+// Stop: answer the requests still waiting for a timer, then free evhttp
+// (which closes every connection and with them the streams in progress).
+void shut_down(Server& s, std::unique_ptr<evhttp, decltype(&evhttp_free)>& http) {
+    for (auto& [evcon, ci] : s.conns) {
+        if (dynamic_cast<Delayed*>(ci->pending.get()) == nullptr) continue;
+        evhttp_request* req = ci->pending->req;
+        ci->pending.reset();
+        reply_text(s, req, 503, "Service Unavailable", "server stopping\n");
     }
-    if (auto ms = number_after("/delay/")) {
-        if (*ms > static_cast<uint64_t>(s.opts.max_delay_ms)) {
-            return reply_text(s, req, 400, "Bad Request",
-                              "at most " + std::to_string(s.opts.max_delay_ms) + " ms\n");
-        }
-        auto d = std::make_unique<Delayed>(Delayed{&s, req, nullptr, static_cast<int>(*ms)});
-        d->timer = evtimer_new(s.base, delay_fired, d.get());
-        timeval tv{static_cast<time_t>(*ms / 1000), static_cast<suseconds_t>(*ms % 1000 * 1000)};
-        evtimer_add(d->timer, &tv);
-        s.delayed.emplace(d.get(), std::move(d));
-        return;
-    }
-    if (path.starts_with("/delay/")) return not_found(s, req, "expected milliseconds");
-    if (path.starts_with("/status/")) {
-        auto code = number_after("/status/");
-        if (!code || *code < 200 || *code > 599) {
-            return reply_text(s, req, 400, "Bad Request", "status 200..599\n");
-        }
-        int c = static_cast<int>(*code);
-        return reply_text(s, req, c, reason_for(c), "status " + std::to_string(c) + "\n");
-    }
-    if (path.starts_with("/redirect/")) {
-        auto n = number_after("/redirect/");
-        if (!n || *n > 1000) return not_found(s, req, "expected 0..1000 redirects");
-        if (*n == 0) return reply_text(s, req, 200, "OK", "redirects done\n");
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Location",
-                          std::to_string(*n - 1).c_str());
-        return reply_text(s, req, 302, "Found", "redirecting\n");
-    }
-    if (path == "/site" || path == "/site/") return handle_site(s, req, "");
-    if (path.starts_with("/site/")) return handle_site(s, req, path.substr(6));
-    if (path == "/") {
-        return reply_text(s, req, 200, "OK",
-                          "http-testd: /bytes/N /chunked/N /delay/MS /status/CODE /redirect/N "
-                          "/site/ /stats\n");
-    }
-    not_found(s, req, "no such route");
+    http.reset();  // frees every connection; their bufferevents go to finalizers
+    s.conns.clear();
+    // One pass of the loop runs the finalizers, which leave the group.
+    event_base_loop(s.base, EVLOOP_NONBLOCK);
+    ev_uint64_t in = 0, out = 0;
+    bufferevent_rate_limit_group_get_totals(s.group, &in, &out);
+    s.stats.bytes_in = in;
+    s.stats.bytes_out = out;
 }
 
 int run(const Options& opts) {
@@ -411,27 +717,14 @@ int run(const Options& opts) {
     if (!http) throw std::runtime_error("evhttp_new failed");
     s.http = http.get();
     evhttp_set_allowed_methods(http.get(), EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_max_headers_size(http.get(), 16 * 1024);
-    evhttp_set_max_body_size(http.get(), 64 * 1024);
-    evhttp_set_timeout(http.get(), 30);
+    evhttp_set_max_headers_size(http.get(), Limits::max_head);
+    evhttp_set_max_body_size(http.get(), Limits::max_body);
+    evhttp_set_timeout(http.get(), Limits::idle_seconds);
     evhttp_set_gencb(http.get(), handle_request, &s);
-
-    // Every connection's bufferevent joins one unlimited rate-limit group: the
-    // group's totals are the exact bytes in and out. The count of bufferevents
-    // made is the count of accepted connections.
     s.unlimited = ev_token_bucket_cfg_new(EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX,
                                           EV_RATE_LIMIT_MAX, nullptr);
     s.group = bufferevent_rate_limit_group_new(base.get(), s.unlimited);
-    evhttp_set_bevcb(
-        http.get(),
-        [](event_base* b, void* arg) -> bufferevent* {
-            auto* srv = static_cast<Server*>(arg);
-            srv->stats.connections.fetch_add(1);
-            bufferevent* bev = bufferevent_socket_new(b, -1, BEV_OPT_CLOSE_ON_FREE);
-            if (bev) bufferevent_add_to_rate_limit_group(bev, srv->group);
-            return bev;
-        },
-        &s);
+    evhttp_set_bevcb(http.get(), new_bufferevent, &s);
 
     if (evhttp_accept_socket_with_handle(http.get(), listener.get()) == nullptr) {
         throw_sys("evhttp_accept_socket", "listening socket");
@@ -441,32 +734,14 @@ int run(const Options& opts) {
     event* sig = event_new(
         base.get(), stop.fd(), EV_READ | EV_PERSIST,
         [](evutil_socket_t, short, void* arg) {
-            auto* srv = static_cast<Server*>(arg);
-            srv->stopping = true;
-            event_base_loopbreak(srv->base);
+            event_base_loopbreak(static_cast<Server*>(arg)->base);
         },
         &s);
     event_add(sig, nullptr);
     event_base_dispatch(base.get());
     event_free(sig);
 
-    // Stop: answer the requests still waiting for a timer, then free evhttp
-    // (which closes every connection).
-    while (!s.delayed.empty()) {
-        Delayed* d = s.delayed.begin()->first;
-        event_free(d->timer);
-        evhttp_request* req = d->req;
-        s.delayed.erase(s.delayed.begin());
-        reply_text(s, req, 503, "Service Unavailable", "server stopping\n");
-    }
-    http.reset();  // frees every connection; their bufferevents go to finalizers
-    s.conns.clear();
-    // One pass of the loop runs the finalizers, which leave the group.
-    event_base_loop(base.get(), EVLOOP_NONBLOCK);
-    ev_uint64_t in = 0, out = 0;
-    bufferevent_rate_limit_group_get_totals(s.group, &in, &out);
-    s.stats.bytes_in = in;
-    s.stats.bytes_out = out;
+    shut_down(s, http);
     bufferevent_rate_limit_group_free(s.group);
     ev_token_bucket_cfg_free(s.unlimited);
     base.reset();

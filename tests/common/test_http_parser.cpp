@@ -495,3 +495,32 @@ TEST_CASE("URL references resolve against a base", "[http][url]") {
     CHECK_THROWS_AS(resolve_url(base, "mailto:x@y"), UrlError);
     CHECK_THROWS_AS(resolve_url(base, "javascript:void(0)"), UrlError);
 }
+
+TEST_CASE("response_framing decides the body's framing on its own", "[http]") {
+    using namespace iolab::http;
+    auto decide = [](std::vector<std::pair<std::string, std::string>> fields, int status = 200,
+                     bool head = false) {
+        Headers h;
+        for (auto& [n, v] : fields)
+            h.add(n, v);
+        return response_framing(h, status, head, 1000);
+    };
+    CHECK(decide({}).framing == Framing::until_close);
+    CHECK(decide({{"Content-Length", "5"}}, 204).framing == Framing::none);
+    CHECK(decide({{"Content-Length", "5"}}, 200, true).framing == Framing::none);
+    auto cl = decide({{"Content-Length", "42, 42"}, {"content-length", "42"}});
+    CHECK(cl.framing == Framing::content_length);
+    CHECK(cl.length == 42u);
+    CHECK(decide({{"Content-Length", "1"}, {"Content-Length", "2"}}).error ==
+          Error::bad_content_length);
+    CHECK(decide({{"Content-Length", "+1"}}).error == Error::bad_content_length);
+    CHECK(decide({{"Content-Length", "1001"}}).error == Error::body_too_large);
+    CHECK(decide({{"Transfer-Encoding", "gzip, chunked"}}).framing == Framing::chunked);
+    CHECK(decide({{"Transfer-Encoding", "gzip"}}).framing == Framing::until_close);
+    CHECK(decide({{"Transfer-Encoding", "chunked, gzip"}}).error == Error::bad_transfer_encoding);
+    CHECK(decide({{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}}).error ==
+          Error::bad_transfer_encoding);
+    auto both = decide({{"Transfer-Encoding", "chunked"}, {"Content-Length", "3"}});
+    CHECK(both.error == Error::bad_transfer_encoding);
+    CHECK(!both.message.empty());
+}

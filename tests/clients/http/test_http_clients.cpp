@@ -13,7 +13,7 @@
 
 #include "common/address.hpp"
 #include "common/socket.hpp"
-#include "tests/clients/http/raw_server.hpp"
+#include "tests/support/raw_server.hpp"
 #include "tests/support/process.hpp"
 
 using namespace iolab::test;
@@ -88,63 +88,6 @@ std::string read_file(const std::string& path) {
 const std::vector<std::string> kModes = {"callbacks", "coroutines", "threads", "sequential"};
 
 }  // namespace
-
-// ---- http-testd ---------------------------------------------------------------
-
-TEST_CASE("http-testd follows the server conventions", "[http][integration]") {
-    Testd t;
-    CHECK(t.proc.listening_line().starts_with("listening on 127.0.0.1:"));
-    RunResult r = http_get({t.url("/bytes/1000")});
-    REQUIRE(r.exit_code == 0);
-    auto s = t.stats();
-    CHECK(s["requests"] == 1);  // /stats itself is not counted
-    CHECK(s["in_flight"] == 0);
-    REQUIRE(t.proc.stop(SIGTERM, 10s) == 0);
-    auto summary = parse_summary(t.proc.out());
-    REQUIRE(summary);
-    CHECK(summary->connections == 2);
-    CHECK(summary->bytes_out > 1000);
-    CHECK(summary->bytes_in > 100);
-    RunResult v = run({bin("http-testd"), "--version"}, 10s);
-    CHECK(v.exit_code == 0);
-    CHECK(v.out.find("iolab") != std::string::npos);
-}
-
-TEST_CASE("http-testd stops with requests still waiting on a timer", "[http][integration]") {
-    Testd t;
-    Process slow({bin("http-get"), t.url("/delay/20000")});
-    // Wait until the request is in flight.
-    for (int i = 0; i < 200 && t.stats()["in_flight"] != 1; ++i)
-        std::this_thread::sleep_for(20ms);
-    REQUIRE(t.proc.stop(SIGINT, 10s) == 0);
-    CHECK(parse_summary(t.proc.out()));
-    CHECK(slow.wait(10s) != -1);
-}
-
-TEST_CASE("http-testd --max-clients answers 503 beyond the limit", "[http][integration]") {
-    Testd t({"--max-clients", "1"});
-    Process slow({bin("http-get"), t.url("/delay/1500")});
-    // The first client's request is in flight once /stats is refused (the
-    // slot is taken) or shows it.
-    bool busy = false;
-    for (int i = 0; i < 100 && !busy; ++i) {
-        RunResult r = http_get({"-i", t.url("/stats")});
-        busy = r.out.starts_with("HTTP/1.1 503");
-        if (!busy) std::this_thread::sleep_for(10ms);
-    }
-    REQUIRE(busy);
-    RunResult second = http_get({"--fail", t.url("/bytes/5")});
-    CHECK(second.exit_code == 7);
-    CHECK(second.err.find("503") != std::string::npos);
-    CHECK(slow.wait(10s) == 0);
-    CHECK(slow.out() == "delayed 1500 ms\n");
-    // The slot is free again.
-    CHECK(http_get({t.url("/bytes/5")}).out == pattern(5));
-    REQUIRE(t.proc.stop(SIGTERM, 10s) == 0);
-    auto summary = parse_summary(t.proc.out());
-    REQUIRE(summary);
-    CHECK(summary->refused >= 2);
-}
 
 // ---- http-get against http-testd ---------------------------------------------
 

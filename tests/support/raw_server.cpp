@@ -1,4 +1,4 @@
-#include "tests/clients/http/raw_server.hpp"
+#include "tests/support/raw_server.hpp"
 
 #include <poll.h>
 #include <unistd.h>
