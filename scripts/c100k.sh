@@ -22,7 +22,10 @@
 #                     CPU split is measured per process either way)
 #   --nice N          run this script and all it starts at this niceness (root
 #                     may give -20..-1: ahead of other work on a shared
-#                     machine; default 0)
+#                     machine; default 0). With autogroup scheduling a nice
+#                     value only orders the processes of one session, so the
+#                     session's autogroup gets it too, for the run only
+
 #   --no-tune         do not raise any sysctl (see below)
 #   --out DIR         keep the loadgen reports (client-N.json, merged.json)
 #                     and the samples there (default: removed at exit)
@@ -184,6 +187,18 @@ if ((tune)) && [[ $(id -u) -eq 0 ]]; then
   raise_sysctl net.core.somaxconn 8192
   if [[ -r /proc/sys/net/netfilter/nf_conntrack_max ]]; then
     raise_sysctl net.netfilter.nf_conntrack_max $((conns * 3))
+  fi
+fi
+
+# kernel.sched_autogroup_enabled=1: the CPU is shared between sessions
+# first, and a process's nice value counts only inside its own session. The
+# session's autogroup nice is what weighs against other sessions' work.
+autogroup=/proc/$$/autogroup
+if ((niceness < 0)) && [[ -w "$autogroup" && "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" == 1 ]]; then
+  old_group_nice=$(awk '{ print $NF }' "$autogroup")
+  if echo "$niceness" >"$autogroup" 2>/dev/null; then
+    at_exit "echo $old_group_nice > $autogroup"
+    echo "  priority      this session's autogroup nice $old_group_nice -> $niceness for the run (restored at exit)"
   fi
 fi
 
