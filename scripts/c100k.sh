@@ -14,7 +14,9 @@
 #   --measure S       seconds counted after the warm-up (default 22); the
 #                     warm-up is the ramp + 3 s, so at least 20 s are counted
 #                     after all are up when they are up in under ramp + 3 s
-#   --servers W       echo-epoll processes (default: enough for the cap, 6 here)
+#   --servers W       echo-epoll processes (default: enough for the cap, 6 here;
+#                     twice that with --workers, whose shared accept queue
+#                     does not deal connections out evenly)
 #   --clients P       loadgen processes (default: enough for the cap, 6 here)
 #   --pin             pin the servers to CPU 0 and the clients to CPU 1 (by
 #                     default the scheduler spreads them: a dozen processes on
@@ -62,6 +64,7 @@ rate=10000
 ramp=5
 measure=22
 servers=""
+servers_asked=""
 clients=""
 pin_cpus=0
 tune=1
@@ -75,7 +78,7 @@ while (($#)); do
     --rate) need_value "$@"; check_uint "$1" "$2"; rate=$2; shift 2 ;;
     --ramp) need_value "$@"; check_uint "$1" "$2"; ramp=$2; shift 2 ;;
     --measure) need_value "$@"; check_uint "$1" "$2"; measure=$2; shift 2 ;;
-    --servers) need_value "$@"; check_uint "$1" "$2"; servers=$2; shift 2 ;;
+    --servers) need_value "$@"; check_uint "$1" "$2"; servers=$2; servers_asked=1; shift 2 ;;
     --clients) need_value "$@"; check_uint "$1" "$2"; clients=$2; shift 2 ;;
     --pin) pin_cpus=1; shift ;;
     --nice) need_value "$@"; [[ "$2" =~ ^-?[0-9]+$ ]] || usage_error "--nice takes -20..19, got '$2'"; niceness=$2; shift 2 ;;
@@ -215,7 +218,10 @@ server_ports=()
 server_outs=()
 max_per_server=$per_proc
 if "$server_bin" --help 2>/dev/null | grep -q -- '--workers'; then
-  server_mode="echo-epoll --workers $servers (one port, SO_REUSEPORT or a shared listener)"
+  # Workers that share one accept queue get whichever connections arrive
+  # while they are awake, not an even share: twice the minimum leaves room.
+  [[ -n "$servers_asked" ]] || servers=$((servers * 2))
+  server_mode="echo-epoll --workers $servers (one port, one listening socket shared by the workers)"
   start_server "${server_cpu[@]}" echo-epoll --port 0 --workers "$servers" --max-clients "$max_per_server"
   server_pids+=("$SERVER_PID")
   server_ports+=("$SERVER_PORT")
