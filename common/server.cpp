@@ -5,7 +5,6 @@
 
 #include "common/error.hpp"
 #include "common/socket.hpp"
-#include "common/workers.hpp"
 
 namespace iolab {
 
@@ -28,22 +27,6 @@ Fd listen_and_announce(const ServerOptions& opts, bool nonblocking) {
     Fd listener = listen_tcp(opts.host, opts.port, {.nonblocking = nonblocking});
     announce_listening(listener.get());
     return listener;
-}
-
-void add_echo_options(CLI::App& app, std::string_view program, EchoOptions& opts) {
-    add_server_options(app, program, opts.server);
-    add_out_limit_option(app, opts.out_limit);
-}
-
-int serve_echo(const EchoOptions& opts, StopSignals& stop,
-               const std::function<void(EchoLoop&)>& run) {
-    Fd listener = listen_and_announce(opts.server, true);
-    return serve_with_summary(opts.workers, stop, Log(opts.server.verbose),
-                              [&](ServerStats& stats) {
-                                  EchoLoop loop(opts, stop, std::move(listener), stats);
-                                  run(loop);
-                                  loop.clients.close_all("server stopping");
-                              });
 }
 
 void add_out_limit_option(CLI::App& app, std::size_t& limit) {

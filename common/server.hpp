@@ -12,11 +12,9 @@
 #include <string_view>
 #include <unordered_set>
 
-#include "common/echo_session.hpp"
 #include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/program.hpp"
-#include "common/signals.hpp"
 #include "common/stats.hpp"  // ServerStats, announce_listening, print_summary
 
 namespace iolab {
@@ -28,22 +26,17 @@ inline constexpr std::string_view kServerExitCodes =
     "  1  runtime error (the message names the call and the errno text)\n"
     "  2  usage error";
 
+// What -v logs in the echo labs (labs 01-05), one line per event on stderr.
+inline constexpr std::string_view kConnectionLogHelp =
+    "Log every connection to stderr: 'connect PEER', 'disconnect PEER (REASON)', "
+    "'refused PEER: REASON'";
+
 // Names the app, adds --host, --port, --max-clients, -v/--verbose and
 // --version, and the exit codes above as the --help footer. `verbose_help`
 // says what -v logs.
 void add_server_options(
     CLI::App& app, std::string_view program, ServerOptions& opts,
     std::string_view verbose_help = "Log every connect and disconnect to stderr");
-
-// The event-loop labs' options: add_server_options plus --out-limit.
-void add_echo_options(CLI::App& app, std::string_view program, EchoOptions& opts);
-
-// The main() of an event-loop lab after parsing: listens (non-blocking) and
-// prints "listening on", then runs `run` on an EchoLoop in this process (or
-// in opts.workers processes), closes the clients left and prints the one
-// summary line. Returns the exit code.
-int serve_echo(const EchoOptions& opts, StopSignals& stop,
-               const std::function<void(EchoLoop&)>& run);
 
 // The start of every server: raises RLIMIT_NOFILE to its hard limit, listens
 // on --host/--port (O_NONBLOCK for event loops) and prints "listening on".

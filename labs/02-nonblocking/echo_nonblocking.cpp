@@ -38,8 +38,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "common/echo_session.hpp"
-#include "common/server.hpp"
+#include "common/echo_server.hpp"
 
 namespace {
 

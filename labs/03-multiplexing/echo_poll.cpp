@@ -31,9 +31,8 @@
 #include <CLI/CLI.hpp>
 #include <vector>
 
-#include "common/echo_session.hpp"
+#include "common/echo_server.hpp"
 #include "common/error.hpp"
-#include "common/server.hpp"
 
 namespace {
 

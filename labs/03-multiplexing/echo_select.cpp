@@ -38,9 +38,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 
-#include "common/echo_session.hpp"
+#include "common/echo_server.hpp"
 #include "common/error.hpp"
-#include "common/server.hpp"
 
 namespace {
 
