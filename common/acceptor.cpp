@@ -28,7 +28,9 @@ std::size_t Acceptor::accept_batch(std::size_t open, std::size_t batch, const Ad
             if (is_resource_exhaustion(a.err)) {
                 // Out of descriptors: the connection stays in the backlog and
                 // the listener readable. Shed the backlog through the reserve
-                // descriptor (then go on until EAGAIN), or pause.
+                // descriptor (it empties the backlog, so even an edge-triggered
+                // loop hears of the next one), or pause. Then stop: another
+                // accept now would only fail with EMFILE again.
                 ReserveFd::Outcome o = reserve_.shed(listener_.get(), a.err);
                 stats_.refused += o.shed;
                 accepted += o.shed;
@@ -38,7 +40,7 @@ std::size_t Acceptor::accept_batch(std::size_t open, std::size_t batch, const Ad
                     resume_at_ = Clock::now() + std::chrono::milliseconds(100);
                     if (watch_) watch_(false);
                 }
-                continue;
+                break;
             }
             // An error that belongs to one connection (ENETDOWN, EPROTO...):
             // that connection is gone; take the next.
