@@ -1,5 +1,5 @@
-// Integration tests of http-get, fetcher and http-testd: the real binaries over
-// loopback, plus a scripted raw server for the responses no real server sends.
+// Integration tests of http-get: the real binary over loopback against
+// http-testd, plus a scripted raw server for the responses no real server sends.
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -13,69 +13,17 @@
 
 #include "common/address.hpp"
 #include "common/socket.hpp"
-#include "tests/support/raw_server.hpp"
+#include "tests/support/http_testd.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/raw_server.hpp"
 
 using namespace iolab::test;
 using namespace std::chrono_literals;
 
 namespace {
 
-// The body of /bytes/N, as http-testd documents it.
 std::string pattern(std::size_t n) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) {
-        std::size_t j = i % 65521;
-        s[i] = static_cast<char>((j * 31 + j / 251) & 0xFF);
-    }
-    return s;
-}
-
-struct Testd {
-    ServerProcess proc;
-    explicit Testd(std::vector<std::string> extra = {})
-        : proc([&] {
-              std::vector<std::string> argv{bin("http-testd"), "--port", "0"};
-              argv.insert(argv.end(), extra.begin(), extra.end());
-              return argv;
-          }()) {}
-    [[nodiscard]] std::string url(const std::string& path) const {
-        return "http://127.0.0.1:" + std::to_string(proc.port()) + path;
-    }
-    nlohmann::json stats() {
-        RunResult r = run({bin("http-get"), url("/stats")}, 10s);
-        REQUIRE(r.exit_code == 0);
-        return nlohmann::json::parse(r.out);
-    }
-};
-
-RunResult http_get(std::vector<std::string> args, std::chrono::milliseconds limit = 20s) {
-    args.insert(args.begin(), bin("http-get"));
-    return run(args, limit);
-}
-
-RunResult fetcher(std::vector<std::string> args, std::chrono::milliseconds limit = 60s) {
-    args.insert(args.begin(), bin("fetcher"));
-    return run(args, limit);
-}
-
-// fetcher's lines without the timings (and the summary without mode and time).
-std::vector<std::string> stable_lines(const std::string& out, bool sort = false) {
-    std::vector<std::string> lines;
-    std::istringstream in(out);
-    std::string line;
-    static const std::regex ms(" ms=[0-9.]+$");
-    static const std::regex summary(" mode=\\S+| seconds=\\S+| pages_per_sec=\\S+");
-    while (std::getline(in, line)) {
-        if (line.starts_with("summary:")) {
-            line = std::regex_replace(line, summary, "");
-        } else {
-            line = std::regex_replace(line, ms, "");
-        }
-        lines.push_back(line);
-    }
-    if (sort) std::sort(lines.begin(), lines.end());
-    return lines;
+    return testd_pattern(n);
 }
 
 std::string read_file(const std::string& path) {
@@ -84,8 +32,6 @@ std::string read_file(const std::string& path) {
     ss << in.rdbuf();
     return ss.str();
 }
-
-const std::vector<std::string> kModes = {"callbacks", "coroutines", "threads", "sequential"};
 
 }  // namespace
 
@@ -341,161 +287,4 @@ TEST_CASE("http-get: well-formed responses only a raw server sends", "[http][int
         RunResult r = http_get({"-L", s.url()});
         CHECK(r.exit_code == 9);
     }
-}
-
-// ---- fetcher ------------------------------------------------------------------------
-
-TEST_CASE("fetcher: every mode gives the same results", "[http][integration]") {
-    Testd t;
-    uint16_t closed_port;
-    {
-        iolab::Fd l = iolab::listen_tcp("127.0.0.1", 0);
-        closed_port = iolab::local_address(l.get()).port();
-    }
-    std::vector<std::string> urls = {
-        t.url("/bytes/100"),
-        t.url("/chunked/70000"),
-        t.url("/status/404"),
-        t.url("/status/204"),
-        t.url("/redirect/2"),
-        t.url("/delay/50"),
-        t.url("/site/page/1"),
-        t.url("/bytes/300000"),
-        "https://127.0.0.1/",
-        "http://localhost:" + std::to_string(t.proc.port()) + "/bytes/1",
-        "http://127.0.0.1:" + std::to_string(closed_port) + "/"};
-    std::vector<std::string> expected;
-    for (const std::string& mode : kModes) {
-        INFO(mode);
-        std::vector<std::string> args = {"--mode", mode};
-        args.insert(args.end(), urls.begin(), urls.end());
-        RunResult r = fetcher(args);
-        CHECK(r.exit_code == 3);  // two URLs fail
-        auto lines = stable_lines(r.out);
-        REQUIRE(lines.size() == urls.size() + 1);
-        CHECK(lines[0] == t.url("/bytes/100") + " status=200 bytes=100");
-        CHECK(lines[1] == t.url("/chunked/70000") + " status=200 bytes=70000");
-        CHECK(lines[3] == t.url("/status/204") + " status=204 bytes=0");
-        CHECK(lines[8].find("error=") != std::string::npos);
-        CHECK(lines[10].find("Connection refused") != std::string::npos);
-        uint64_t sum = 0;
-        for (const auto& l : lines) {
-            auto at = l.find(" bytes=");
-            if (!l.starts_with("summary:") && at != std::string::npos) {
-                sum += std::stoull(l.substr(at + 7));
-            }
-        }
-        CHECK(sum > 370000);
-        CHECK(lines.back() == "summary: urls=11 ok=9 failed=2 bytes=" + std::to_string(sum));
-        if (expected.empty()) {
-            expected = lines;
-        } else {
-            CHECK(lines == expected);
-        }
-    }
-}
-
-TEST_CASE("fetcher: --concurrency bounds the requests in flight", "[http][integration]") {
-    for (const std::string& mode : kModes) {
-        INFO(mode);
-        Testd t;
-        std::vector<std::string> args = {"--mode", mode, "--concurrency", "3", "--threads", "6"};
-        for (int i = 0; i < 12; ++i)
-            args.push_back(t.url("/delay/250"));
-        RunResult r = fetcher(args);
-        REQUIRE(r.exit_code == 0);
-        auto s = t.stats();
-        CHECK(s["requests"] == 12);
-        CHECK(s["max_in_flight"] == (mode == "sequential" ? 1 : 3));
-    }
-    // Threads: the pool is the tighter bound when smaller.
-    Testd t;
-    std::vector<std::string> args = {"--mode", "threads", "--concurrency", "10", "--threads", "2"};
-    for (int i = 0; i < 6; ++i)
-        args.push_back(t.url("/delay/250"));
-    REQUIRE(fetcher(args).exit_code == 0);
-    CHECK(t.stats()["max_in_flight"] == 2);
-}
-
-TEST_CASE("fetcher: the concurrent modes overlap the waits", "[http][integration]") {
-    Testd t;
-    for (const char* mode : {"callbacks", "coroutines", "threads"}) {
-        INFO(mode);
-        std::vector<std::string> args = {"--mode", mode, "--concurrency", "10", "--threads", "10"};
-        for (int i = 0; i < 10; ++i)
-            args.push_back(t.url("/delay/500"));
-        auto start = std::chrono::steady_clock::now();
-        RunResult r = fetcher(args);
-        REQUIRE(r.exit_code == 0);
-        // Ten 500 ms waits one after another would take 5 s.
-        CHECK(std::chrono::steady_clock::now() - start < 4s);
-    }
-}
-
-TEST_CASE("fetcher: crawl visits each page exactly once", "[http][integration]") {
-    for (const std::string& mode : kModes) {
-        INFO(mode);
-        Testd t({"--site-pages", "30"});
-        RunResult r =
-            fetcher({"--mode", mode, "--concurrency", "4", "--crawl", t.url("/site/page/0")});
-        REQUIRE(r.exit_code == 0);
-        auto lines = stable_lines(r.out, true);
-        REQUIRE(lines.size() == 32);  // 30 pages, /site/missing, the summary
-        std::set<std::string> urls;
-        for (const auto& l : lines) {
-            if (!l.starts_with("summary:")) urls.insert(l.substr(0, l.find(' ')));
-        }
-        CHECK(urls.size() == 31);
-        for (int k = 0; k < 30; ++k)
-            CHECK(urls.count(t.url("/site/page/" + std::to_string(k))) == 1);
-        CHECK(urls.count(t.url("/site/missing")) == 1);
-        CHECK(r.out.find("other.invalid") == std::string::npos);
-        CHECK(t.stats()["requests"] == 31);  // the server saw each once
-    }
-    // --max-pages bounds the crawl.
-    Testd t({"--site-pages", "30"});
-    RunResult r = fetcher({"--crawl", t.url("/site/page/0"), "--max-pages", "5"});
-    CHECK(stable_lines(r.out).size() == 6);
-    CHECK(t.stats()["requests"] == 5);
-}
-
-TEST_CASE("fetcher: -i FILE, -o DIR, timeouts and usage errors", "[http][integration]") {
-    Testd t;
-    char tmpl[] = "/tmp/iolab-fetch-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    const std::string dir = tmpl;
-    {
-        std::ofstream list(dir + "/urls.txt");
-        list << "# a comment\n"
-             << t.url("/bytes/1000") << "\n\n  " << t.url("/chunked/2000") << "\r\n";
-    }
-    for (const std::string& mode : kModes) {
-        INFO(mode);
-        const std::string out = dir + "/out-" + mode;
-        RunResult r = fetcher({"--mode", mode, "-i", dir + "/urls.txt", "-o", out});
-        REQUIRE(r.exit_code == 0);
-        CHECK(stable_lines(r.out).size() == 3);
-        CHECK(read_file(out + "/0000_bytes_1000") == pattern(1000));
-        CHECK(read_file(out + "/0001_chunked_2000") == pattern(2000));
-        std::remove((out + "/0000_bytes_1000").c_str());
-        std::remove((out + "/0001_chunked_2000").c_str());
-        ::rmdir(out.c_str());
-
-        auto start = std::chrono::steady_clock::now();
-        RunResult slow = fetcher({"--mode", mode, "--timeout", "0.5", t.url("/delay/5000")});
-        CHECK(slow.exit_code == 3);
-        CHECK(slow.out.find("timed out") != std::string::npos);
-        CHECK(std::chrono::steady_clock::now() - start < 4s);
-
-        RawServer bad({{"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"}});
-        RunResult trunc = fetcher({"--mode", mode, bad.url()});
-        CHECK(trunc.exit_code == 3);
-        CHECK(trunc.out.find("after 5 of 10 body bytes") != std::string::npos);
-    }
-    std::remove((dir + "/urls.txt").c_str());
-    ::rmdir(tmpl);
-    CHECK(fetcher({}).exit_code == 2);
-    CHECK(fetcher({"not a url"}).exit_code == 2);
-    CHECK(fetcher({"--mode", "fibers", t.url("/")}).exit_code == 2);
-    CHECK(fetcher({"-i", "/nonexistent/urls"}).exit_code == 2);
 }
