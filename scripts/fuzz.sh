@@ -4,11 +4,13 @@
 #   scripts/fuzz.sh all SECONDS        each target in turn, SECONDS each
 #   scripts/fuzz.sh --help
 # Configures its own build directory (build-fuzz/, clang, -DIOLAB_FUZZ=ON;
-# --build-dir DIR to change it), builds the target and runs it on a working
-# copy of fuzz/corpus/TARGET. Inputs that reach new coverage are merged back
-# into fuzz/corpus/TARGET (libFuzzer -merge=1 keeps the corpus minimal); the
-# test suite replays that directory. Prints libFuzzer's final cov:/ft: line.
-# (-timeout=30: a loaded machine starves a niced run.) Exit 0 when the time ran out without a finding; a finding leaves its
+# --build-dir DIR to change it), builds the target and runs it with
+# fuzz/corpus/TARGET as its seed and a scratch directory for new inputs.
+# Inputs that reach new coverage are merged back into fuzz/corpus/TARGET
+# (libFuzzer -merge=1 keeps the corpus minimal); the test suite replays that
+# directory. Prints libFuzzer's final cov:/ft: line. One input may take 30 s
+# (-timeout): a loaded machine starves a run under nice.
+# Exit 0 when the time ran out without a finding; a finding leaves its
 # crash-*/leak-*/timeout-* file in BUILD/fuzz/findings/TARGET/ and exits 1;
 # usage errors exit 2.
 set -euo pipefail
