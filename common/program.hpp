@@ -49,8 +49,7 @@ int guarded_main(std::string_view program, const std::function<int()>& body);
 
 // Like CLI11_PARSE, with the suite's exit codes: return from main after
 // --help, --version or a usage error.
-#define IOLAB_PARSE(app, argc, argv)                                        \
-    do {                                                                    \
-        if (auto iolab_rc_ = ::iolab::parse_command_line(app, argc, argv)) \
-            return *iolab_rc_;                                              \
+#define IOLAB_PARSE(app, argc, argv)                                                          \
+    do {                                                                                      \
+        if (auto iolab_rc_ = ::iolab::parse_command_line(app, argc, argv)) return *iolab_rc_; \
     } while (false)

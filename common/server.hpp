@@ -35,8 +35,9 @@ inline constexpr std::string_view kServerExitCodes =
 // Names the app, adds --host, --port, --max-clients, -v/--verbose and
 // --version, and the exit codes above as the --help footer. `verbose_help`
 // says what -v logs.
-void add_server_options(CLI::App& app, std::string_view program, ServerOptions& opts,
-                        std::string_view verbose_help = "Log every connect and disconnect to stderr");
+void add_server_options(
+    CLI::App& app, std::string_view program, ServerOptions& opts,
+    std::string_view verbose_help = "Log every connect and disconnect to stderr");
 
 // Counters for the summary line. Atomic so that thread-per-connection servers
 // can share one; relaxed increments cost nothing measurable here.

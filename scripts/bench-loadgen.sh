@@ -1,87 +1,107 @@
 #!/usr/bin/env bash
-# bench-loadgen.sh — is loadgen at least as fast as wrk?
+# bench-loadgen.sh — is loadgen at least 1.05 times as fast as wrk against nginx?
 #
-# Starts nginx on loopback (its own prefix, pid and logs in a temp dir, a free
-# port, run as a non-daemon child and killed by pid at the end) and runs wrk
-# and loadgen against it in turn, with the same connections and threads,
-# several alternating runs. Prints each run, the median req/s of each tool and
-# the ratio loadgen / wrk. Goal: >= 1.0.
+# Starts nginx on loopback (one worker, pinned to --nginx-cpu; its own prefix,
+# pid, logs and files in a scratch directory; a free port) serving two
+# workloads: a 1 KiB static file read from disk (sendfile, ETag and
+# Last-Modified headers) and its `return 200` location. For each workload at
+# each connection count (a row), wrk and loadgen take turns, each with one
+# thread pinned to --client-cpu, --runs times --duration seconds. Prints every
+# run, then per row the median requests/s of each tool and the ratio
+# loadgen / wrk. Goal: >= 1.05 on every row. Default time: 4 rows x 2 tools x
+# 5 runs x 5 s = 200 s, plus start-up.
 #
-# Usage: scripts/bench-loadgen.sh [--build DIR] [--runs N] [--duration S]
-#                                 [--connections C] [--threads T] [--nginx-workers W]
-# Needs nginx (nginx-light) and wrk. Loopback only.
+# Usage: scripts/bench-loadgen.sh [--build-dir DIR] [--runs 5] [--duration 5]
+#                                 [--connections "50 100"] [--nginx-cpu 0] [--client-cpu 1]
+# Needs nginx (nginx-light) and wrk. Loopback only. Exit 0 when every row
+# meets the goal, 1 when one misses (the table says which).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-build="$root/build"
 runs=5
 duration=5
-connections=100
-threads=1
-workers=1
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --build) build=$2; shift 2 ;;
-        --runs) runs=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        --connections) connections=$2; shift 2 ;;
-        --threads) threads=$2; shift 2 ;;
-        --nginx-workers) workers=$2; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-        *) echo "bench-loadgen: unknown option $1" >&2; exit 2 ;;
-    esac
+connections="50 100"
+nginx_cpu=0
+client_cpu=1
+while (($#)); do
+  if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
+  case "$1" in
+    --runs) need_value "$@"; check_uint "$1" "$2"; runs=$2; shift 2 ;;
+    --duration) need_value "$@"; check_uint "$1" "$2"; duration=$2; shift 2 ;;
+    --connections) need_value "$@"; connections=$2; shift 2 ;;
+    --nginx-cpu) need_value "$@"; check_uint "$1" "$2"; nginx_cpu=$2; shift 2 ;;
+    --client-cpu) need_value "$@"; check_uint "$1" "$2"; client_cpu=$2; shift 2 ;;
+    *) usage_error "unknown option '$1'" ;;
+  esac
 done
+for c in $connections; do check_uint --connections "$c"; done
+((runs > 0 && duration > 0)) || usage_error "--runs and --duration must be at least 1"
 
-loadgen="$build/bin/loadgen"
-[[ -x "$loadgen" ]] || { echo "bench-loadgen: $loadgen not built (cmake --build $build --target loadgen)" >&2; exit 2; }
+require_bin loadgen
+loadgen="$BUILD_DIR/bin/loadgen"
 nginx_bin=$(command -v nginx || true)
 [[ -n "$nginx_bin" ]] || nginx_bin=/usr/sbin/nginx
-[[ -x "$nginx_bin" ]] || { echo "bench-loadgen: nginx not found (apt-get install nginx-light)" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "bench-loadgen: wrk not found (apt-get install wrk)" >&2; exit 2; }
+[[ -x "$nginx_bin" ]] || cannot_run "nginx is not installed (apt-get install nginx-light)"
+require_cmd wrk wrk
 
-tmp=$(mktemp -d /tmp/bench-loadgen.XXXXXX)
-nginx_pid=""
-cleanup() {
-    if [[ -n "$nginx_pid" ]] && kill -0 "$nginx_pid" 2>/dev/null; then
-        kill -TERM "$nginx_pid" 2>/dev/null || true   # the master stops its workers
-        for _ in $(seq 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$nginx_pid" 2>/dev/null || true
-        wait "$nginx_pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
+tmp=$(scratch_dir)
+mkdir -p "$tmp/www/static"
+head -c 1024 /dev/urandom >"$tmp/www/static/1k.bin"
+# nginx started by root serves as an unprivileged user: let it through the
+# scratch directories (mktemp makes them 0700).
+chmod a+x "$(dirname "$tmp")" "$tmp"
+chmod -R a+rX "$tmp/www"
 # A free port: bind to port 0 and read what the kernel gave.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sed -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$tmp|g" -e "s|@WORKERS@|$workers|g" \
-    "$here/nginx-bench.conf" > "$tmp/nginx.conf"
-"$nginx_bin" -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/error.log" >"$tmp/nginx.out" 2>&1 &
-nginx_pid=$!
-url="http://127.0.0.1:$port/"
+sed -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$tmp|g" -e "s|@WORKERS@|1|g" \
+  "$ROOT/scripts/nginx-bench.conf" >"$tmp/nginx.conf"
+spawn --cpu "$nginx_cpu" --out "$tmp/nginx.out" --err "$tmp/nginx.err" \
+  "$nginx_bin" -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/error.log"
+nginx_pid=$SPAWN_PID
+base="http://127.0.0.1:$port"
+ready=0
 for _ in $(seq 50); do
-    if "$loadgen" --mode http --url "$url" -c 1 --threads 1 -n 1 -q >/dev/null 2>&1; then break; fi
-    kill -0 "$nginx_pid" 2>/dev/null || { echo "bench-loadgen: nginx exited:" >&2; cat "$tmp/error.log" "$tmp/nginx.out" >&2; exit 1; }
-    sleep 0.1
+  if "$loadgen" --mode http --url "$base/static/1k.bin" --url "$base/" -c 1 --threads 1 -n 2 -q >/dev/null 2>&1; then
+    ready=1
+    break
+  fi
+  lib_alive "$nginx_pid" || die "nginx exited: $(cat "$tmp/error.log" "$tmp/nginx.err" 2>/dev/null)"
+  sleep 0.1
 done
+((ready)) || die "nginx does not serve $base/static/1k.bin and $base/ with 200 within 5 s: $(tail -n 3 "$tmp/error.log" 2>/dev/null)"
 
-echo "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on $url ($workers worker), $(nproc) cores"
-echo "each run: $connections connections, $threads threads, ${duration}s; $runs runs per tool, alternating; load average $(cut -d" " -f1-3 /proc/loadavg)"
-
-wrk_rates=()
-lg_rates=()
-for i in $(seq "$runs"); do
-    w=$(wrk -t"$threads" -c"$connections" -d"${duration}s" "$url" | awk '/^Requests\/sec:/ {print $2}')
-    wrk_rates+=("$w")
-    l=$("$loadgen" --mode http --url "$url" -c "$connections" --threads "$threads" -d "$duration" -q \
-        | awk '/^Requests\/sec:/ {print $2}')
-    lg_rates+=("$l")
-    printf 'run %d: wrk %12.0f req/s   loadgen %12.0f req/s\n' "$i" "$w" "$l"
-done
+echo "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on $base (1 worker on CPU $nginx_cpu), clients on CPU $client_cpu, $(nproc) cores"
+echo "each run: 1 thread, ${duration}s; $runs runs per tool and row, alternating; load average $(cut -d" " -f1-3 /proc/loadavg)"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-mw=$(median "${wrk_rates[@]}")
-ml=$(median "${lg_rates[@]}")
-ratio=$(awk -v l="$ml" -v w="$mw" 'BEGIN {printf "%.2f", l / w}')
-printf 'median: wrk %.0f req/s, loadgen %.0f req/s, ratio loadgen/wrk %sx (goal >= 1.0x)\n' "$mw" "$ml" "$ratio"
+
+rows=()
+missed=0
+for workload in static return200; do
+  if [[ $workload == static ]]; then url="$base/static/1k.bin"; label="static 1 KiB"; else url="$base/"; label="return 200"; fi
+  for c in $connections; do
+    wrk_rates=()
+    lg_rates=()
+    for i in $(seq "$runs"); do
+      w=$(pin "$client_cpu" wrk -t1 -c"$c" -d"${duration}s" "$url" | awk '/^Requests\/sec:/ {print $2}')
+      l=$(pin "$client_cpu" "$loadgen" --mode http --url "$url" -c "$c" --threads 1 -d "$duration" -q \
+        | awk '/^Requests\/sec:/ {print $2}' || true)
+      [[ -n "$w" && -n "$l" ]] || die "$label, $c connections, run $i: no Requests/sec line (wrk '$w', loadgen '$l')"
+      wrk_rates+=("$w")
+      lg_rates+=("$l")
+      printf '%-13s c=%-4d run %d: wrk %9.0f req/s   loadgen %9.0f req/s\n' "$label" "$c" "$i" "$w" "$l"
+    done
+    mw=$(median "${wrk_rates[@]}")
+    ml=$(median "${lg_rates[@]}")
+    ratio=$(awk -v l="$ml" -v w="$mw" 'BEGIN {printf "%.2f", l / w}')
+    awk -v r="$ratio" 'BEGIN {exit !(r < 1.05)}' && missed=$((missed + 1))
+    rows+=("$(printf '| %-12s | %5d | %11.0f | %13.0f | %5sx |' "$label" "$c" "$mw" "$ml" "$ratio")")
+  done
+done
+
+echo
+echo "| workload     | conns | wrk req/s   | loadgen req/s | ratio  |"
+echo "|--------------|-------|-------------|---------------|--------|"
+printf '%s\n' "${rows[@]}"
+echo "medians of $runs alternating runs of ${duration}s; goal: loadgen/wrk >= 1.05 on every row ($missed missed)"
+((missed == 0)) || exit 1

@@ -13,7 +13,7 @@
 # and loadgen run close to it (loadgen's preflight says so and stops if it
 # would not fit).
 #
-# Usage: scripts/c10k.sh [--build DIR] [--duration S] [--warmup S] [--threads T]
+# Usage: scripts/c10k.sh [--build-dir DIR] [--duration S] [--warmup S] [--threads T]
 #                        [--counts "10000 19000"] [--server NAME] [--connect-rate R]
 #
 # Connections are opened at --connect-rate per second (20,000: 10,000 take
@@ -21,77 +21,43 @@
 # (somaxconn, 4096 here) gets SYNs dropped whenever the server falls behind,
 # and each drop costs a 1 s retransmission.
 set -euo pipefail
-
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-build="$root/build"
+. "$(dirname "$0")/lib.sh"
 duration=6
 warmup=1
 threads=2
 counts="10000 19000"
 server=echo-epoll
 connect_rate=20000
-while [[ $# -gt 0 ]]; do
+while (($#)); do
+    if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
     case "$1" in
-        --build) build=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        --warmup) warmup=$2; shift 2 ;;
-        --threads) threads=$2; shift 2 ;;
-        --counts) counts=$2; shift 2 ;;
-        --server) server=$2; shift 2 ;;
-        --connect-rate) connect_rate=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-        *) echo "c10k: unknown option $1" >&2; exit 2 ;;
+        --duration) need_value "$@"; duration=$2; shift 2 ;;
+        --warmup) need_value "$@"; warmup=$2; shift 2 ;;
+        --threads) need_value "$@"; check_uint "$1" "$2"; threads=$2; shift 2 ;;
+        --counts) need_value "$@"; counts=$2; shift 2 ;;
+        --server) need_value "$@"; server=$2; shift 2 ;;
+        --connect-rate) need_value "$@"; check_uint "$1" "$2"; connect_rate=$2; shift 2 ;;
+        *) usage_error "unknown option '$1'" ;;
     esac
 done
+for n in $counts; do check_uint "--counts" "$n"; done
 
-loadgen="$build/bin/loadgen"
-[[ -x "$loadgen" ]] || { echo "c10k: $loadgen not built (cmake --build $build --target loadgen)" >&2; exit 2; }
-if [[ ! -x "$build/bin/$server" ]]; then
-    echo "c10k: $build/bin/$server is not built (labs/03-multiplexing: cmake --build $build --target echo-epoll)." >&2
-    if [[ -x "$build/bin/echo-threaded" ]]; then
-        echo "c10k: FALLING BACK to echo-threaded: a thread per connection, not the epoll model this script is about." >&2
-        server=echo-threaded
-    else
-        exit 2
-    fi
-fi
-
-tmp=$(mktemp -d /tmp/c10k.XXXXXX)
-server_pid=""
-stop_server() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
-    [[ -n "$server_pid" ]] && wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-}
-cleanup() { stop_server; rm -rf "$tmp"; }
-trap cleanup EXIT INT TERM
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+require_bin loadgen "$server"
+loadgen="$BUILD_DIR/bin/loadgen"
+tmp=$(scratch_dir)
 
 echo "c10k: $server vs loadgen, ${duration}s per run (first ${warmup}s not counted), $threads loadgen threads, connect rate ${connect_rate}/s, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "limits: nofile $(ulimit -n) (hard $(ulimit -Hn)), ports $(tr '\t' '-' < /proc/sys/net/ipv4/ip_local_port_range), somaxconn $(cat /proc/sys/net/core/somaxconn)"
 status=0
 for n in $counts; do
-    "$build/bin/$server" --port 0 --max-clients 20000 >"$tmp/server.out" 2>"$tmp/server.err" &
-    server_pid=$!
-    port=""
-    for _ in $(seq 100); do
-        line=$(head -n1 "$tmp/server.out" 2>/dev/null || true)
-        if [[ "$line" == "listening on "* ]]; then port=${line##*:}; break; fi
-        kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    [[ -n "$port" ]] || { echo "c10k: $server did not start:" >&2; cat "$tmp/server.err" >&2; exit 1; }
+    start_server "$server" --port 0 --max-clients 20000
+    server_pid=$SERVER_PID
+    port=$SERVER_PORT
     rss_idle=$(rss_kb "$server_pid")
     # connect() picks from one parity half of the ephemeral range first and
     # crawls past it: keep each local address below 90 % of that half.
     read -r plo phi < /proc/sys/net/ipv4/ip_local_port_range
-    half=$(( (phi - plo + 1) / 2 * 9 / 10 ))
+    half=$(( (phi - plo + 1) * 9 / 20 ))
     nsrc=$(( (n + half - 1) / half ))
     src=()
     (( nsrc > 1 )) && src=(--source-addrs "127.0.0.1-127.0.0.$nsrc")
@@ -101,10 +67,10 @@ for n in $counts; do
     fi
     slab_before=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
 
-    "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$n" --size 64 -d "$duration" --warmup "$warmup" \
-        --threads "$threads" --json "$tmp/run.json" --allow-errors "${src[@]}" "${ramp[@]}" \
-        >"$tmp/loadgen.out" 2>"$tmp/loadgen.err" &
-    lg_pid=$!
+    spawn --out "$tmp/loadgen.out" --err "$tmp/loadgen.err" \
+        "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$n" --size 64 -d "$duration" --warmup "$warmup" \
+        --threads "$threads" --json "$tmp/run.json" --allow-errors "${src[@]}" "${ramp[@]}"
+    lg_pid=$SPAWN_PID
     peak=0
     lg_peak=0
     slab_peak=0
@@ -117,9 +83,10 @@ for n in $counts; do
     kernel_kb=$(( slab_peak - slab_before ))
     lg_rc=0
     wait "$lg_pid" || lg_rc=$?
-    stop_server
+    unregister_pid "$lg_pid"
+    stop_server "$server_pid" || true
     if [[ ! -s "$tmp/run.json" ]]; then
-        echo "c10k: loadgen failed (exit $lg_rc):" >&2
+        echo "$SCRIPT: loadgen failed (exit $lg_rc):" >&2
         cat "$tmp/loadgen.err" "$tmp/loadgen.out" >&2
         status=1
         continue

@@ -5,12 +5,19 @@
 #
 #   scripts/compare-multiplexing.sh           idle 0 100 500 1000 5000 10000, 3 repeats, 3 s each
 #   scripts/compare-multiplexing.sh --quick   idle 0 and 1000, 1 repeat, 1 s (seconds in all)
+#   scripts/compare-multiplexing.sh --uring   echo-epoll and echo-uring's five steps
+#                                             (labs/05-async) at idle 0 and 10000
 #   options: --idle "0 1000 ..." --active K (50) --repeats N (3) --duration S (3)
-#            --servers "echo-select echo-poll echo-epoll echo-epoll--edge echo-uring"
-#            --bin-dir DIR (build/bin) --out DIR (results/) --no-plots
+#            --servers "echo-select echo-poll echo-epoll echo-epoll--edge echo-uring--simple echo-uring"
+#            --build-dir DIR (build) --out DIR (BUILD_DIR/compare-multiplexing) --no-plots
+#
+# A server label NAME--OPTION runs NAME --OPTION: echo-epoll--edge is
+# echo-epoll --edge, echo-uring--simple is echo-uring --simple,
+# echo-uring--step=3 is echo-uring --step=3.
 #
 # One point = one server, I idle connections, K active ones, measured for S
-# seconds. The server starts with --port 0; I connections are opened and held
+# seconds. The server starts with --port 0 (pinned to CPU 0 when taskset and
+# two CPUs are there; the clients to CPU 1); I connections are opened and held
 # by one loadgen (--mode idle --active 0); once the server has accepted all of
 # them, a second loadgen runs the K active connections (--mode idle --active K,
 # closed loop, 64-byte echoes, one thread) for S seconds. Holding the idle
@@ -19,6 +26,8 @@
 # about. Around that window the script reads the server's user+system CPU
 # time from /proc/PID/stat (CPU µs per request) and its VmRSS. Each point is
 # repeated (servers taking turns) and the median of each figure is kept.
+# RSS per idle connection = (median RSS at I idle - median RSS at 0 idle) / I,
+# for a server measured at idle 0 in the same run.
 #
 # echo-select cannot hold a descriptor >= FD_SETSIZE (1024): its idle count is
 # capped at a round number below that (900 with K=50) and the row is marked
@@ -26,53 +35,73 @@
 #
 # Writes OUT/multiplexing-runs.csv (every repeat), OUT/multiplexing.csv
 # (medians), OUT/multiplexing.md (table) and OUT/multiplexing-{rps,p99,cpu}
-# .png + .svg. Exit code 1 when any point had an error.
+# .png + .svg. OUT is a directory of the build unless --out says otherwise:
+# the committed results/ are written only with --out results.
+# Exit codes: 0 done; 1 a point had an error, or a tool is missing;
+# 2 usage error; 3 loadgen or every server not built.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/build/bin"
-OUT="$ROOT/results"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 IDLE="0 100 500 1000 5000 10000"
 ACTIVE=50
 REPEATS=3
 DURATION=3
-SERVERS="echo-select echo-poll echo-epoll echo-epoll--edge echo-uring"
+SERVERS="echo-select echo-poll echo-epoll echo-epoll--edge echo-uring--simple echo-uring"
 PLOTS=1
+OUT=""
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case "$1" in
     --quick) IDLE="0 1000"; REPEATS=1; DURATION=1 ;;
-    --idle) IDLE="${2//,/ }"; shift ;;
-    --active) ACTIVE="$2"; shift ;;
-    --repeats) REPEATS="$2"; shift ;;
-    --duration) DURATION="$2"; shift ;;
-    --servers) SERVERS="${2//,/ }"; shift ;;
-    --bin-dir) BIN="$2"; shift ;;
-    --out) OUT="$2"; shift ;;
+    --uring)
+      IDLE="0 10000"
+      SERVERS="echo-epoll echo-uring--simple echo-uring--step=2 echo-uring--step=3 echo-uring--step=4 echo-uring"
+      ;;
+    --idle|--active|--repeats|--duration|--servers|--build-dir|--out)
+      (($# >= 2)) || usage_error "$1 needs a value"
+      case "$1" in
+        --idle) IDLE="${2//,/ }" ;;
+        --active) ACTIVE="$2" ;;
+        --repeats) REPEATS="$2" ;;
+        --duration) DURATION="$2" ;;
+        --servers) SERVERS="${2//,/ }" ;;
+        --build-dir) BUILD_DIR="$2" ;;
+        --out) OUT="$2" ;;
+      esac
+      shift
+      ;;
     --no-plots) PLOTS=0 ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "compare-multiplexing.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
   shift
 done
 [[ "$ACTIVE" =~ ^[1-9][0-9]*$ && "$REPEATS" =~ ^[1-9][0-9]*$ ]] ||
-  { echo "compare-multiplexing.sh: --active and --repeats take positive integers" >&2; exit 2; }
-[[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
-  { echo "compare-multiplexing.sh: --duration takes seconds" >&2; exit 2; }
+  usage_error "--active and --repeats take positive integers"
+[[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage_error "--duration takes seconds"
 for i in $IDLE; do
-  [[ "$i" =~ ^[0-9]+$ ]] || { echo "compare-multiplexing.sh: bad idle count '$i'" >&2; exit 2; }
+  [[ "$i" =~ ^[0-9]+$ ]] || usage_error "bad idle count '$i'"
 done
+BIN="$BUILD_DIR/bin"
+OUT="${OUT:-$BUILD_DIR/compare-multiplexing}"
 
+require_bin loadgen
 LOADGEN="$BIN/loadgen"
-[[ -x "$LOADGEN" ]] || { echo "compare-multiplexing.sh: $LOADGEN not built (cmake --build --preset default)" >&2; exit 1; }
-command -v ss >/dev/null || { echo "compare-multiplexing.sh: ss (iproute2) is needed" >&2; exit 1; }
+command -v ss >/dev/null || die "ss (iproute2) is needed"
 
-# "echo-epoll--edge" is echo-epoll started with --edge.
+# Server on CPU 0, clients on CPU 1, when there are two CPUs to split.
+SERVER_PIN=()
+CLIENT_PIN=()
+if command -v taskset >/dev/null && (($(nproc) >= 2)); then
+  SERVER_PIN=(taskset -c 0)
+  CLIENT_PIN=(taskset -c 1)
+fi
+
+# "NAME--OPTION" is NAME started with --OPTION.
 server_cmd() {
-  case "$1" in
-    *--edge) echo "${1%--edge} --edge" ;;
-    *) echo "$1" ;;
-  esac
+  local prog=${1%%--*}
+  if [[ "$prog" == "$1" ]]; then echo "$1"; else echo "$prog ${1#"$prog"}"; fi
 }
 available=()
 for s in $SERVERS; do
@@ -83,7 +112,7 @@ for s in $SERVERS; do
     echo "compare-multiplexing.sh: $BIN/$prog not built: $s left out" >&2
   fi
 done
-((${#available[@]})) || { echo "compare-multiplexing.sh: no server built" >&2; exit 1; }
+((${#available[@]})) || { echo "compare-multiplexing.sh: no server built (cmake --build build)" >&2; exit 3; }
 
 hard=$(ulimit -Hn)
 [[ "$hard" == unlimited ]] && hard=1048576
@@ -97,8 +126,8 @@ SERVER_PID=""
 HOLDER_PID=""
 cleanup() {
   # Only the processes this script started, by pid.
-  [[ -n "$HOLDER_PID" ]] && kill -KILL "$HOLDER_PID" 2>/dev/null || true
-  [[ -n "$SERVER_PID" ]] && kill -KILL "$SERVER_PID" 2>/dev/null || true
+  if [[ -n "$HOLDER_PID" ]]; then kill -KILL "$HOLDER_PID" 2>/dev/null || true; fi
+  if [[ -n "$SERVER_PID" ]]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -141,7 +170,7 @@ run_point() {
   local d="$WORK/$label-$idle_asked-$rep"
   mkdir -p "$d"
 
-  "$BIN/${cmd[0]}" "${cmd[@]:1}" --port 0 --max-clients $((idle + ACTIVE + 100)) \
+  "${SERVER_PIN[@]}" "$BIN/${cmd[0]}" "${cmd[@]:1}" --port 0 --max-clients $((idle + ACTIVE + 100)) \
     >"$d/server.out" 2>"$d/server.err" &
   SERVER_PID=$!
   local port="" t=0
@@ -163,18 +192,19 @@ run_point() {
   fi
 
   if ((idle > 0)); then
-    # The idle connections: opened over about a second per 5,000, then held.
+    # The idle connections: opened over about a second per 2,000 (a server
+    # that accepts slowly must not overflow its backlog), then held.
     local ramp
-    ramp=$(awk -v n="$idle" 'BEGIN { r = n / 5000; if (r < 0.2) r = 0.2; print r }')
-    "$LOADGEN" --mode idle --active 0 -c "$idle" --threads 1 --ramp "$ramp" \
+    ramp=$(awk -v n="$idle" 'BEGIN { r = n / 2000; if (r < 0.2) r = 0.2; print r }')
+    "${CLIENT_PIN[@]}" "$LOADGEN" --mode idle --active 0 -c "$idle" --threads 1 --ramp "$ramp" \
       -d $((120 + ${DURATION%.*})) --json "$d/holder.json" -q "127.0.0.1:$port" \
       >"$d/holder.out" 2>"$d/holder.err" &
     HOLDER_PID=$!
-    t=0
+    # Up to 30 s plus 1 s per 200 connections (a server that accepts slowly).
+    local deadline=$((SECONDS + 30 + idle / 200))
     while { (($(established "$port") < idle)) || (($(accept_queue "$port") > 0)); } &&
-      ((t < 600)) && kill -0 "$HOLDER_PID" 2>/dev/null; do
-      sleep 0.1
-      t=$((t + 1))
+      ((SECONDS < deadline)) && kill -0 "$HOLDER_PID" 2>/dev/null; do
+      sleep 0.2
     done
     local up
     up=$(established "$port")
@@ -187,7 +217,7 @@ run_point() {
 
   local cpu0 cpu1 rss lrc=0
   cpu0=$(cpu_ticks "$SERVER_PID")
-  timeout $((60 + ${DURATION%.*})) "$LOADGEN" --mode idle --active "$ACTIVE" -c "$ACTIVE" \
+  timeout $((60 + ${DURATION%.*})) "${CLIENT_PIN[@]}" "$LOADGEN" --mode idle --active "$ACTIVE" -c "$ACTIVE" \
     --threads 1 -d "$DURATION" --size 64 --json "$d/load.json" -q "127.0.0.1:$port" \
     >"$d/load.out" 2>"$d/load.err" || lrc=$?
   cpu1=$(cpu_ticks "$SERVER_PID")
@@ -259,10 +289,11 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
   done
 done
 
-python3 - "$OUT" "$ACTIVE" "$DURATION" "$REPEATS" "$SELECT_CAP" "$LOAD_START" <<'PY'
+python3 - "$OUT" "$ACTIVE" "$DURATION" "$REPEATS" "$SELECT_CAP" "$LOAD_START" "${#SERVER_PIN[@]}" <<'PY'
 import csv, os, platform, statistics, sys
 out, active, duration, repeats, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 load_start = sys.argv[6]
+pinned = int(sys.argv[7]) > 0
 load_end = " ".join(open("/proc/loadavg").read().split()[:3])
 rows = list(csv.DictReader(open(f"{out}/multiplexing-runs.csv")))
 order = []
@@ -288,15 +319,21 @@ for s in order:
             "repeats": len(rs),
             "notes": "; ".join(sorted({r["note"] for r in rs if r["note"]})),
         }
+# RSS per idle connection: the growth over the same server's idle-0 point.
+for (s, i), a in agg.items():
+    base = agg.get((s, 0))
+    a["per_idle"] = None
+    if i > 0 and base and a["rss"] is not None and base["rss"] is not None and a["idle"] > 0:
+        a["per_idle"] = (a["rss"] - base["rss"]) * 1024 / a["idle"]
 def f(v, p=1):
     return "" if v is None else f"{v:.{p}f}"
 with open(f"{out}/multiplexing.csv", "w", newline="") as fh:
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(["server", "idle_asked", "idle", "capped", "active", "repeats", "requests_per_s",
-                "p50_us", "p99_us", "cpu_us_per_request", "rss_kib", "errors"])
+                "p50_us", "p99_us", "cpu_us_per_request", "rss_kib", "rss_bytes_per_idle", "errors"])
     for (s, i), a in agg.items():
         w.writerow([s, i, a["idle"], a["capped"], active, a["repeats"], f(a["rps"]), f(a["p50"]),
-                    f(a["p99"]), f(a["cpu"], 3), f(a["rss"], 0), a["errors"]])
+                    f(a["p99"]), f(a["cpu"], 3), f(a["rss"], 0), f(a["per_idle"], 0), a["errors"]])
 
 def cpu_model():
     try:
@@ -310,15 +347,18 @@ L = ["# select vs poll vs epoll vs io_uring: echo servers with idle connections"
 L.append(f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}. "
          f"{active} active connections (closed loop, 64-byte echoes, loadgen with one thread) "
          f"beside I idle ones held by a second loadgen; {duration} s per point, median of "
-         f"{repeats} repeat(s). CPU = the server's user+system time per request "
-         f"(/proc/PID/stat); RSS = the server's VmRSS with all connections open. "
+         f"{repeats} repeat(s); "
+         + ("server pinned to CPU 0, clients to CPU 1. " if pinned else "no CPU pinning. ")
+         + f"CPU = the server's user+system time per request "
+         f"(/proc/PID/stat); RSS = the server's VmRSS with all connections open; "
+         f"B/idle = (RSS - RSS at 0 idle) / idle connections, in bytes. "
          f"kept = requests/s as a share of the same server's at 0 idle. "
          f"Load average (1/5/15 min) at the start: {load_start}, at the end: {load_end} — "
          f"on a machine shared with other work, requests/s and p99 move with that load; "
          f"CPU µs per request, counted on the server alone, is the steadier figure.")
 L.append("")
-L.append("| server | idle | req/s | kept | p50 µs | p99 µs | CPU µs/req | RSS KiB | errors |")
-L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+L.append("| server | idle | req/s | kept | p50 µs | p99 µs | CPU µs/req | RSS KiB | B/idle | errors |")
+L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for s in order:
     base = agg.get((s, idles[0]), {}).get("rps") if idles and idles[0] == 0 else None
     for i in idles:
@@ -328,7 +368,7 @@ for s in order:
         idle = f"{a['idle']}" + (f" (capped, asked {i})" if a["capped"] else "")
         kept = f"{100 * a['rps'] / base:.0f}%" if base and a["rps"] is not None else ""
         L.append(f"| {s} | {idle} | {f(a['rps'], 0)} | {kept} | {f(a['p50'], 0)} | {f(a['p99'], 0)} | "
-                 f"{f(a['cpu'], 2)} | {f(a['rss'], 0)} | {a['errors']} |")
+                 f"{f(a['cpu'], 2)} | {f(a['rss'], 0)} | {f(a['per_idle'], 0)} | {a['errors']} |")
 notes = [(s, i, a["notes"]) for (s, i), a in agg.items() if a["notes"]]
 L.append("")
 L.append(f"echo-select holds at most {cap} idle connections here: a descriptor >= FD_SETSIZE (1024) "
@@ -342,7 +382,7 @@ open(f"{out}/multiplexing.md", "w").write("\n".join(L) + "\n")
 # gnuplot data: one block per server; idle 0 is drawn at x=10 on the log axis.
 with open(f"{out}/multiplexing.dat", "w") as fh:
     for s in order:
-        title = s.replace("--edge", " --edge")
+        title = s.replace("--", " --", 1) if "--" in s else s
         if any(agg[(s, i)]["capped"] for i in idles if (s, i) in agg):
             title += f" (capped at {cap} idle)"
         fh.write(f"\"{title}\" x idle rps p50 p99 cpu\n")

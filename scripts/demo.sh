@@ -15,53 +15,51 @@
 # Then both tables, the plots' paths and three lines of conclusion computed
 # from the numbers just measured. Builds first if needed (preset default).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 OUT="$ROOT/results"
-BUILD="$ROOT/build"
 full=0
 while (($#)); do
+  if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
   case "$1" in
-    --full) full=1 ;;
-    --out) OUT="$2"; shift ;;
-    --build-dir) BUILD="$2"; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "demo.sh: unknown argument '$1'" >&2; exit 2 ;;
+    --full) full=1; shift ;;
+    --out) need_value "$@"; OUT=$2; shift 2 ;;
+    *) usage_error "unknown argument '$1'" ;;
   esac
-  shift
 done
-BIN="$BUILD/bin"
+BIN="$BUILD_DIR/bin"
 mkdir -p "$OUT"
 
 # ---- build (incremental: seconds when up to date) ----
 for tool in cmake ninja python3; do
-  command -v "$tool" >/dev/null || { echo "demo.sh: $tool missing: run ./scripts/setup.sh first" >&2; exit 1; }
+  command -v "$tool" >/dev/null || die "$tool missing: run ./scripts/setup.sh first"
 done
-if [[ ! -f "$BUILD/build.ninja" ]]; then
-  echo "== configuring (cmake --preset default -B $BUILD)"
-  cmake --preset default -B "$BUILD" >/dev/null
+if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+  echo "== configuring (cmake --preset default -B $BUILD_DIR)"
+  cmake --preset default -B "$BUILD_DIR" >/dev/null
 fi
-echo "== building (cmake --build $BUILD; -j2)"
-if ! cmake --build "$BUILD" -j 2 >"$OUT/.build.log" 2>&1; then
+echo "== building (cmake --build $BUILD_DIR; -j2)"
+build_log="$(scratch_dir)/build.log"
+if ! cmake --build "$BUILD_DIR" -j 2 >"$build_log" 2>&1; then
   # A broken corner of the tree must not hide the experiments: build only
   # what the demo runs, one target at a time.
-  echo "demo.sh: the full build failed (see $OUT/.build.log); building the demo's programs only" >&2
+  cp "$build_log" "$OUT/build.log"
+  echo "$SCRIPT: the full build failed (see $OUT/build.log); building the demo's programs only" >&2
   for t in dispatch-bench loadgen echo-select echo-poll echo-epoll echo-uring; do
-    cmake --build "$BUILD" -j 2 --target "$t" >>"$OUT/.build.log" 2>&1 ||
-      echo "demo.sh: $t did not build" >&2
+    cmake --build "$BUILD_DIR" -j 2 --target "$t" >>"$OUT/build.log" 2>&1 ||
+      echo "$SCRIPT: $t did not build" >&2
   done
 fi
-rm -f "$OUT/.build.log"
-[[ -x "$BIN/dispatch-bench" ]] || { echo "demo.sh: dispatch-bench did not build" >&2; exit 1; }
+require_bin dispatch-bench
 
 # ---- 1. the dispatch sweep ----
 t_start=$SECONDS
 echo
 echo "== 1/2 dispatch-bench sweep"
 if ((full)); then
-  scripts/dispatch-sweep.sh --bin-dir "$BIN" --out "$OUT"
+  scripts/dispatch-sweep.sh --build-dir "$BUILD_DIR" --out "$OUT"
 else
-  scripts/dispatch-sweep.sh --quick --bin-dir "$BIN" --out "$OUT"
+  scripts/dispatch-sweep.sh --quick --build-dir "$BUILD_DIR" --out "$OUT"
 fi
 
 # ---- 2. the end-to-end comparison ----
@@ -77,10 +75,10 @@ else
   echo "== 2/2 echo servers with idle connections"
   args=()
   ((full)) || args=(--idle "0 1000 10000" --repeats 2 --duration 1.5)
-  if scripts/compare-multiplexing.sh "${args[@]}" --bin-dir "$BIN" --out "$OUT"; then
+  if scripts/compare-multiplexing.sh "${args[@]}" --build-dir "$BUILD_DIR" --out "$OUT"; then
     compare_ok=1
   else
-    echo "demo.sh: the comparison reported errors (see the table's errors column)" >&2
+    echo "$SCRIPT: the comparison reported errors (see the table's errors column)" >&2
     compare_ok=1
   fi
 fi

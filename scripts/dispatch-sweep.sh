@@ -3,18 +3,18 @@
 #
 #   scripts/dispatch-sweep.sh            100 .. the most the fd limit allows, active 1 and 100
 #   scripts/dispatch-sweep.sh --quick    fewer points, fewer runs (seconds)
-#   options: --fds LIST --active LIST --rounds N --runs N --bin-dir DIR --out DIR --no-plots
+#   options: --fds LIST --active LIST --rounds N --runs N --out DIR --no-plots
+#            --build-dir DIR (default build/; the binaries are in DIR/bin)
 #
 # Writes OUT/dispatch.json (dispatch-bench's own output), OUT/dispatch.csv,
 # OUT/dispatch.md (tables) and OUT/dispatch.png + .svg (log-log: CPU µs per
 # round against watched descriptors, one line per backend, libevent dashed).
-# OUT defaults to results/, the binaries to build/bin (cmake --preset default).
+# OUT defaults to results/.
 #
 # Each pair costs two descriptors, so RLIMIT_NOFILE's hard limit bounds the
 # sweep: the largest point is (hard limit - 64) / 2 rounded down to 100.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/build/bin"
+. "$(dirname "$0")/lib.sh"
 OUT="$ROOT/results"
 ACTIVE="1,100"
 FDS=""
@@ -23,25 +23,22 @@ RUNS=15
 PLOTS=1
 quick=0
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
+  if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
   case "$1" in
-    --quick) quick=1; ROUNDS=30; RUNS=3 ;;
-    --fds) FDS="$2"; shift ;;
-    --active) ACTIVE="$2"; shift ;;
-    --rounds) ROUNDS="$2"; shift ;;
-    --runs) RUNS="$2"; shift ;;
-    --bin-dir) BIN="$2"; shift ;;
-    --out) OUT="$2"; shift ;;
-    --no-plots) PLOTS=0 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "dispatch-sweep.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    --quick) quick=1; ROUNDS=30; RUNS=3; shift ;;
+    --no-plots) PLOTS=0; shift ;;
+    --fds) need_value "$@"; FDS=$2; shift 2 ;;
+    --active) need_value "$@"; ACTIVE=$2; shift 2 ;;
+    --rounds) need_value "$@"; check_uint "$1" "$2"; ROUNDS=$2; shift 2 ;;
+    --runs) need_value "$@"; check_uint "$1" "$2"; RUNS=$2; shift 2 ;;
+    --out) need_value "$@"; OUT=$2; shift 2 ;;
+    *) usage_error "unknown argument '$1'" ;;
   esac
-  shift
 done
 
-bench="$BIN/dispatch-bench"
-[[ -x "$bench" ]] || { echo "dispatch-sweep.sh: $bench not built (cmake --preset default && cmake --build --preset default)" >&2; exit 1; }
+require_bin dispatch-bench
+bench="$BUILD_DIR/bin/dispatch-bench"
 mkdir -p "$OUT"
 
 # The soft limit up to the hard one (dispatch-bench does the same itself).
@@ -58,7 +55,7 @@ if [[ -z "$FDS" ]]; then
 fi
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "dispatch-sweep: fds=$FDS active=$ACTIVE rounds=$ROUNDS runs=$RUNS (RLIMIT_NOFILE hard limit $hard: at most $max_pairs pairs)"
+echo "$SCRIPT: fds=$FDS active=$ACTIVE rounds=$ROUNDS runs=$RUNS (RLIMIT_NOFILE hard limit $hard: at most $max_pairs pairs)"
 "$bench" --fds "$FDS" --active "$ACTIVE" --rounds "$ROUNDS" --runs "$RUNS" --json "$OUT/dispatch.json"
 
 python3 - "$OUT" "$LOAD_START" <<'PY'
@@ -166,10 +163,10 @@ if ((PLOTS)); then
       gnuplot -e "datafile='$OUT/dispatch.dat'; outfile='$OUT/dispatch.$term'; fmt='$term'; actives='$actives'" \
         "$ROOT/scripts/plot-dispatch.gp"
     done
-    echo "dispatch-sweep: plots $OUT/dispatch.png $OUT/dispatch.svg"
+    echo "$SCRIPT: plots $OUT/dispatch.png $OUT/dispatch.svg"
   else
-    echo "dispatch-sweep: gnuplot not installed (scripts/setup.sh installs gnuplot-nox): no plots" >&2
+    echo "$SCRIPT: gnuplot not installed (scripts/setup.sh installs gnuplot-nox): no plots" >&2
   fi
 fi
 rm -f "$OUT/dispatch.meta"
-echo "dispatch-sweep: wrote $OUT/dispatch.csv $OUT/dispatch.md"
+echo "$SCRIPT: wrote $OUT/dispatch.csv $OUT/dispatch.md"

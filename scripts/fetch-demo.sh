@@ -1,42 +1,51 @@
 #!/usr/bin/env bash
-# The course notes' comparison, in C++: 20 requests of /delay/200 against
-# http-testd, fetched by each fetcher mode; prints the four times side by side.
-#   scripts/fetch-demo.sh [BUILD_DIR]     default build/ (built if missing)
-#   N=20 DELAY=200 scripts/fetch-demo.sh  other counts
-# Expect sequential ~ N x DELAY (4 s), the concurrent modes ~ DELAY (0.2 s).
+# fetch-demo.sh — the course notes' comparison, in C++: N requests of
+# /delay/MS against http-testd, fetched by each fetcher mode (sequential,
+# callbacks, coroutines, threads); prints the four times side by side.
+#
+# Usage: scripts/fetch-demo.sh [--build-dir DIR] [-n N] [--delay MS]
+#   -n N         requests (default 20), all at once in the concurrent modes
+#   --delay MS   what each response waits on the server (default 200)
+#
+# Expect sequential ~ N x MS (4 s), the concurrent modes ~ MS (0.2 s).
+# Builds fetcher and http-testd first when they are missing. Loopback only.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-build="${1:-build}"
-n="${N:-20}"
-delay="${DELAY:-200}"
-if [ ! -x "$build/bin/fetcher" ] || [ ! -x "$build/bin/http-testd" ]; then
-  [ -f "$build/CMakeCache.txt" ] || cmake --preset default -B "$build" >/dev/null
-  cmake --build "$build" --target fetcher http-testd -j 2 >/dev/null
-fi
-
-out="$(mktemp)"
-"$build/bin/http-testd" --port 0 >"$out" &
-server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 100); do
-  grep -q '^listening on ' "$out" && break
-  sleep 0.05
+. "$(dirname "$0")/lib.sh"
+n=20
+delay=200
+while (($#)); do
+  if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
+  case "$1" in
+    -n) need_value "$@"; check_uint "$1" "$2"; n=$2; shift 2 ;;
+    --delay) need_value "$@"; check_uint "$1" "$2"; delay=$2; shift 2 ;;
+    *) usage_error "unknown option '$1'" ;;
+  esac
 done
-addr="$(sed -n 's/^listening on //p' "$out")"
-[ -n "$addr" ] || { echo "fetch-demo: http-testd did not start" >&2; exit 1; }
+((n >= 1 && n <= 1000)) || usage_error "-n must be 1..1000, got $n"
+
+if [[ ! -x "$BUILD_DIR/bin/fetcher" || ! -x "$BUILD_DIR/bin/http-testd" ]]; then
+  [[ -f "$BUILD_DIR/CMakeCache.txt" ]] || cmake --preset default -B "$BUILD_DIR" >/dev/null
+  cmake --build "$BUILD_DIR" --target fetcher http-testd -j 2 >/dev/null
+fi
+require_bin fetcher http-testd
+
+start_server http-testd --port 0
+addr=$SERVER_ADDR
 
 urls=()
 for _ in $(seq "$n"); do urls+=("http://$addr/delay/$delay"); done
 
+# Each mode prints one summary line last: "... ok=N failed=0 ... seconds=S".
 declare -A seconds
 for mode in sequential callbacks coroutines threads; do
-  line="$("$build/bin/fetcher" --mode "$mode" --concurrency "$n" --threads "$n" "${urls[@]}" | tail -1)"
+  line=$("$BUILD_DIR/bin/fetcher" --mode "$mode" --concurrency "$n" --threads "$n" "${urls[@]}" | tail -1)
   case "$line" in
     *" ok=$n failed=0 "*) ;;
-    *) echo "fetch-demo: $mode: $line" >&2; exit 1 ;;
+    *) die "$mode: $line" ;;
   esac
-  seconds[$mode]="$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")"
+  seconds[$mode]=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")
 done
+stop_server "$SERVER_PID" || die "http-testd did not stop cleanly (exit $?)"
 
 echo "$n x /delay/$delay on http://$addr (concurrency $n)"
 printf '%-12s %-12s %-12s %-12s\n' sequential callbacks coroutines threads

@@ -41,5 +41,9 @@ set style line 2 lc rgb '#1f77b4' lw 2 pt 5
 set style line 3 lc rgb '#2ca02c' lw 2 pt 9
 set style line 4 lc rgb '#17becf' lw 2 pt 11 dt 2
 set style line 5 lc rgb '#9467bd' lw 2 pt 13
-plot for [k = 0:nservers - 1] datafile index k using 1:col with linespoints ls (k % 5 + 1) \
+set style line 6 lc rgb '#ff7f0e' lw 2 pt 15
+set style line 7 lc rgb '#8c564b' lw 2 pt 4 dt 3
+set style line 8 lc rgb '#e377c2' lw 2 pt 6 dt 4
+# (--uring draws echo-epoll and echo-uring's five steps: eight styles before any repeats)
+plot for [k = 0:nservers - 1] datafile index k using 1:col with linespoints ls (k % 8 + 1) \
      title columnheader(1)

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything iolab needs to build, test and benchmark, from Debian
 # packages. Idempotent: when everything is present it only checks (seconds).
+#
+# Usage: scripts/setup.sh     (as root, or with sudo available)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+while (($#)); do
+  if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
+  usage_error "unknown argument '$1'"
+done
 
 PACKAGES=(
   # build
@@ -10,7 +17,7 @@ PACKAGES=(
   libcli11-dev catch2 libfmt-dev nlohmann-json3-dev libevent-dev liburing-dev
   # tests, demo and benchmarks
   python3 procps iproute2 strace netcat-openbsd socat curl wrk nginx-light redis-server
-  gnuplot-nox
+  gnuplot-nox shellcheck
 )
 
 missing=()
@@ -26,7 +33,7 @@ fi
 
 SUDO=()
 if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  command -v sudo >/dev/null || die "need root or sudo to install: ${missing[*]}"
   SUDO=(sudo)
 fi
 echo "setup: installing ${missing[*]}"

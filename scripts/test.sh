@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
-# Installs what is missing, configures, builds and runs the whole test suite.
-#   scripts/test.sh             default preset (g++, RelWithDebInfo, build/)
-#   scripts/test.sh --sanitize  ASan + UBSan (clang++, build-sanitize/)
-#   scripts/test.sh --preset NAME [-- ctest args...]
+# test.sh — installs what is missing, configures, builds and runs the whole
+# test suite (ctest: unit, integration, the lab checker, the conventions).
+#
+#   scripts/test.sh                      default preset (g++, RelWithDebInfo, build/)
+#   scripts/test.sh --sanitize           ASan + UBSan (clang++, build-sanitize/)
+#   scripts/test.sh --preset NAME        any preset of CMakePresets.json
+#   scripts/test.sh [...] -- ARGS...     extra ctest arguments (e.g. -L unit, -R chat)
+#
+# Tests run one at a time (IOLAB_TEST_JOBS=1 by default): several of them
+# measure CPU use or timing of a server, which a second test on a 2-core
+# machine would disturb.
+#
+# Exit codes: 0 every test passed, 1 a step or a test failed, 2 usage error.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
 
 preset=default
 ctest_args=()
 while (($#)); do
   case "$1" in
-    --sanitize) preset=sanitize ;;
-    --preset) preset="$2"; shift ;;
+    -h | --help) usage; exit 0 ;;
+    --sanitize) preset=sanitize; shift ;;
+    --preset) need_value "$@"; preset=$2; shift 2 ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
-    *) echo "test.sh: unknown argument '$1'" >&2; exit 2 ;;
+    *) usage_error "unknown argument '$1'" ;;
   esac
-  shift
 done
 
 ./scripts/setup.sh
 cmake --preset "$preset"
 cmake --build --preset "$preset"
-# Tests run one at a time by default: several of them measure CPU use or
-# timing of a server, which a second test on this 2-core machine would disturb.
 ctest --preset "$preset" -j "${IOLAB_TEST_JOBS:-1}" "${ctest_args[@]}"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # trace-lab.sh — which system calls does an I/O model make for the same work?
 #
-# Usage: scripts/trace-lab.sh [-c CLIENTS] [-r ROUNDS] [-s BYTES] [-b BUILD_DIR] BINARY [ARGS...]
+# Usage: scripts/trace-lab.sh [-c CLIENTS] [-r ROUNDS] [-s BYTES] [--build-dir DIR] BINARY [ARGS...]
 #
-# Starts BINARY (a name in BUILD_DIR/bin, default build/bin, or a path) as
+# Starts BINARY (a name in DIR/bin, default build/bin, or a path) as
 #   strace -c -f BINARY --port 0 ARGS...
 # reads its first line ("listening on HOST:PORT"), drives it with a fixed small
 # workload — CLIENTS concurrent TCP clients (default 10), each making ROUNDS
@@ -18,41 +18,39 @@
 # Examples:
 #   scripts/trace-lab.sh echo-blocking
 #   scripts/trace-lab.sh -c 20 -r 50 echo-epoll --edge
-#   scripts/trace-lab.sh -b build-sanitize echo-uring
+#   scripts/trace-lab.sh --build-dir build-sanitize echo-uring
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-clients=10 rounds=100 size=64 build=""
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-while getopts "c:r:s:b:h" opt; do
-    case "$opt" in
-    c) clients="$OPTARG" ;;
-    r) rounds="$OPTARG" ;;
-    s) size="$OPTARG" ;;
-    b) build="$OPTARG" ;;
-    h) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "usage: $0 [-c CLIENTS] [-r ROUNDS] [-s BYTES] [-b BUILD_DIR] BINARY [ARGS...]" >&2; exit 2 ;;
+clients=10 rounds=100 size=64
+# Options come before BINARY; everything after it is the program's own.
+while (($#)) && [[ "$1" == -* ]]; do
+    if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
+    case "$1" in
+        -c) need_value "$@"; clients=$2; shift 2 ;;
+        -r) need_value "$@"; rounds=$2; shift 2 ;;
+        -s) need_value "$@"; size=$2; shift 2 ;;
+        --) shift; break ;;
+        *) usage_error "unknown option '$1'" ;;
     esac
 done
-shift $((OPTIND - 1))
-if [[ $# -lt 1 ]]; then
-    echo "usage: $0 [-c CLIENTS] [-r ROUNDS] [-s BYTES] [-b BUILD_DIR] BINARY [ARGS...]" >&2
-    exit 2
-fi
+(($# >= 1)) || usage_error "which program? (usage: trace-lab.sh [-c N] [-r N] [-s N] [--build-dir DIR] BINARY [ARGS...])"
 for n in "$clients" "$rounds" "$size"; do
-    [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 && "$n" -le 100000 ]] || { echo "$0: counts must be 1..100000, got '$n'" >&2; exit 2; }
+    [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 && "$n" -le 100000 ]] || usage_error "counts must be 1..100000, got '$n'"
 done
 
 prog="$1"
 shift
 if [[ "$prog" != */* ]]; then
-    dir="${build:-build}"
-    [[ "$dir" == /* ]] || dir="$root/$dir"
-    prog="$dir/bin/$prog"
+    require_bin "$prog"
+    prog="$BUILD_DIR/bin/$prog"
 fi
-[[ -x "$prog" ]] || { echo "$0: $prog: no such program (build it first)" >&2; exit 1; }
-command -v strace >/dev/null || { echo "$0: strace is not installed (apt-get install strace)" >&2; exit 1; }
+[[ -x "$prog" ]] || die "$prog: no such program"
+require_cmd strace strace
 
-exec python3 - "$prog" "$clients" "$rounds" "$size" "$@" <<'PY'
+# python3 starts strace, finds the traced server (strace's child) by
+# its pid and stops it itself, and removes its own temporary file.
+python3 - "$prog" "$clients" "$rounds" "$size" "$@" <<'PY'
 import os, signal, socket, subprocess, sys, tempfile, threading, time
 
 prog, clients, rounds, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

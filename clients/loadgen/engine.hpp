@@ -5,48 +5,17 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
-#include "common/address.hpp"
+#include "clients/loadgen/options.hpp"
+#include "common/fd.hpp"
 #include "common/histogram.hpp"
 
 namespace loadgen {
-
-enum class Mode { echo, http, raw, idle };
-const char* mode_name(Mode m) noexcept;
-
-// One server address and the requests sent to it, in turn, on each connection.
-struct Target {
-    iolab::SockAddr addr;
-    std::string name;                   // "127.0.0.1:8080"
-    std::vector<std::string> requests;  // http: one GET per URL; raw: the --send bytes
-};
-
-// Everything a run needs, resolved and checked: read by every worker, never
-// changed once the workers start.
-struct Plan {
-    Mode mode = Mode::echo;
-    std::vector<Target> targets;
-    unsigned threads = 1;
-    uint64_t connections = 10;
-    uint64_t active = 0;                        // idle mode: connections running the echo workload
-    double duration_s = 0;                      // 0: run until `requests` are done
-    uint64_t requests = 0;                      // 0: run for duration_s
-    double rate = 0;                            // > 0: open loop, requests/s in total
-    double ramp_s = 0;                          // connection setup spread over this long
-    double warmup_s = 0;                        // requests done before this are not counted
-    uint64_t timeout_ns = 10'000'000'000;       // per request and per connect
-    std::size_t size = 64;                      // echo: bytes per request
-    bool verify = false;                        // echo: compare every byte
-    uint64_t expect_bytes = 0;                  // raw: reply length
-    bool expect_line = false;                   // raw: reply ends at "\n"
-    std::vector<iolab::SockAddr> sources;       // bind(addr:0) with IP_BIND_ADDRESS_NO_PORT
-    bool live = false;                          // workers publish a snapshot once a second
-    uint64_t reconnect_delay_ns = 100'000'000;  // after a failure mid-run
-};
 
 // What kind of failure an error counter counts.
 enum class ErrorKind : uint8_t {
@@ -79,13 +48,14 @@ struct Results {
     double duration_s = 0;          // measured
     double rps = 0;                 // requests / duration (merge: sum over runs)
     double all_up_s = -1;           // start to the last connection up; -1: not all came up
+    int runs = 1;                   // reports merged into this one
     // (kind name, code) -> (text, count)
     std::map<std::pair<std::string, int>, std::pair<std::string, uint64_t>> errors;
     std::map<int, uint64_t> status;  // http status codes
     [[nodiscard]] uint64_t error_total() const;
 };
 
-// Live figures a worker publishes once a second (with Plan::live).
+// Live figures a worker publishes once a second (with Options::live).
 struct LiveSnapshot {
     uint64_t requests = 0;
     uint64_t errors = 0;
@@ -93,15 +63,43 @@ struct LiveSnapshot {
     iolab::Histogram latency;
 };
 
+// What the workers share: the order to stop, and with -n how many workers
+// still have requests of their share to do. Owned by the Engine; a Worker only
+// holds a reference. Every worker's epoll set holds fd(): writing to it wakes
+// them all.
+class RunControl {
+  public:
+    explicit RunControl(unsigned shares);
+    [[nodiscard]] int fd() const noexcept { return wake_.get(); }
+    // Every worker ends now (a signal). Safe from any thread.
+    void stop() noexcept;
+    [[nodiscard]] bool stopped() const noexcept { return stop_.load(std::memory_order_relaxed); }
+    // A worker finished its share of -n; the last one wakes the followers.
+    void share_done() noexcept;
+    [[nodiscard]] bool shares_done() const noexcept { return shares_left_.load() == 0; }
+
+  private:
+    void wake() noexcept;
+    iolab::Fd wake_;  // eventfd
+    std::atomic<bool> stop_{false};
+    std::atomic<unsigned> shares_left_;
+};
+
+class Worker;
+
 class Engine {
   public:
-    explicit Engine(const Plan& plan);
+    // Plans the run and builds every worker (epoll set, connections, buffers);
+    // throws if the system refuses, leaking nothing.
+    explicit Engine(const Options& o);
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
-    // Starts the workers; returns at once.
-    void start();
+    // Starts the workers; returns at once. The run (first connects, the
+    // duration, the warm-up) starts at `start_ns` on the monotonic clock, or
+    // now when 0 or past.
+    void start(uint64_t start_ns = 0);
     // Asks the workers to stop now (signal). Safe from any thread.
     void request_stop();
     // True once every worker has finished.
@@ -112,16 +110,15 @@ class Engine {
     LiveSnapshot live() const;
 
   private:
-    struct Worker;
-    const Plan& plan_;
-    std::vector<Worker*> workers_;
-    int stop_fd_ = -1;  // eventfd in every worker's epoll set
-    std::atomic<bool> stop_{false};
+    const Options& opts_;
+    std::unique_ptr<RunControl> control_;
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::vector<std::thread> threads_;
     std::atomic<unsigned> running_{0};
-    std::atomic<unsigned> quota_workers_left_{0};  // -n: workers with requests still to do
     uint64_t start_ns_ = 0;
 };
 
+// CLOCK_MONOTONIC in ns.
 uint64_t now_ns() noexcept;
 
 }  // namespace loadgen

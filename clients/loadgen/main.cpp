@@ -5,33 +5,42 @@
 //        loadgen --mode raw --send 'PING\r\n' --expect-line HOST:PORT
 //        loadgen --mode idle -c 10000 --active 100 HOST:PORT
 //        loadgen ... --rate 10000 (open loop)  --ramp 2  --source-addrs 127.0.0.2-127.0.0.20
+//        loadgen ... --start-at 1764633600.5   (several processes, one window)
+//        loadgen ... --processes 6 --source-addrs 127.0.0.2-127.0.0.7
 //        loadgen merge a.json b.json [--json all.json]
 //
 // Each of --threads workers runs its own epoll loop over its share of the
-// connections (engine.cpp). Latency goes to a log-linear histogram
-// (common/histogram.hpp) per worker, merged at the end. Closed loop by
-// default: a connection sends its next request when the reply is in. --rate
-// makes it an open loop where requests are due at fixed times and latency is
-// counted from that time, not from the (possibly late) send: a stalled server
-// then shows as the latency its waiting users would see (coordinated
-// omission), with the uncorrected figure printed beside it.
+// connections (engine.cpp; plan.cpp decides the shares). Latency goes to a
+// log-linear histogram (common/histogram.hpp) per worker, merged at the end.
+// Closed loop by default: a connection sends its next request when the reply
+// is in. --rate makes it an open loop where requests are due at fixed times
+// and latency is counted from that time, not from the (possibly late) send: a
+// stalled server then shows as the latency its waiting users would see
+// (coordinated omission), with the uncorrected figure printed beside it.
 //
 // Output: a live line on stderr once a second when stderr is a terminal, the
 // summary on stdout, --json FILE with every figure and the histograms. The
 // exit code is 1 when any connection or request failed (unless
 // --allow-errors), 2 for bad usage or limits that rule the run out.
 #include <poll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
+#include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
 #include <fstream>
 
 #include "clients/loadgen/engine.hpp"
 #include "clients/loadgen/options.hpp"
 #include "clients/loadgen/report.hpp"
-#include "common/server.hpp"
+#include "common/error.hpp"
+#include "common/program.hpp"
 #include "common/signals.hpp"
 
 namespace {
@@ -45,126 +54,249 @@ void write_json(const std::string& path, const nlohmann::json& j) {
     if (!f) throw std::runtime_error("write " + path + " failed");
 }
 
-RunInfo info_of(const Options& o, const Plan& p) {
-    RunInfo info;
-    info.mode = mode_name(p.mode);
-    if (p.mode == Mode::http)
-        info.targets = o.urls;
-    else
-        info.targets = {p.targets[0].name};
-    info.threads = p.threads;
-    info.connections = p.connections;
-    info.active = p.active;
-    info.rate = p.rate;
-    info.duration_s = p.duration_s;
-    info.warmup_s = p.warmup_s;
-    info.requests = p.requests;
-    info.size = (p.mode == Mode::echo || p.mode == Mode::idle) ? p.size : 0;
-    return info;
-}
-
-int run_load(const Options& o) {
-    iolab::StopSignals stop;  // before any thread: workers inherit the blocked mask
-    Plan plan = make_plan(o);
-    Preflight pf = preflight(plan);
-    if (!o.quiet || pf.fatal) iolab::log_line(pf.line);
-    if (pf.fatal) return 2;
-    plan.live = !o.quiet && ::isatty(STDERR_FILENO);
-
-    Engine engine(plan);
-    const uint64_t t0 = now_ns();
-    engine.start();
-    uint64_t next_line = t0 + 1'000'000'000;
-    uint64_t last_requests = 0;
-    uint64_t last_t = t0;
-    bool live_printed = false;
-    while (!engine.finished()) {
-        pollfd pfd{stop.fd(), POLLIN, 0};
-        ::poll(&pfd, 1, 50);
-        if (stop.check()) {
-            engine.request_stop();
-            break;
-        }
-        const uint64_t now = now_ns();
-        if (plan.live && now >= next_line) {
-            LiveSnapshot s = engine.live();
-            const double dt = static_cast<double>(now - last_t) / 1e9;
-            std::string line =
-                fmt::format("\r[{:>5.0f}s] open {:>6}  req/s {:>10.0f}  p99 {:>9}  errors {}   ",
-                            static_cast<double>(now - t0) / 1e9, s.open,
-                            static_cast<double>(s.requests - last_requests) / dt,
-                            format_ns(static_cast<double>(s.latency.percentile(99))), s.errors);
-            [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
-            live_printed = true;
-            last_requests = s.requests;
-            last_t = now;
-            next_line += 1'000'000'000;
-        }
-    }
-    if (live_printed) iolab::log_line("");
-    Results r = engine.join();
-    RunInfo info = info_of(o, plan);
-    std::string text = summary_text(info, r);
+void print(const std::string& text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
-    if (!o.json_path.empty()) write_json(o.json_path, to_json(info, r));
+}
+
+double unix_now() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// The --start-at instant on the monotonic clock the workers use (0: now).
+uint64_t start_instant(const Options& o) {
+    if (o.start_at_unix <= 0) return 0;
+    const double ahead = o.start_at_unix - unix_now();
+    if (ahead < 0) {
+        iolab::log_line(fmt::format("loadgen: --start-at {} is {:.3f} s past: starting now",
+                                    o.start_at, -ahead));
+        return 0;
+    }
+    return now_ns() + static_cast<uint64_t>(std::llround(ahead * 1e9));
+}
+
+// Once a second on stderr (a terminal): elapsed, open, req/s, p99, errors.
+class LiveLine {
+  public:
+    explicit LiveLine(uint64_t t0) : t0_(t0), last_t_(t0), next_(t0 + 1'000'000'000) {}
+    void tick(const Engine& engine, uint64_t now) {
+        if (now < next_) return;
+        LiveSnapshot s = engine.live();
+        const double dt = static_cast<double>(now - last_t_) / 1e9;
+        std::string line =
+            fmt::format("\r[{:>5.0f}s] open {:>6}  req/s {:>10.0f}  p99 {:>9}  errors {}   ",
+                        static_cast<double>(now - t0_) / 1e9, s.open,
+                        static_cast<double>(s.requests - last_requests_) / dt,
+                        format_ns(static_cast<double>(s.latency.percentile(99))), s.errors);
+        [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
+        printed_ = true;
+        last_requests_ = s.requests;
+        last_t_ = now;
+        next_ += 1'000'000'000;
+    }
+    ~LiveLine() {
+        if (printed_) iolab::log_line("");
+    }
+    LiveLine(const LiveLine&) = delete;
+    LiveLine& operator=(const LiveLine&) = delete;
+
+  private:
+    uint64_t t0_, last_t_, next_;
+    uint64_t last_requests_ = 0;
+    bool printed_ = false;
+};
+
+// One run in this process. `o` is resolved.
+int run_load(Options& o, bool print_summary = true) {
+    iolab::StopSignals stop;  // before any thread: workers inherit the blocked mask
+    Preflight pf = preflight(o);
+    if (!o.quiet || pf.fatal) iolab::log_line(pf.line);
+    if (pf.fatal) return 2;
+    o.live = !o.quiet && ::isatty(STDERR_FILENO);
+
+    Engine engine(o);
+    engine.start(start_instant(o));
+    {
+        LiveLine live(now_ns());
+        while (!engine.finished()) {
+            pollfd pfd{stop.fd(), POLLIN, 0};
+            ::poll(&pfd, 1, 50);
+            if (stop.check()) {
+                engine.request_stop();
+                break;
+            }
+            if (o.live) live.tick(engine, now_ns());
+        }
+    }
+    Results r = engine.join();
+    if (print_summary) print(summary_text(o, r));
+    if (!o.json_path.empty()) write_json(o.json_path, to_json(o, r));
     const bool failed = r.error_total() > 0 || r.connect_failures > 0;
     return failed && !o.allow_errors ? 1 : 0;
 }
 
-int run_merge(const std::vector<std::string>& files, const std::string& out, bool allow_errors) {
-    RunInfo info;
-    Results r;
+// Reads reports and adds them up; throws naming the file at fault.
+void merge_files(const std::vector<std::string>& files, Options& o, Results& r) {
     bool first = true;
     for (const auto& path : files) {
         std::ifstream f(path);
         if (!f) throw std::runtime_error("cannot open " + path);
-        nlohmann::json j;
-        try {
-            f >> j;
-        } catch (const std::exception& e) {
-            throw std::runtime_error(path + ": " + e.what());
-        }
-        RunInfo i;
+        Options oi;
         Results one;
         try {
-            from_json(j, i, one);
+            nlohmann::json j;
+            f >> j;
+            from_json(j, oi, one);
         } catch (const std::exception& e) {
             throw std::runtime_error(path + ": " + e.what());
         }
         if (first) {
-            info = i;
+            o = std::move(oi);
             r = std::move(one);
             first = false;
         } else {
-            merge_into(info, r, i, one);
+            merge_into(o, r, oi, one);
         }
     }
-    std::string text = summary_text(info, r);
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-    if (!out.empty()) write_json(out, to_json(info, r));
+}
+
+int run_merge(const std::vector<std::string>& files, const std::string& out, bool allow_errors) {
+    Options o;
+    Results r;
+    merge_files(files, o, r);
+    print(summary_text(o, r));
+    if (!out.empty()) write_json(out, to_json(o, r));
     return r.error_total() > 0 && !allow_errors ? 1 : 0;
+}
+
+// Share p of n of a total: the shares add up to the total exactly.
+uint64_t share(uint64_t total, unsigned p, unsigned n) {
+    return total * (p + 1) / n - total * p / n;
+}
+
+// The options of child p of --processes n.
+Options child_options(const Options& o, unsigned p, const std::string& json) {
+    Options c = o;
+    const unsigned n = o.processes;
+    c.processes = 1;
+    c.connections = share(o.connections, p, n);
+    c.active = share(o.active, p, n);
+    // -n and --rate follow the connections that run the workload.
+    const uint64_t working = o.mode == Mode::idle ? o.active : o.connections;
+    const uint64_t mine = o.mode == Mode::idle ? c.active : c.connections;
+    if (o.requests) {
+        uint64_t before = 0;
+        for (unsigned k = 0; k < p; ++k)
+            before += o.mode == Mode::idle ? share(o.active, k, n) : share(o.connections, k, n);
+        c.requests = o.requests * (before + mine) / working - o.requests * before / working;
+    }
+    if (o.rate > 0) c.rate = o.rate * static_cast<double>(mine) / static_cast<double>(working);
+    if (!o.sources.empty()) {
+        // Source addresses dealt out like cards: process p binds those whose
+        // index is p mod n (or one shared address when there are fewer).
+        c.sources.clear();
+        for (std::size_t k = p; k < o.sources.size(); k += n)
+            c.sources.push_back(o.sources[k]);
+        if (c.sources.empty()) c.sources.push_back(o.sources[p % o.sources.size()]);
+    }
+    c.threads = static_cast<unsigned>(std::min<uint64_t>(o.threads, c.connections));
+    c.json_path = json;
+    return c;
+}
+
+// --processes N: N forked loadgens, one common start instant, one report each,
+// merged here. Forked before any thread exists; each child runs run_load on
+// its share and leaves with _exit.
+int run_processes(Options& o) {
+    if (o.start_at_unix <= 0) {
+        // Time for the children to start and check their limits.
+        o.start_at_unix = unix_now() + 1.0;
+        o.start_at = fmt::format("{:.6f}", o.start_at_unix);
+    }
+    char tmpl[] = "/tmp/loadgen-processes-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) iolab::throw_sys("mkdtemp", tmpl);
+    const std::filesystem::path dir = tmpl;
+    struct Cleanup {
+        std::filesystem::path dir;
+        ~Cleanup() {
+            std::error_code ec;
+            std::filesystem::remove_all(dir, ec);
+        }
+    } cleanup{dir};
+    iolab::StopSignals stop;
+    std::vector<pid_t> pids;
+    std::vector<std::string> files;
+    for (unsigned p = 0; p < o.processes; ++p) {
+        files.push_back((dir / fmt::format("{}.json", p)).string());
+        Options c = child_options(o, p, files.back());
+        std::fflush(nullptr);
+        const pid_t pid = ::fork();
+        if (pid < 0) {
+            for (pid_t k : pids)
+                ::kill(k, SIGTERM);
+            iolab::throw_sys("fork", "loadgen --processes");
+        }
+        if (pid == 0) {
+            int rc = 1;
+            try {
+                rc = run_load(c, false);
+            } catch (const std::exception& e) {
+                iolab::log_line(fmt::format("loadgen (process {}): {}", p, e.what()));
+            }
+            std::fflush(nullptr);
+            ::_exit(rc);
+        }
+        pids.push_back(pid);
+    }
+    int worst = 0;
+    std::size_t left = pids.size();
+    while (left > 0) {
+        pollfd pfd{stop.fd(), POLLIN, 0};
+        ::poll(&pfd, 1, 50);
+        if (stop.check())
+            for (pid_t k : pids)
+                if (k > 0) ::kill(k, SIGTERM);
+        for (pid_t& k : pids) {
+            int status = 0;
+            if (k <= 0 || ::waitpid(k, &status, WNOHANG) != k) continue;
+            const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+            worst = std::max(worst, rc);
+            k = -1;
+            --left;
+        }
+    }
+    if (worst >= 2) return worst;  // a child's usage error or preflight: it said why
+    Options merged;
+    Results r;
+    merge_files(files, merged, r);
+    print(summary_text(merged, r));
+    if (!o.json_path.empty()) write_json(o.json_path, to_json(merged, r));
+    const bool failed = r.error_total() > 0 || r.connect_failures > 0 || worst != 0;
+    return failed && !o.allow_errors ? 1 : 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     Options o;
+    std::string mode = "echo";
     CLI::App app{
         "loadgen: a load generator for TCP servers (echo, HTTP/1.1, request/response, idle)"};
     iolab::setup_program(app, "loadgen",
                          "Exit codes:\n"
                          "  0  the run finished and every request succeeded\n"
                          "  1  runtime error, or requests failed (see the summary)\n"
-                         "  2  usage error");
+                         "  2  usage error, or a preflight that rules the run out");
     app.add_option("target", o.target, "HOST:PORT (echo, raw, idle)");
-    app.add_option("--mode", o.mode, "echo | http | raw | idle")
+    app.add_option("--mode", mode, "echo | http | raw | idle")
         ->check(CLI::IsMember({"echo", "http", "raw", "idle"}))
         ->capture_default_str();
     app.add_option("--url", o.urls, "http: URL to GET (repeat for several)");
     app.add_option("--threads", o.threads,
-                   "Worker threads, each with its own epoll loop (default: cores)");
+                   "Worker threads, each with its own epoll loop (default: cores; with "
+                   "--processes: per process, default 1)");
     app.add_option("-c,--connections", o.connections, "Connections")->capture_default_str();
     app.add_option("-d,--duration", o.duration_s, "Seconds to run (default 10 without -n)");
     app.add_option("-n,--requests", o.requests, "Requests to complete, then stop");
@@ -183,28 +315,41 @@ int main(int argc, char** argv) {
     app.add_option("--active", o.active, "idle: this many connections run the echo workload");
     app.add_option("--source-addrs", o.source_addrs,
                    "Local addresses to spread connections over: 127.0.0.2-127.0.0.20,...");
+    app.add_option("--start-at", o.start_at,
+                   "Wall-clock instant the run starts at (first connects, duration, warm-up): "
+                   "Unix seconds 1764633600.25 or ISO-8601 UTC 2025-12-02T00:00:00.25Z");
+    app.add_option("--processes", o.processes,
+                   "Fork N loadgens, each with 1/N of -c, -n, --rate and of the "
+                   "--source-addrs, all starting at --start-at (default: 1 s from now); "
+                   "prints and writes their merged report")
+        ->capture_default_str();
     app.add_option("--json", o.json_path, "Write every figure and the histograms to FILE");
     app.add_flag("--allow-errors", o.allow_errors, "Exit 0 even when requests failed");
     app.add_flag("-q,--quiet", o.quiet, "No preflight or live line on stderr");
 
-    std::vector<std::string> merge_files;
+    std::vector<std::string> merge_paths;
     std::string merge_out;
     bool merge_allow = false;
-    CLI::App* merge =
-        app.add_subcommand("merge", "Merge --json reports of runs made at the same time");
-    merge->add_option("files", merge_files, "Reports")->required()->check(CLI::ExistingFile);
+    CLI::App* merge = app.add_subcommand(
+        "merge",
+        "Merge --json reports of runs made at the same time: loadgen merge A.json B.json "
+        "... [--json OUT.json]");
+    merge->add_option("files", merge_paths, "Reports")->required()->check(CLI::ExistingFile);
     merge->add_option("--json", merge_out, "Write the merged report to FILE");
     merge->add_flag("--allow-errors", merge_allow, "Exit 0 even when the runs had errors");
     app.require_subcommand(0, 1);
 
     IOLAB_PARSE(app, argc, argv);
+    const bool threads_given = app.count("--threads") > 0;
     return iolab::guarded_main("loadgen", [&]() -> int {
-        if (merge->parsed()) return run_merge(merge_files, merge_out, merge_allow);
+        if (merge->parsed()) return run_merge(merge_paths, merge_out, merge_allow);
         try {
-            return run_load(o);
+            o.mode = parse_mode(mode);
+            if (o.processes > 1 && !threads_given) o.threads = 1;
+            resolve(o);
         } catch (const std::invalid_argument& e) {
-            iolab::log_line(std::string("loadgen: ") + e.what());
-            return 2;
+            return iolab::usage_error(app, e.what());
         }
+        return o.processes > 1 ? run_processes(o) : run_load(o);
     });
 }

@@ -2,16 +2,21 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <time.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
 
 #include "common/http.hpp"
-#include "common/server.hpp"
+#include "common/program.hpp"
 
 namespace loadgen {
 
@@ -117,20 +122,68 @@ std::vector<iolab::SockAddr> parse_source_addrs(std::string_view text) {
     return out;
 }
 
-Plan make_plan(const Options& o) {
-    Plan p;
-    if (o.mode == "echo")
-        p.mode = Mode::echo;
-    else if (o.mode == "http")
-        p.mode = Mode::http;
-    else if (o.mode == "raw")
-        p.mode = Mode::raw;
-    else if (o.mode == "idle")
-        p.mode = Mode::idle;
-    else
-        throw std::invalid_argument("--mode must be echo, http, raw or idle");
+const char* mode_name(Mode m) noexcept {
+    switch (m) {
+        case Mode::echo:
+            return "echo";
+        case Mode::http:
+            return "http";
+        case Mode::raw:
+            return "raw";
+        case Mode::idle:
+            return "idle";
+    }
+    return "?";
+}
 
-    if (p.mode == Mode::http) {
+Mode parse_mode(std::string_view name) {
+    for (Mode m : {Mode::echo, Mode::http, Mode::raw, Mode::idle})
+        if (name == mode_name(m)) return m;
+    throw std::invalid_argument("--mode must be echo, http, raw or idle");
+}
+
+double parse_instant(std::string_view text) {
+    const std::string s(text);
+    const auto bad = [&] {
+        return std::invalid_argument("--start-at: not Unix seconds or ISO-8601 UTC: " + s);
+    };
+    if (s.empty()) throw bad();
+    if (s.find('T') == std::string::npos) {
+        // Unix seconds, with or without a fraction.
+        char* end = nullptr;
+        errno = 0;
+        const double v = std::strtod(s.c_str(), &end);
+        if (errno != 0 || end != s.c_str() + s.size() || !(v > 0)) throw bad();
+        return v;
+    }
+    // YYYY-MM-DDTHH:MM:SS[.frac](Z|+00:00)
+    std::tm tm{};
+    const char* rest = ::strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == nullptr) throw bad();
+    double frac = 0;
+    if (*rest == '.') {
+        double scale = 0.1;
+        ++rest;
+        if (!std::isdigit(static_cast<unsigned char>(*rest))) throw bad();
+        while (std::isdigit(static_cast<unsigned char>(*rest))) {
+            frac += (*rest - '0') * scale;
+            scale /= 10;
+            ++rest;
+        }
+    }
+    if (std::string_view(rest) != "Z" && std::string_view(rest) != "+00:00") throw bad();
+    const time_t secs = ::timegm(&tm);
+    if (secs <= 0) throw bad();
+    return static_cast<double>(secs) + frac;
+}
+
+namespace {
+
+// --url / HOST:PORT into Options::targets and target_names.
+void resolve_targets(Options& o) {
+    o.targets.clear();
+    o.target_names.clear();
+    if (o.mode == Mode::http) {
         if (o.urls.empty()) throw std::invalid_argument("--mode http needs --url");
         if (!o.target.empty())
             throw std::invalid_argument("--mode http takes --url, not a HOST:PORT");
@@ -145,104 +198,104 @@ Plan make_plan(const Options& o) {
                 throw std::invalid_argument("--url: only http:// (no TLS): " + text);
             auto addrs = iolab::resolve(u.host, u.port);
             std::string name = addrs.front().to_string();
-            auto it = std::find_if(p.targets.begin(), p.targets.end(),
+            auto it = std::find_if(o.targets.begin(), o.targets.end(),
                                    [&](const Target& t) { return t.name == name; });
-            if (it == p.targets.end()) {
-                p.targets.push_back(Target{addrs.front(), name, {}});
-                it = p.targets.end() - 1;
+            if (it == o.targets.end()) {
+                o.targets.push_back(Target{addrs.front(), name, {}});
+                it = o.targets.end() - 1;
             }
             it->requests.push_back("GET " + u.target + " HTTP/1.1\r\nHost: " + u.authority() +
                                    "\r\n\r\n");
         }
+        o.target_names = o.urls;
     } else {
         if (o.target.empty()) throw std::invalid_argument("a target HOST:PORT is needed");
         if (!o.urls.empty()) throw std::invalid_argument("--url belongs to --mode http");
         iolab::HostPort hp = iolab::parse_host_port(o.target);
         if (hp.port == 0) throw std::invalid_argument("the target needs a port: " + o.target);
         auto addrs = iolab::resolve(hp.host, hp.port);
-        p.targets.push_back(Target{addrs.front(), addrs.front().to_string(), {}});
+        o.targets.push_back(Target{addrs.front(), addrs.front().to_string(), {}});
+        o.target_names = {o.targets[0].name};
     }
+    if (o.targets.size() > 65535) throw std::invalid_argument("too many targets");
+}
 
-    if (p.mode == Mode::raw) {
+}  // namespace
+
+// One check after the other, in the order of --help; every message names the
+// option. Long, but flat: splitting it would only scatter the rules.
+void resolve(Options& o) {
+    resolve_targets(o);
+    if (o.mode == Mode::raw) {
         if (o.send.empty()) throw std::invalid_argument("--mode raw needs --send STRING");
-        p.targets[0].requests.push_back(unescape(o.send));
+        o.targets[0].requests.push_back(unescape(o.send));
         if (o.expect_line == (o.expect_bytes > 0))
             throw std::invalid_argument(
                 "--mode raw needs one of --expect-bytes N or --expect-line");
-        p.expect_bytes = o.expect_bytes;
-        p.expect_line = o.expect_line;
     } else if (!o.send.empty() || o.expect_bytes || o.expect_line) {
         throw std::invalid_argument("--send / --expect-* belong to --mode raw");
     }
-    if (o.verify && p.mode != Mode::echo && p.mode != Mode::idle)
+    if (o.verify && o.mode != Mode::echo && o.mode != Mode::idle)
         throw std::invalid_argument("--verify belongs to the echo workload");
 
     if (o.connections == 0 || o.connections > 1'000'000)
         throw std::invalid_argument("--connections must be 1..1000000");
-    p.connections = o.connections;
-    if (p.mode == Mode::idle) {
-        if (o.active > o.connections)
-            throw std::invalid_argument("--active cannot exceed --connections");
-        p.active = o.active;
-    } else if (o.active) {
+    if (o.mode != Mode::idle && o.active)
         throw std::invalid_argument("--active belongs to --mode idle");
-    }
-    unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    p.threads = o.threads ? o.threads : cores;
-    if (p.threads > 1024) throw std::invalid_argument("--threads must be 1..1024");
-    p.threads = static_cast<unsigned>(std::min<uint64_t>(p.threads, p.connections));
+    if (o.active > o.connections)
+        throw std::invalid_argument("--active cannot exceed --connections");
+    if (o.threads > 1024) throw std::invalid_argument("--threads must be 1..1024");
+    if (o.threads == 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
+    o.threads = static_cast<unsigned>(std::min<uint64_t>(o.threads, o.connections));
 
     if (o.duration_s < 0 || o.duration_s > 86400 * 7)
         throw std::invalid_argument("--duration must be 0..604800 s");
-    p.duration_s = o.duration_s;
-    p.requests = o.requests;
-    if (p.requests && p.mode == Mode::idle && p.active == 0)
+    if (o.requests && o.mode == Mode::idle && o.active == 0)
         throw std::invalid_argument("--requests needs --active in idle mode");
-    if (p.duration_s == 0 && p.requests == 0) p.duration_s = 10;
+    if (o.duration_s == 0 && o.requests == 0) o.duration_s = 10;
     if (o.rate < 0) throw std::invalid_argument("--rate must be positive");
-    p.rate = o.rate;
-    if (p.rate > 0 && p.mode == Mode::idle && p.active == 0)
+    if (o.rate > 0 && o.mode == Mode::idle && o.active == 0)
         throw std::invalid_argument("--rate needs --active in idle mode");
     if (o.ramp_s < 0 || o.ramp_s > 3600) throw std::invalid_argument("--ramp must be 0..3600 s");
-    p.ramp_s = o.ramp_s;
-    if (o.warmup_s < 0 || (p.duration_s > 0 && o.warmup_s >= p.duration_s))
+    if (o.warmup_s < 0 || (o.duration_s > 0 && o.warmup_s >= o.duration_s))
         throw std::invalid_argument("--warmup must be shorter than --duration");
-    if (o.warmup_s > 0 && p.requests > 0)
+    if (o.warmup_s > 0 && o.requests > 0)
         throw std::invalid_argument("--warmup goes with --duration, not --requests");
-    p.warmup_s = o.warmup_s;
     if (o.timeout_s <= 0 || o.timeout_s > 3600)
         throw std::invalid_argument("--timeout must be in (0, 3600] s");
-    p.timeout_ns = static_cast<uint64_t>(o.timeout_s * 1e9);
+    o.timeout_ns = static_cast<uint64_t>(o.timeout_s * 1e9);
     if (o.size == 0 || o.size > (std::size_t{64} << 20))
         throw std::invalid_argument("--size must be 1 B..64 MiB");
-    p.size = o.size;
-    p.verify = o.verify;
+    o.sources.clear();
     if (!o.source_addrs.empty()) {
-        p.sources = parse_source_addrs(o.source_addrs);
-        for (const auto& s : p.sources)
-            for (const auto& t : p.targets)
+        o.sources = parse_source_addrs(o.source_addrs);
+        for (const auto& s : o.sources)
+            for (const auto& t : o.targets)
                 if (s.family() != t.addr.family())
                     throw std::invalid_argument("source " + s.host() +
                                                 " is not of the target's address family");
     }
-    if (p.targets.size() > 65535) throw std::invalid_argument("too many targets");
-    return p;
+    o.start_at_unix = o.start_at.empty() ? 0 : parse_instant(o.start_at);
+    if (o.processes == 0 || o.processes > 64)
+        throw std::invalid_argument("--processes must be 1..64");
+    if (o.processes > o.connections)
+        throw std::invalid_argument("--processes cannot exceed --connections");
 }
 
-Preflight preflight(const Plan& plan) {
+Preflight preflight(const Options& o) {
     Preflight pf;
     pf.nofile = iolab::raise_nofile_limit();
     // The sockets, an epoll and nothing else per worker, the stop eventfd,
     // stdio and a few for the JSON file and the libraries.
-    pf.nofile_needed = plan.connections + plan.threads + 16;
+    pf.nofile_needed = o.connections + o.threads + 16;
     unsigned lo = 32768, hi = 60999;
     std::sscanf(read_proc("/proc/sys/net/ipv4/ip_local_port_range").c_str(), "%u %u", &lo, &hi);
     pf.ports = hi >= lo ? hi - lo + 1 : 0;
-    pf.sources = std::max<std::size_t>(1, plan.sources.size());
-    const uint64_t per_target = (plan.connections + plan.targets.size() - 1) / plan.targets.size();
+    pf.sources = std::max<std::size_t>(1, o.sources.size());
+    const uint64_t per_target = (o.connections + o.targets.size() - 1) / o.targets.size();
     pf.ports_needed = (per_target + pf.sources - 1) / pf.sources;
     pf.somaxconn = std::strtoull(read_proc("/proc/sys/net/core/somaxconn").c_str(), nullptr, 10);
-    pf.burst = plan.ramp_s > 0 ? 0 : plan.connections;
+    pf.burst = o.ramp_s > 0 ? 0 : o.connections;
 
     std::string limit;
     if (pf.nofile < pf.nofile_needed) {

@@ -1,39 +1,69 @@
-// loadgen's command line turned into a Plan, and the preflight check of the
-// system limits the run will meet.
+// loadgen's options: the one struct that the command line fills, that
+// resolve() checks and completes, that the planner and the engine read, and
+// that the report prints and stores. The preflight check of the system limits
+// the run will meet lives here too.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "clients/loadgen/engine.hpp"
+#include "common/address.hpp"
 
 namespace loadgen {
 
-// The options as given.
+enum class Mode { echo, http, raw, idle };
+const char* mode_name(Mode m) noexcept;
+// "echo" -> Mode::echo; throws std::invalid_argument for anything else.
+Mode parse_mode(std::string_view name);
+
+// One server address and the requests sent to it, in turn, on each connection.
+struct Target {
+    iolab::SockAddr addr;
+    std::string name;                   // "127.0.0.1:8080"
+    std::vector<std::string> requests;  // http: one GET per URL; raw: the --send bytes
+};
+
 struct Options {
-    std::string mode = "echo";
+    // ---- as given on the command line (defaults shown by --help) ----
+    Mode mode = Mode::echo;
     std::string target;             // HOST:PORT (echo, raw, idle)
     std::vector<std::string> urls;  // http
-    unsigned threads = 0;           // 0: the number of cores
+    unsigned threads = 0;           // 0: the number of cores (resolve() fills it in)
     uint64_t connections = 10;
-    double duration_s = 0;
-    uint64_t requests = 0;
-    double rate = 0;
-    double ramp_s = 0;
-    double warmup_s = 0;
-    double timeout_s = 10;
-    std::size_t size = 64;
-    bool verify = false;
-    std::string send;
-    uint64_t expect_bytes = 0;
-    bool expect_line = false;
-    uint64_t active = 0;
-    std::string source_addrs;
+    double duration_s = 0;      // 0 with requests == 0: resolve() makes it 10
+    uint64_t requests = 0;      // -n: complete this many, then stop
+    double rate = 0;            // > 0: open loop, requests/s in total
+    double ramp_s = 0;          // connection setup spread over this long
+    double warmup_s = 0;        // requests done before this are not counted
+    double timeout_s = 10;      // per request and per connect
+    std::size_t size = 64;      // echo: bytes per request
+    bool verify = false;        // echo: compare every byte
+    std::string send;           // raw: the request, with escapes
+    uint64_t expect_bytes = 0;  // raw: reply length
+    bool expect_line = false;   // raw: reply ends at "\n"
+    uint64_t active = 0;        // idle: connections running the echo workload
+    std::string source_addrs;   // "127.0.0.2-127.0.0.20,..."
+    std::string start_at;       // wall-clock instant the run starts at ("" = now)
+    unsigned processes = 1;     // fork this many loadgens and merge their reports
     std::string json_path;
     bool allow_errors = false;
     bool quiet = false;
+
+    // ---- filled in by resolve() ----
+    std::vector<Target> targets;
+    std::vector<std::string> target_names;  // what the report names: the URLs, or HOST:PORT
+    std::vector<iolab::SockAddr> sources;   // bind(addr:0) with IP_BIND_ADDRESS_NO_PORT
+    uint64_t timeout_ns = 10'000'000'000;
+    double start_at_unix = 0;  // parsed start_at (0: none)
+    bool live = false;         // workers publish a snapshot once a second
 };
+
+// Checks the options, fills in the defaults that depend on others (threads,
+// duration), resolves the targets and the source addresses. Throws
+// std::invalid_argument naming the problem.
+void resolve(Options& o);
 
 // "PING\r\n" with the escapes \r \n \t \\ \0 and \xHH decoded; throws
 // std::invalid_argument for an unknown or cut escape.
@@ -43,11 +73,12 @@ std::string unescape(std::string_view text);
 // by one. Throws std::invalid_argument.
 std::vector<iolab::SockAddr> parse_source_addrs(std::string_view text);
 
-// Checks and resolves the options; throws std::invalid_argument naming the
-// problem.
-Plan make_plan(const Options& o);
+// A wall-clock instant as Unix seconds: "1764633600.25" or ISO-8601 UTC
+// "2025-12-02T00:00:00.25Z" (a trailing Z or +00:00; no other zone).
+// Throws std::invalid_argument.
+double parse_instant(std::string_view text);
 
-// What the system allows against what the plan asks.
+// What the system allows against what the options ask.
 struct Preflight {
     uint64_t nofile = 0;  // soft RLIMIT_NOFILE after raising it to the hard limit
     uint64_t nofile_needed = 0;
@@ -59,6 +90,6 @@ struct Preflight {
     bool fatal = false;  // the run cannot do what was asked
     std::string line;    // "preflight: ... limit: ..."
 };
-Preflight preflight(const Plan& plan);
+Preflight preflight(const Options& o);
 
 }  // namespace loadgen

@@ -63,24 +63,24 @@ T need(const json& j, const char* key) {
 
 }  // namespace
 
-std::string summary_text(const RunInfo& info, const Results& r) {
+std::string summary_text(const Options& o, const Results& r) {
     std::string s;
     std::string targets;
-    for (const auto& t : info.targets)
+    for (const auto& t : o.target_names)
         targets += (targets.empty() ? "" : " ") + t;
-    s += fmt::format("loadgen {} {}: {} threads, {} connections", info.mode, targets, info.threads,
-                     info.connections);
-    if (info.mode == "idle") s += fmt::format(" ({} active)", info.active);
-    if (info.rate > 0)
-        s += fmt::format(", open loop at {:.0f} req/s", info.rate);
-    else if (info.mode != "idle" || info.active > 0)
+    s += fmt::format("loadgen {} {}: {} threads, {} connections", mode_name(o.mode), targets,
+                     o.threads, o.connections);
+    if (o.mode == Mode::idle) s += fmt::format(" ({} active)", o.active);
+    if (o.rate > 0)
+        s += fmt::format(", open loop at {:.0f} req/s", o.rate);
+    else if (o.mode != Mode::idle || o.active > 0)
         s += ", closed loop";
-    if (info.warmup_s > 0) s += fmt::format(", first {:.1f}s not counted", info.warmup_s);
-    if (info.runs > 1) s += fmt::format(", {} runs merged", info.runs);
+    if (o.warmup_s > 0) s += fmt::format(", first {:.1f}s not counted", o.warmup_s);
+    if (r.runs > 1) s += fmt::format(", {} runs merged", r.runs);
     s += "\n";
     s += fmt::format("  {:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "", "avg",
                      "stdev", "p50", "p90", "p99", "p99.9", "p99.99", "max");
-    if (info.rate > 0) {
+    if (o.rate > 0) {
         s += latency_row("Latency", r.latency);
         s += latency_row("Uncorrected", r.uncorrected);
     } else {
@@ -158,7 +158,7 @@ iolab::Histogram histogram_from_json(const json& j) {
     return h;
 }
 
-json to_json(const RunInfo& info, const Results& r) {
+json to_json(const Options& o, const Results& r) {
     json errors = json::array();
     for (const auto& [key, v] : r.errors) {
         json e = json::object();
@@ -175,18 +175,18 @@ json to_json(const RunInfo& info, const Results& r) {
     json j = json::object();
     j["tool"] = "loadgen";
     j["format"] = 1;
-    j["mode"] = info.mode;
-    j["targets"] = info.targets;
-    j["threads"] = info.threads;
-    j["connections"] = info.connections;
-    j["active"] = info.active;
-    j["open_loop"] = info.rate > 0;
-    j["rate"] = info.rate;
-    j["duration_asked_s"] = info.duration_s;
-    j["warmup_s"] = info.warmup_s;
-    j["requests_asked"] = info.requests;
-    j["size"] = info.size;
-    j["runs"] = info.runs;
+    j["mode"] = mode_name(o.mode);
+    j["targets"] = o.target_names;
+    j["threads"] = o.threads;
+    j["connections"] = o.connections;
+    j["active"] = o.active;
+    j["open_loop"] = o.rate > 0;
+    j["rate"] = o.rate;
+    j["duration_asked_s"] = o.duration_s;
+    j["warmup_s"] = o.warmup_s;
+    j["requests_asked"] = o.requests;
+    j["size"] = (o.mode == Mode::echo || o.mode == Mode::idle) ? o.size : 0;
+    j["runs"] = r.runs;
     j["duration_s"] = r.duration_s;
     j["requests"] = r.requests;
     j["requests_per_s"] = r.rps;
@@ -203,7 +203,7 @@ json to_json(const RunInfo& info, const Results& r) {
     else
         j["all_up_s"] = nullptr;
     j["latency_us"] = stats_json(r.latency);
-    j["latency_uncorrected_us"] = stats_json(info.rate > 0 ? r.uncorrected : r.latency);
+    j["latency_uncorrected_us"] = stats_json(o.rate > 0 ? r.uncorrected : r.latency);
     j["connect_us"] = stats_json(r.connect);
     j["errors_total"] = r.error_total();
     j["errors"] = errors;
@@ -216,20 +216,24 @@ json to_json(const RunInfo& info, const Results& r) {
     return j;
 }
 
-void from_json(const json& j, RunInfo& info, Results& r) {
+void from_json(const json& j, Options& o, Results& r) {
     if (need<std::string>(j, "tool") != "loadgen" || need<int>(j, "format") != 1)
         throw std::runtime_error("report: not a loadgen report of format 1");
-    info.mode = need<std::string>(j, "mode");
-    info.targets = need<std::vector<std::string>>(j, "targets");
-    info.threads = need<unsigned>(j, "threads");
-    info.connections = need<uint64_t>(j, "connections");
-    info.active = need<uint64_t>(j, "active");
-    info.rate = need<double>(j, "rate");
-    info.duration_s = need<double>(j, "duration_asked_s");
-    info.warmup_s = j.value("warmup_s", 0.0);
-    info.requests = need<uint64_t>(j, "requests_asked");
-    info.size = need<std::size_t>(j, "size");
-    info.runs = need<int>(j, "runs");
+    try {
+        o.mode = parse_mode(need<std::string>(j, "mode"));
+    } catch (const std::invalid_argument&) {
+        throw std::runtime_error("report: unknown mode " + need<std::string>(j, "mode"));
+    }
+    o.target_names = need<std::vector<std::string>>(j, "targets");
+    o.threads = need<unsigned>(j, "threads");
+    o.connections = need<uint64_t>(j, "connections");
+    o.active = need<uint64_t>(j, "active");
+    o.rate = need<double>(j, "rate");
+    o.duration_s = need<double>(j, "duration_asked_s");
+    o.warmup_s = j.value("warmup_s", 0.0);
+    o.requests = need<uint64_t>(j, "requests_asked");
+    o.size = need<std::size_t>(j, "size");
+    r.runs = need<int>(j, "runs");
     r.duration_s = need<double>(j, "duration_s");
     r.requests = need<uint64_t>(j, "requests");
     r.rps = need<double>(j, "requests_per_s");
@@ -255,13 +259,14 @@ void from_json(const json& j, RunInfo& info, Results& r) {
     r.connect = histogram_from_json(need<json>(h, "connect"));
 }
 
-void merge_into(RunInfo& info, Results& r, const RunInfo& oi, const Results& o) {
+void merge_into(Options& info, Results& r, const Options& oi, const Results& o) {
     if (info.mode != oi.mode)
-        throw std::runtime_error("merge: reports of different modes (" + info.mode + ", " +
-                                 oi.mode + ")");
-    for (const auto& t : oi.targets)
-        if (std::find(info.targets.begin(), info.targets.end(), t) == info.targets.end())
-            info.targets.push_back(t);
+        throw std::runtime_error(std::string("merge: reports of different modes (") +
+                                 mode_name(info.mode) + ", " + mode_name(oi.mode) + ")");
+    for (const auto& t : oi.target_names)
+        if (std::find(info.target_names.begin(), info.target_names.end(), t) ==
+            info.target_names.end())
+            info.target_names.push_back(t);
     info.threads += oi.threads;
     info.connections += oi.connections;
     info.active += oi.active;
@@ -269,7 +274,7 @@ void merge_into(RunInfo& info, Results& r, const RunInfo& oi, const Results& o) 
     info.duration_s = std::max(info.duration_s, oi.duration_s);
     info.warmup_s = std::max(info.warmup_s, oi.warmup_s);
     info.requests += oi.requests;
-    info.runs += oi.runs;
+    r.runs += o.runs;
     r.latency.merge(o.latency);
     r.uncorrected.merge(o.uncorrected);
     r.connect.merge(o.connect);

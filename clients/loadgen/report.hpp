@@ -7,38 +7,26 @@
 #include <vector>
 
 #include "clients/loadgen/engine.hpp"
+#include "clients/loadgen/options.hpp"
 
 namespace loadgen {
-
-// What was asked, as printed in the header line and stored in the JSON.
-struct RunInfo {
-    std::string mode;
-    std::vector<std::string> targets;  // "127.0.0.1:8080" or the URLs
-    unsigned threads = 0;
-    uint64_t connections = 0;
-    uint64_t active = 0;  // idle mode
-    double rate = 0;      // 0: closed loop
-    double duration_s = 0;
-    double warmup_s = 0;
-    uint64_t requests = 0;
-    std::size_t size = 0;
-    int runs = 1;
-};
 
 // Numbers in a human unit: "52.3us", "1.20ms", "2.01s"; "1.5k"; "12.3MB".
 std::string format_ns(double ns);
 
 // The summary on stdout.
-std::string summary_text(const RunInfo& info, const Results& r);
+std::string summary_text(const Options& o, const Results& r);
 
-nlohmann::json to_json(const RunInfo& info, const Results& r);
-// Reads a report back; throws std::runtime_error naming the missing or bad key.
-void from_json(const nlohmann::json& j, RunInfo& info, Results& r);
+nlohmann::json to_json(const Options& o, const Results& r);
+// Throws std::runtime_error naming the missing or bad key.
+// Reads a report back into the options it was run with and its figures (the
+// options a report does not keep stay as they are).
+void from_json(const nlohmann::json& j, Options& o, Results& r);
 
 // Several reports as one: histograms and counters added exactly; requests/s
 // is the sum of the runs' rates (the runs ran at the same time, from several
 // machines), the duration the longest.
-void merge_into(RunInfo& info, Results& r, const RunInfo& other_info, const Results& other);
+void merge_into(Options& o, Results& r, const Options& other_opts, const Results& other);
 
 nlohmann::json histogram_json(const iolab::Histogram& h);
 iolab::Histogram histogram_from_json(const nlohmann::json& j);

@@ -70,9 +70,9 @@ std::string fdless_message(std::string_view call, std::string_view where, int er
 constexpr std::size_t kBufSize = 64 * 1024;  // one request's buffer per client
 
 // One client. Its aiocb and buffer belong to a helper thread while a request
-// is in flight, so a Conn never moves (held by unique_ptr) and is destroyed
+// is in flight, so a Client never moves (held by unique_ptr) and is destroyed
 // only when no request of it is running.
-struct Conn {
+struct Client {
     uint64_t id = 0;
     Fd fd;
     std::string peer;
@@ -82,16 +82,17 @@ struct Conn {
     std::unique_ptr<char[]> buf = std::make_unique<char[]>(kBufSize);
     std::size_t off = 0, len = 0;  // while writing: buf[off, len) is still owed
     bool in_flight = false;
+    std::string reason;  // why it is closed, for the disconnect line
     bool writing = false;
 };
 
 class AioServer {
   public:
-    AioServer(const ServerOptions& opts, int aio_threads)
-        : opts_(opts), aio_threads_(aio_threads), log_(opts.verbose) {}
+    // `stop` has blocked SIGINT/SIGTERM in main() before any thread started.
+    AioServer(StopSignals& stop, const ServerOptions& opts, int aio_threads)
+        : stop_(stop), opts_(opts), aio_threads_(aio_threads), log_(opts.verbose) {}
 
     int run() {
-        StopSignals stop;  // blocks SIGINT/SIGTERM; before any thread
         raise_nofile_limit();
         sig_done_ = SIGRTMIN;        // "a request of connection si_value finished"
         sig_accept_ = SIGRTMIN + 1;  // "descriptor si_value was accepted"
@@ -129,7 +130,11 @@ class AioServer {
                 poll_all();  // a quiet second: catch a completion whose signal was lost
                 continue;
             }
-            if (sig == SIGINT || sig == SIGTERM) break;
+            if (sig == SIGINT || sig == SIGTERM) {
+                // Taken here, not from the signalfd: record it as the stop.
+                stop_.request();
+                break;
+            }
             if (sig == sig_accept_) {
                 add_client(si.si_value.sival_int);
                 continue;
@@ -137,7 +142,7 @@ class AioServer {
             // si_code is SI_ASYNCIO: glibc's helper queued it with the
             // sigev_value we put in the aiocb — here, the connection's id.
             auto id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(si.si_value.sival_ptr));
-            if (auto it = conns_.find(id); it != conns_.end()) complete(it);
+            if (auto it = clients_.find(id); it != clients_.end()) complete(it);
         }
 
         // Stop: wake the acceptor (shutdown makes a blocked accept fail),
@@ -145,13 +150,14 @@ class AioServer {
         stopping_.store(true);
         ::shutdown(listener_.get(), SHUT_RDWR);
         acceptor.join();
-        drain_accepted(sig_accept_);
-        for (auto& [id, c] : conns_) {
+        // Accepted but still travelling in a signal: counted, never served.
+        stats_.connections.fetch_add(drain_accepted(sig_accept_));
+        for (auto& [id, c] : clients_) {
             ::shutdown(c->fd.get(), SHUT_RDWR);  // a blocked read returns 0
             ::aio_cancel(c->fd.get(), nullptr);  // requests still queued are dropped
         }
         wait_all();
-        conns_.clear();
+        clients_.clear();
         print_summary(stats_);
         return 0;
     }
@@ -188,41 +194,46 @@ class AioServer {
     }
 
     // After the acceptor has ended: descriptors still travelling in signals.
-    static void drain_accepted(int sig) {
+    static uint64_t drain_accepted(int sig) {
         sigset_t one;
         sigemptyset(&one);
         sigaddset(&one, sig);
         timespec zero{0, 0};
         siginfo_t si{};
+        uint64_t n = 0;
         while (::sigtimedwait(&one, &si, &zero) > 0) {
             Fd closing(si.si_value.sival_int);  // never served: close it
+            ++n;
         }
+        return n;
     }
 
     void add_client(int raw_fd) {
-        auto c = std::make_unique<Conn>();
+        auto c = std::make_unique<Client>();
         c->fd.reset(raw_fd);
         c->id = ++last_id_;
         try {
             c->peer = peer_address(raw_fd).to_string();
-        } catch (const SysError& e) {  // reset before we got here
-            log_.info(e.what());
-            return;
+        } catch (const SysError& e) {
+            // Reset before we got here (ENOTCONN): still a connection we
+            // accepted, and counted; its first read reports the reset.
+            c->peer = "fd " + std::to_string(raw_fd);
+            log_.info("getpeername " + c->peer + ": " + errno_text(e.err()));
         }
-        if (conns_.size() >= opts_.max_clients) {
+        if (clients_.size() >= opts_.max_clients) {
             stats_.refused.fetch_add(1);
-            log_.info("refuse " + c->peer + ": server full");
+            log_.info("refused " + c->peer + ": --max-clients reached");
             return;
         }
         stats_.connections.fetch_add(1);
         log_.info("connect " + c->peer);
-        Conn& ref = *c;
-        auto it = conns_.emplace(ref.id, std::move(c)).first;
+        Client& ref = *c;
+        auto it = clients_.emplace(ref.id, std::move(c)).first;
         if (!submit_read(ref)) close(it);
     }
 
     // Fills the aiocb for one request and hands it to glibc.
-    void prepare(Conn& c, char* data, std::size_t n) {
+    void prepare(Client& c, char* data, std::size_t n) {
         *c.cb = aiocb{};
         c.cb->aio_fildes = c.fd.get();
         c.cb->aio_buf = data;
@@ -234,55 +245,64 @@ class AioServer {
             reinterpret_cast<void*>(static_cast<uintptr_t>(c.id));
     }
 
-    bool submit_read(Conn& c) {
+    bool submit_read(Client& c) {
         prepare(c, c.buf.get(), kBufSize);
         c.writing = false;
         // aio_read returns at once: the request is queued for a helper thread.
         if (::aio_read(c.cb.get()) != 0) {
-            log_.error(sys_message("aio_read", c.peer, errno));
+            const int err = errno;
+            log_.error(sys_message("aio_read", c.peer, err));
+            c.reason = "aio_read: " + errno_text(err);
             return false;
         }
         c.in_flight = true;
         return true;
     }
 
-    bool submit_write(Conn& c) {
+    bool submit_write(Client& c) {
         prepare(c, c.buf.get() + c.off, c.len - c.off);
         c.writing = true;
         if (::aio_write(c.cb.get()) != 0) {
-            log_.error(sys_message("aio_write", c.peer, errno));
+            const int err = errno;
+            log_.error(sys_message("aio_write", c.peer, err));
+            c.reason = "aio_write: " + errno_text(err);
             return false;
         }
         c.in_flight = true;
         return true;
     }
 
-    using Iter = std::unordered_map<uint64_t, std::unique_ptr<Conn>>::iterator;
+    using Iter = std::unordered_map<uint64_t, std::unique_ptr<Client>>::iterator;
 
     void close(Iter it) {
-        log_.info("disconnect " + it->second->peer);
-        conns_.erase(it);  // close(2); no request of it is in flight
+        log_.info("disconnect " + it->second->peer + " (" + it->second->reason + ")");
+        clients_.erase(it);  // close(2); no request of it is in flight
     }
 
     // The outcome of a finished request, counted in the stats.
     enum class Next { read, write, close };
-    Next collect(Conn& c) {
+    Next collect(Client& c) {
         int err = ::aio_error(c.cb.get());
         ssize_t n = ::aio_return(c.cb.get());  // frees glibc's record of the request
         c.in_flight = false;
         if (!c.writing) {
             if (err != 0) {
-                log_.info(sys_message("aio_read", c.peer, err));
+                c.reason = err == ECONNRESET ? "reset" : "aio_read: " + errno_text(err);
                 return Next::close;
             }
-            if (n == 0) return Next::close;  // the client sent FIN: all echoed already
+            if (n == 0) {
+                c.reason = "eof";  // the client sent FIN: all echoed already
+                return Next::close;
+            }
             stats_.add_in(static_cast<uint64_t>(n));
             c.off = 0;
             c.len = static_cast<std::size_t>(n);
             return Next::write;
         }
         if (err != 0 || n <= 0) {
-            log_.info(sys_message("aio_write", c.peer, err != 0 ? err : EIO));
+            err = err != 0 ? err : EIO;
+            c.reason =
+                err == ECONNRESET || err == EPIPE ? "reset" : "aio_write: " + errno_text(err);
             return Next::close;
         }
         stats_.add_out(static_cast<uint64_t>(n));
@@ -292,7 +312,7 @@ class AioServer {
 
     // A request may have finished: collect it and submit the next one.
     void complete(Iter it) {
-        Conn& c = *it->second;
+        Client& c = *it->second;
         if (!c.in_flight) return;  // an old signal for a request already collected
         if (::aio_error(c.cb.get()) == EINPROGRESS) return;  // one for the previous request
         Next next = collect(c);
@@ -302,10 +322,10 @@ class AioServer {
 
     void poll_all() {
         std::vector<uint64_t> ids;
-        for (auto& [id, c] : conns_)
+        for (auto& [id, c] : clients_)
             if (c->in_flight) ids.push_back(id);
         for (uint64_t id : ids)
-            if (auto it = conns_.find(id); it != conns_.end()) complete(it);
+            if (auto it = clients_.find(id); it != clients_.end()) complete(it);
     }
 
     // At stop: every request must have finished before its buffer is freed.
@@ -313,7 +333,7 @@ class AioServer {
         auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         for (;;) {
             std::vector<const aiocb*> running;
-            for (auto& [id, c] : conns_) {
+            for (auto& [id, c] : clients_) {
                 if (!c->in_flight) continue;
                 if (::aio_error(c->cb.get()) == EINPROGRESS) {
                     running.push_back(c->cb.get());
@@ -328,7 +348,7 @@ class AioServer {
             if (std::chrono::steady_clock::now() > deadline) {
                 log_.error("aio: " + std::to_string(running.size()) +
                            " request(s) still running at exit; their buffers are left alone");
-                for (auto& [id, c] : conns_)
+                for (auto& [id, c] : clients_)
                     if (c->in_flight) (void)c.release();
                 return;
             }
@@ -338,6 +358,7 @@ class AioServer {
         }
     }
 
+    StopSignals& stop_;  // its mask blocks SIGINT/SIGTERM; sigtimedwait takes them
     const ServerOptions& opts_;
     int aio_threads_;
     Log log_;
@@ -348,7 +369,7 @@ class AioServer {
     ServerStats stats_;
     std::atomic<bool> stopping_{false};
     uint64_t last_id_ = 0;
-    std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+    std::unordered_map<uint64_t, std::unique_ptr<Client>> clients_;
 };
 
 }  // namespace
@@ -363,7 +384,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     IOLAB_PARSE(app, argc, argv);
     return iolab::guarded_main("echo-aio", [&] {
-        AioServer server(opts, aio_threads);
+        iolab::StopSignals stop;  // blocks SIGINT/SIGTERM; first, before any thread
+        AioServer server(stop, opts, aio_threads);
         return server.run();
     });
 }

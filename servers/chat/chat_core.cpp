@@ -51,7 +51,8 @@ Session::Session(Connection& conn, std::string peer, std::string nick, std::size
       nick_(std::move(nick)),
       framer_(max_line),
       tokens_(tokens),
-      refilled_(now) {}
+      refilled_(now),
+      last_line_(now) {}
 
 void Room::add(Session& s) {
     s.room_ = this;
@@ -281,21 +282,125 @@ Session* Hub::connect(Connection& conn, std::string peer, Clock::time_point now)
     return &s;
 }
 
+// ---- input and flood control ----
+//
+// Flood control delays, it does not drop (IRC's "fake lag"). Each session has
+// a token bucket: rate_limit tokens a second, at most rate_limit saved up. A
+// line costs a token. With none left, the line and everything after it wait
+// in the session's inbox, in order, and the I/O layer stops reading the
+// socket: what the client sends next waits in the kernel's receive queue,
+// and once that is full TCP's window closes and the sender itself waits.
+// As tokens come back (resume), the held lines go out one by one. Only a
+// client with more than max_input bytes waiting (ours plus the kernel's) is
+// disconnected: that is no paste, that is a flood without end.
+
 void Hub::receive(Session& s, std::string_view bytes, Clock::time_point now) {
     if (!s.open_) return;
-    s.framer_.feed(
-        bytes,
-        [&](std::string_view l) {
-            if (!s.open_) return;  // quit or cut off earlier in this chunk
-            line(s, l, now);
-            settle();
-        },
-        [&] {
-            if (!s.open_) return;
-            deliver(s, "error: line longer than " + std::to_string(limits_.max_line) +
-                           " bytes; it was dropped");
-            settle();
-        });
+    refill(s, now);
+    if (s.held()) {
+        // Already holding: the new bytes queue behind the old ones.
+        s.inbox_.erase(0, s.inbox_off_);
+        s.inbox_off_ = 0;
+        s.inbox_.append(bytes);
+        return resume(s, now);
+    }
+    const std::size_t used = process(s, bytes, now);
+    if (s.open_ && used < bytes.size()) {
+        s.inbox_.assign(bytes.substr(used));
+        s.inbox_off_ = 0;
+    }
+    check_held(s);
+}
+
+void Hub::resume(Session& s, Clock::time_point now) {
+    if (!s.open_ || !s.held()) return;
+    refill(s, now);
+    std::string_view rest(s.inbox_);
+    s.inbox_off_ += process(s, rest.substr(s.inbox_off_), now);
+    if (!s.held() || !s.open_) {
+        // Give the memory back: most sessions never hold anything.
+        std::string().swap(s.inbox_);
+        s.inbox_off_ = 0;
+    }
+    check_held(s);
+}
+
+Clock::time_point Hub::resume_at(const Session& s) const {
+    if (limits_.rate_limit == 0 || s.tokens_ >= 1.0) return s.refilled_;
+    // A microsecond more than the exact time: at resume_at the token is
+    // there, whatever the floating-point rounding.
+    const std::chrono::duration<double> wait((1.0 - s.tokens_) / limits_.rate_limit);
+    return s.refilled_ + std::chrono::ceil<std::chrono::microseconds>(wait) +
+           std::chrono::microseconds(1);
+}
+
+void Hub::refill(Session& s, Clock::time_point now) {
+    if (limits_.rate_limit == 0 || now <= s.refilled_) return;
+    const double rate = limits_.rate_limit;
+    const double elapsed = std::chrono::duration<double>(now - s.refilled_).count();
+    s.refilled_ = now;
+    s.tokens_ = std::min(rate, s.tokens_ + elapsed * rate);
+    // A full bucket means a calm client: the next hold is news again.
+    if (s.tokens_ >= rate) s.throttled_ = false;
+}
+
+std::size_t Hub::process(Session& s, std::string_view bytes, Clock::time_point now) {
+    // Made once per call: a std::function per line would allocate per line.
+    const LineFramer::LineHandler on_line = [&](std::string_view l) {
+        s.last_line_ = now;
+        line(s, l);
+        settle();
+    };
+    const LineFramer::OverflowHandler on_overflow = [&] {
+        deliver(s, "error: line longer than " + std::to_string(limits_.max_line) +
+                       " bytes; it was dropped");
+        settle();
+    };
+    std::size_t used = 0;
+    while (used < bytes.size()) {
+        if (!s.open_) return bytes.size();  // quit or cut off: the rest means nothing
+        const std::string_view rest = bytes.substr(used);
+        const auto nl = rest.find('\n');
+        if (nl == std::string_view::npos) {
+            // An unfinished line costs nothing yet: the framer keeps it (at
+            // most max_line bytes) until its newline arrives.
+            s.framer_.feed(rest, on_line, on_overflow);
+            return bytes.size();
+        }
+        // One line at a time, each only with a token in hand.
+        if (limits_.rate_limit != 0 && s.tokens_ < 1.0) break;
+        s.framer_.feed(rest.substr(0, nl + 1), on_line, on_overflow);
+        used += nl + 1;
+    }
+    return used;
+}
+
+void Hub::check_held(Session& s) {
+    if (!s.open_) return;
+    if (!s.held()) return;
+    const std::size_t waiting = s.backlog() + s.conn_.unread();
+    if (waiting > limits_.max_input) {
+        ++stats_.flooded;
+        const std::string limit = std::to_string(limits_.max_input);
+        log("cut off " + s.nick_ + " " + s.peer_ + ": flooding, " + std::to_string(waiting) +
+            " bytes of input waiting (more than " + limit + ")");
+        end(s,
+            "error: disconnected: flooding (more than " + limit +
+                " bytes of your input waiting at " + std::to_string(limits_.rate_limit) +
+                " lines per second)",
+            "flooding", true);
+        std::string().swap(s.inbox_);
+        s.inbox_off_ = 0;
+        settle();
+        return;
+    }
+    if (!s.throttled_) {
+        s.throttled_ = true;
+        ++stats_.delayed;
+        deliver(s, "*** flood control: more than " + std::to_string(limits_.rate_limit) +
+                       " lines per second; your next lines are delayed, not dropped");
+        settle();
+    }
 }
 
 void Hub::idle(Session& s) {
@@ -324,30 +429,11 @@ void Hub::shutdown(std::string_view why) {
     cut_.clear();
 }
 
-// ---- input ----
+// ---- lines and commands ----
 
-bool Hub::admit(Session& s, Clock::time_point now) {
-    if (limits_.rate_limit == 0) return true;
-    const double rate = limits_.rate_limit;
-    const double elapsed = std::chrono::duration<double>(now - s.refilled_).count();
-    s.refilled_ = now;
-    s.tokens_ = std::min(rate, s.tokens_ + elapsed * rate);
-    if (s.tokens_ >= 1.0) {
-        s.tokens_ -= 1.0;
-        s.throttled_ = false;
-        return true;
-    }
-    if (!s.throttled_) {
-        s.throttled_ = true;
-        deliver(s, "error: flood control: more than " + std::to_string(limits_.rate_limit) +
-                       " lines per second; lines are dropped until you slow down");
-    }
-    return false;
-}
-
-void Hub::line(Session& s, std::string_view l, Clock::time_point now) {
-    if (trim(l).empty()) return;  // blank lines cost nothing and mean nothing
-    if (!admit(s, now)) return;
+void Hub::line(Session& s, std::string_view l) {
+    if (trim(l).empty()) return;                    // blank lines cost nothing and mean nothing
+    if (limits_.rate_limit != 0) s.tokens_ -= 1.0;  // process() saw a token for it
     if (auto problem = text_problem(l); !problem.empty()) {
         deliver(s, "error: line refused: " + std::string(problem));
         return;
@@ -470,6 +556,8 @@ void Hub::cmd_help(Session& s) {
     if (limits_.idle_timeout)
         lim += ", disconnect after " + std::to_string(limits_.idle_timeout) + " s idle";
     lim += ", " + std::to_string(limits_.max_queue) + " bytes of unread output";
+    if (limits_.rate_limit)
+        lim += ", " + std::to_string(limits_.max_input) + " bytes of held input";
     deliver(s, lim);
 }
 

@@ -39,8 +39,14 @@ using Clock = std::chrono::steady_clock;
 struct Limits {
     std::size_t max_line = 4096;         // bytes per input line
     std::size_t max_queue = 256 * 1024;  // output bytes queued for one client
-    unsigned rate_limit = 20;  // lines per second per client (burst: one second's worth); 0 = off
-    unsigned idle_timeout = 600;      // seconds without input; 0 = none (the I/O layer times it)
+    // Flood control: lines per second per client (burst: one second's worth);
+    // 0 = off. Lines past the rate are delayed, never dropped.
+    unsigned rate_limit = 20;
+    // Input received (the kernel's share, Connection::unread, plus ours) and
+    // not yet processed, for a client held back by flood control.
+    std::size_t max_input = 256 * 1024;
+    unsigned idle_timeout =
+        600;  // seconds without a complete line; 0 = none (the I/O layer times it)
     std::size_t max_clients = 10000;  // sessions at once
     std::size_t notices_max = 500;  // join/leave notices only in rooms up to this size; 0 = always
 };
@@ -58,6 +64,10 @@ class Connection {
     // what is queued (within a bounded time), then close. Must not call back
     // into the Hub; the I/O layer calls Hub::disconnected once it has closed.
     virtual void close() = 0;
+    // Bytes that have arrived for this client and that the I/O layer has not
+    // read from its socket yet (the kernel's receive queue: FIONREAD). The
+    // Hub adds them to its own backlog when it checks Limits::max_input.
+    [[nodiscard]] virtual std::size_t unread() const { return 0; }
 };
 
 class Hub;
@@ -77,6 +87,17 @@ class Session {
     // out of its room, its nick is free, and its connection is closing.
     [[nodiscard]] bool open() const noexcept { return open_; }
     [[nodiscard]] Connection& connection() const noexcept { return conn_; }
+    // Flood control is holding this session's input: complete lines wait for
+    // their tokens (Hub::resume_at). The I/O layer stops reading the socket
+    // while it is true, so the rest waits in the kernel and TCP holds the
+    // sender back.
+    [[nodiscard]] bool held() const noexcept { return inbox_.size() > inbox_off_; }
+    // Bytes received and not processed yet (held input, the unfinished line).
+    [[nodiscard]] std::size_t backlog() const noexcept {
+        return inbox_.size() - inbox_off_ + framer_.buffered();
+    }
+    // When the last complete line arrived (connect time before the first).
+    [[nodiscard]] Clock::time_point last_line() const noexcept { return last_line_; }
 
   private:
     friend class Hub;
@@ -87,9 +108,12 @@ class Session {
     Room* room_ = nullptr;
     std::size_t slot_ = 0;  // index in room_->members_, for O(1) removal
     LineFramer framer_;
-    double tokens_;  // flood control: a token bucket refilled at rate_limit per second
+    std::string inbox_;          // held input, from its first unprocessed line on
+    std::size_t inbox_off_ = 0;  // bytes of inbox_ already processed
+    double tokens_;              // flood control: a token bucket refilled at rate_limit per second
     Clock::time_point refilled_;
-    bool throttled_ = false;  // announced the flood limit; quiet until a line passes again
+    Clock::time_point last_line_;
+    bool throttled_ = false;  // announced the delay; quiet until the bucket is full again
     bool open_ = true;
     bool cut_ = false;  // over max_queue: ends after the current fan-out
 };
@@ -114,6 +138,8 @@ struct HubStats {
     uint64_t admitted = 0;   // sessions created
     uint64_t refused = 0;    // "server full"
     uint64_t cut_off = 0;    // slow readers disconnected at max_queue
+    uint64_t flooded = 0;    // flooders disconnected at max_input
+    uint64_t delayed = 0;    // times a session's input was held back by flood control
     uint64_t messages = 0;   // room messages (/me included) fanned out
     uint64_t delivered = 0;  // lines queued to clients, all kinds
 };
@@ -133,8 +159,20 @@ class Hub {
     // nullptr when the server is full: the refusal line is then queued and
     // conn.close() called, and the I/O layer never calls in for it again.
     Session* connect(Connection& conn, std::string peer, Clock::time_point now);
-    // Bytes read from the session's connection, in order.
+    // Bytes read from the session's connection, in order. Complete lines are
+    // processed while the flood bucket has tokens; the rest is held, in
+    // order (s.held()), until resume() finds tokens for it. A session whose
+    // backlog plus its connection's unread() passes max_input is ended.
     void receive(Session& s, std::string_view bytes, Clock::time_point now);
+    // Processes held lines whose tokens have come back (same rules).
+    void resume(Session& s, Clock::time_point now);
+    // When the next held line can go: the time its token is back.
+    [[nodiscard]] Clock::time_point resume_at(const Session& s) const;
+    // When the session counts as idle: its last complete line plus
+    // idle_timeout (a byte drip without a newline does not count).
+    [[nodiscard]] Clock::time_point idle_deadline(const Session& s) const {
+        return s.last_line_ + std::chrono::seconds(limits_.idle_timeout);
+    }
     // No input for Limits::idle_timeout seconds: tells the client, ends the session.
     void idle(Session& s);
     // The connection is gone (peer closed or reset, or the close() finished).
@@ -162,8 +200,13 @@ class Hub {
     static std::string_view text_problem(std::string_view line);
 
   private:
-    void line(Session& s, std::string_view line, Clock::time_point now);
-    bool admit(Session& s, Clock::time_point now);
+    void line(Session& s, std::string_view line);
+    // Frames and handles `bytes` line by line while tokens last; returns how
+    // many bytes it consumed (all of them unless flood control held a line).
+    std::size_t process(Session& s, std::string_view bytes, Clock::time_point now);
+    // After input: announces a new hold, ends a flooder past max_input.
+    void check_held(Session& s);
+    void refill(Session& s, Clock::time_point now);
     void command(Session& s, std::string_view cmd, std::string_view arg);
     void cmd_nick(Session& s, std::string_view arg);
     void cmd_who(Session& s);

@@ -2,8 +2,8 @@
 //
 // Usage: chat-server [--host 127.0.0.1] [--port 0] [--max-clients N] [-v]
 //                    [--max-line 4096] [--max-queue 262144] [--rate-limit 20]
-//                    [--idle-timeout 600] [--notices-max 500] [--linger 3]
-//                    [--sndbuf 65536]
+//                    [--max-input 262144] [--idle-timeout 600] [--notices-max 500]
+//                    [--linger 3] [--sndbuf 65536] [--trim-after 100]
 // Try it: chat-server --port 9007, then `nc 127.0.0.1 9007` in two terminals.
 //
 // This file is only the I/O: every client is a Conn, a bufferevent whose
@@ -18,6 +18,32 @@
 // for writability (EV_WRITE) until its backlog is gone. A member whose queue
 // passes --max-queue is cut off (the core decides) instead of slowing the
 // rest down.
+//
+// Flood control delays input instead of dropping it. A client past its rate
+// (the core's token bucket) stops being read: bufferevent_disable(EV_READ)
+// takes its socket out of epoll's interest, its next bytes wait in the
+// kernel's receive queue, and when that is full TCP's window closes and its
+// sender waits. A timer fires when the next token is due (Hub::resume_at);
+// the held lines go out in order, and reading starts again once none is left.
+// The kernel's share of a held client's input is FIONREAD on its socket; only
+// when ours plus the kernel's passes --max-input is the client disconnected.
+// SO_RCVBUF is set to --max-input so that the kernel can hold that much:
+// left alone, a receive queue that is never read stops at about 128 KiB
+// (net.ipv4.tcp_rmem), and a flood could never reach a larger bound.
+//
+// The idle timeout is a timer per client that looks at the time of the last
+// complete line (Hub::idle_deadline) when it fires and sleeps again if there
+// was one since: bytes without a newline do not keep a client alive.
+//
+// Memory after a crowd has left: every client costs some 5 KiB of small heap
+// blocks (its session, bufferevent, evbuffers, map nodes). When they are
+// freed, glibc's malloc keeps the free space in its heap for the next
+// allocations; it returns memory to the kernel only from the top of the heap,
+// and one block still in use above the free ones pins everything below it.
+// So after a burst of at least --trim-after departures (once the loop has
+// been quiet for 200 ms) the server logs malloc's own count (mallinfo2: bytes
+// in use, bytes free but held) with -v and calls malloc_trim(0), which also
+// gives back whole free pages from the middle of the heap (MADV_DONTNEED).
 //
 // Two queues stand between a message and a client: our output evbuffer
 // (bounded by --max-queue) and the socket's send buffer in the kernel. Left
@@ -43,12 +69,18 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -82,6 +114,14 @@ timeval seconds(unsigned s) {
     return timeval{static_cast<time_t>(s), 0};
 }
 
+// A timer's delay until `when`, rounded up to the next millisecond (a timer
+// that fires early would find no token and have to be set again).
+timeval until(chat::Clock::time_point when, chat::Clock::time_point now) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
+    if (ms < 1) ms = 1;
+    return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+}
+
 class ChatServer;
 
 class Conn final : public chat::Connection {
@@ -102,6 +142,7 @@ class Conn final : public chat::Connection {
         return evbuffer_get_length(bufferevent_get_output(bev_));
     }
     void close() override;
+    [[nodiscard]] std::size_t unread() const override;
 
     [[nodiscard]] State state() const noexcept { return state_; }
     void end_now() { finish("server stopping", false); }
@@ -120,8 +161,16 @@ class Conn final : public chat::Connection {
     static void on_deadline(evutil_socket_t, short, void* ctx) {
         static_cast<Conn*>(ctx)->finish("closing took too long", true);
     }
+    static void on_resume(evutil_socket_t, short, void* ctx) { static_cast<Conn*>(ctx)->resume(); }
+    static void on_idle(evutil_socket_t, short, void* ctx) { static_cast<Conn*>(ctx)->idle(); }
 
     void readable();
+    // After the core has had input: stop reading while it holds lines (and
+    // wake up when the next token is due), read again once it holds none.
+    void after_input();
+    void resume();
+    void idle();
+    void arm_idle(chat::Clock::time_point now);
     void drained();
     void event(short what);
     void begin_drain();
@@ -135,20 +184,24 @@ class Conn final : public chat::Connection {
     chat::Session* session_ = nullptr;  // owned by the Hub; null once ended
     State state_ = State::open;
     bool peer_eof_ = false;
-    bool dirty_ = false;  // on the server's list of connections to flush
-    uint64_t added_ = 0;  // bytes ever queued, for bytes_out
+    bool dirty_ = false;   // on the server's list of connections to flush
+    bool reading_ = true;  // EV_READ enabled (false while flood control holds input)
+    uint64_t added_ = 0;   // bytes ever queued, for bytes_out
     EventPtr deadline_;
     EventPtr step_;
+    EventPtr resume_;  // flood control: the next held line's token is due
+    EventPtr idle_;    // --idle-timeout
 };
 
 class ChatServer {
   public:
     ChatServer(const ServerOptions& opts, const chat::Limits& limits, unsigned linger, int sndbuf,
-               StopSignals& stop)
+               unsigned trim_after, StopSignals& stop)
         : opts_(opts),
           limits_(limits),
           linger_(linger),
           sndbuf_(sndbuf),
+          trim_after_(trim_after),
           stop_(stop),
           log_(opts.verbose),
           hub_(limits, [this](std::string_view l) { log_.info(l); }) {}
@@ -174,6 +227,7 @@ class ChatServer {
         reap_event_.reset(event_new(base_.get(), -1, 0, &ChatServer::on_reap, this));
         flush_event_.reset(event_new(base_.get(), -1, 0, &ChatServer::on_flush, this));
         resume_event_.reset(evtimer_new(base_.get(), &ChatServer::on_resume, this));
+        trim_event_.reset(evtimer_new(base_.get(), &ChatServer::on_trim, this));
 
         announce_listening(listen_fd.get());
         event_base_dispatch(base_.get());
@@ -214,6 +268,13 @@ class ChatServer {
         dead_.push_back(std::move(it->second));
         conns_.erase(it);
         event_active(reap_event_.get(), 0, 0);
+        if (trim_after_ != 0 && !stopping_) {
+            // Each departure pushes the check 200 ms further: it runs once
+            // the burst is over.
+            ++departed_;
+            timeval quiet{0, 200 * 1000};
+            evtimer_add(trim_event_.get(), &quiet);
+        }
     }
 
   private:
@@ -229,6 +290,13 @@ class ChatServer {
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (sndbuf_ > 0) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf_, sizeof sndbuf_);
+        // Room in the kernel for --max-input bytes of a held-back client (see
+        // the header; the kernel doubles the value for its bookkeeping and
+        // caps it at net.core.rmem_max).
+        if (limits_.rate_limit != 0) {
+            int rcvbuf = static_cast<int>(std::min<std::size_t>(limits_.max_input, 1 << 30));
+            ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        }
         bufferevent* bev = bufferevent_socket_new(base_.get(), fd, BEV_OPT_CLOSE_ON_FREE);
         if (!bev) {
             log_.error("bufferevent_socket_new " + peer + ": out of memory");
@@ -312,6 +380,37 @@ class ChatServer {
         }
     }
 
+    static void on_trim(evutil_socket_t, short, void* ctx) {
+        static_cast<ChatServer*>(ctx)->trim_memory();
+    }
+
+    // See the header: what malloc holds after a burst of departures, and
+    // malloc_trim(0) to give the free part back.
+    void trim_memory() {
+        if (departed_ < trim_after_) return;
+        const uint64_t departed = departed_;
+        departed_ = 0;
+        const struct mallinfo2 before = ::mallinfo2();
+        const long rss_before = resident_kib();
+        ::malloc_trim(0);
+        const long rss_after = resident_kib();
+        log_.info("memory after " + std::to_string(departed) + " departures (" +
+                  std::to_string(conns_.size()) + " connections left): malloc in use " +
+                  std::to_string(before.uordblks / 1024) + " KiB, free but held " +
+                  std::to_string(before.fordblks / 1024) + " KiB; malloc_trim(0): RSS " +
+                  std::to_string(rss_before) + " -> " + std::to_string(rss_after) + " KiB");
+    }
+
+    // VmRSS from /proc/self/statm (pages), in KiB; -1 if unreadable.
+    static long resident_kib() {
+        std::FILE* f = std::fopen("/proc/self/statm", "r");
+        if (!f) return -1;
+        long size = 0, resident = -1;
+        if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+        std::fclose(f);
+        return resident < 0 ? -1 : resident * (::sysconf(_SC_PAGESIZE) / 1024);
+    }
+
     void reap_now() {
         flush_dirty();  // nothing on the dirty list may outlive its Conn
         dead_.clear();
@@ -324,14 +423,16 @@ class ChatServer {
     const ServerOptions& opts_;
     chat::Limits limits_;
     unsigned linger_;
-    int sndbuf_;  // SO_SNDBUF for client sockets; 0 = the kernel's autotuning
+    int sndbuf_;           // SO_SNDBUF for client sockets; 0 = the kernel's autotuning
+    unsigned trim_after_;  // departures in a burst before malloc_trim; 0 = never
+    uint64_t departed_ = 0;
     StopSignals& stop_;
     Log log_;
     ServerStats stats_;
     std::string where_;
     std::unique_ptr<event_base, EventBaseFree> base_;
     std::unique_ptr<evconnlistener, ListenerFree> listener_;
-    EventPtr stop_event_, reap_event_, flush_event_, resume_event_, deadline_event_;
+    EventPtr stop_event_, reap_event_, flush_event_, resume_event_, deadline_event_, trim_event_;
     chat::Hub hub_;  // after base_: destroyed before it, sessions before their connections
     std::unordered_map<Conn*, std::unique_ptr<Conn>> conns_;
     std::vector<std::unique_ptr<Conn>> dead_;
@@ -342,10 +443,9 @@ class ChatServer {
 void Conn::start(chat::Session* session) {
     session_ = session;
     bufferevent_setcb(bev_, &Conn::on_read, &Conn::on_write, &Conn::on_event, this);
-    if (session_) {
-        // The idle timeout is libevent's read timeout: no bytes for N seconds.
-        timeval idle = seconds(server_.idle_timeout());
-        bufferevent_set_timeouts(bev_, server_.idle_timeout() ? &idle : nullptr, nullptr);
+    if (session_ && server_.idle_timeout()) {
+        idle_.reset(evtimer_new(server_.base(), &Conn::on_idle, this));
+        arm_idle(chat::Clock::now());
     }
     // Writing starts out in direct mode: flush() writes the output queue
     // itself, and EV_WRITE is enabled only while a backlog waits for the
@@ -400,11 +500,58 @@ void Conn::readable() {
             server_.hub().receive(*session_, std::string_view(buf.data(), std::size_t(n)),
                                   chat::Clock::now());
     }
+    after_input();
+}
+
+void Conn::after_input() {
+    if (state_ != State::open || !session_) return;
+    if (session_->held()) {
+        if (reading_) {
+            reading_ = false;
+            bufferevent_disable(bev_, EV_READ);  // epoll stops watching; the kernel queues
+        }
+        if (!resume_) resume_.reset(evtimer_new(server_.base(), &Conn::on_resume, this));
+        const auto now = chat::Clock::now();
+        timeval tv = until(server_.hub().resume_at(*session_), now);
+        evtimer_add(resume_.get(), &tv);
+    } else if (!reading_) {
+        reading_ = true;
+        bufferevent_enable(bev_, EV_READ);
+    }
+}
+
+void Conn::resume() {
+    if (state_ != State::open || !session_) return;
+    server_.hub().resume(*session_, chat::Clock::now());
+    after_input();
+}
+
+std::size_t Conn::unread() const {
+    int n = 0;
+    if (::ioctl(bufferevent_getfd(bev_), FIONREAD, &n) != 0 || n < 0) return 0;
+    return static_cast<std::size_t>(n);
+}
+
+void Conn::arm_idle(chat::Clock::time_point now) {
+    timeval tv = until(server_.hub().idle_deadline(*session_), now);
+    evtimer_add(idle_.get(), &tv);
+}
+
+void Conn::idle() {
+    if (state_ != State::open || !session_) return;
+    const auto now = chat::Clock::now();
+    // One timer per client, never reset per line: when it fires, it checks
+    // whether a complete line came since and, if so, sleeps until the new
+    // deadline. A busy client costs no timer work per line.
+    if (now < server_.hub().idle_deadline(*session_)) return arm_idle(now);
+    server_.hub().idle(*session_);  // says why, then calls close()
 }
 
 void Conn::close() {
     if (state_ != State::open) return;
     state_ = State::flushing;
+    if (resume_) evtimer_del(resume_.get());
+    if (idle_) evtimer_del(idle_.get());
     // No idle timeout any more; a write that makes no progress for --linger
     // seconds ends the wait, and so does a deadline on the whole goodbye.
     timeval lt = seconds(server_.linger());
@@ -464,10 +611,6 @@ void Conn::event(short what) {
         return finish(errno_text(err), false);
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        if (state_ == State::open && (what & BEV_EVENT_READING) && session_) {
-            server_.hub().idle(*session_);  // says why, then calls close()
-            return;
-        }
         // A goodbye the peer does not take within --linger.
         return finish("closing timed out", (what & BEV_EVENT_WRITING) != 0);
     }
@@ -480,6 +623,8 @@ void Conn::finish(std::string_view why, bool abort) {
     bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
     if (deadline_) evtimer_del(deadline_.get());
     if (step_) event_del(step_.get());
+    if (resume_) evtimer_del(resume_.get());
+    if (idle_) evtimer_del(idle_.get());
     if (abort) {
         // SO_LINGER 0: close() sends an RST and drops what the peer never read.
         linger lg{1, 0};
@@ -501,6 +646,7 @@ int main(int argc, char** argv) {
     iolab::chat::Limits limits;
     unsigned linger = 3;
     int sndbuf = 64 * 1024;
+    unsigned trim_after = 100;
     CLI::App app{"Multi-user line chat on libevent: rooms, nicks, private messages"};
     iolab::add_server_options(app, "chat-server", opts);
     app.add_option("--max-line", limits.max_line, "Longest input line in bytes")
@@ -511,11 +657,17 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
         ->capture_default_str();
     app.add_option("--rate-limit", limits.rate_limit,
-                   "Lines per second per client (flood control); 0 turns it off")
+                   "Lines per second per client (flood control: faster lines are delayed, not "
+                   "dropped); 0 turns it off")
         ->check(CLI::Range(0u, 1000000u))
         ->capture_default_str();
+    app.add_option("--max-input", limits.max_input,
+                   "Bytes of input (ours plus the kernel's) a client held back by flood control "
+                   "may have waiting before it is disconnected")
+        ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
+        ->capture_default_str();
     app.add_option("--idle-timeout", limits.idle_timeout,
-                   "Seconds without input before a client is disconnected; 0 = never")
+                   "Seconds without a complete line before a client is disconnected; 0 = never")
         ->check(CLI::Range(0u, 864000u))
         ->capture_default_str();
     app.add_option("--notices-max", limits.notices_max,
@@ -529,12 +681,16 @@ int main(int argc, char** argv) {
                    "SO_SNDBUF of client sockets in bytes (the kernel doubles it); 0 = autotuned")
         ->check(CLI::Range(0, 64 << 20))
         ->capture_default_str();
+    app.add_option("--trim-after", trim_after,
+                   "After a burst of at least N departures, log malloc's statistics (-v) and "
+                   "give free heap memory back with malloc_trim(0); 0 = never")
+        ->capture_default_str();
     IOLAB_PARSE(app, argc, argv);
     limits.max_clients = opts.max_clients;
     return iolab::guarded_main("chat-server", [&] {
         iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM before anything else
         iolab::ignore_sigpipe();
-        ChatServer server(opts, limits, linger, sndbuf, stop);
+        ChatServer server(opts, limits, linger, sndbuf, trim_after, stop);
         return server.run();
     });
 }

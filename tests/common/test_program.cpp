@@ -1,7 +1,7 @@
 // The program conventions: usage errors are one line and exit 2, --version
 // names the program, --help ends with the exit codes.
-#include <catch2/catch.hpp>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <array>
 #include <cstdio>

@@ -67,16 +67,19 @@ TEST_CASE("compare-multiplexing.sh --quick: a CSV row per server and point", "[c
     TempDir out;
     std::vector<std::string> servers = {"echo-select", "echo-poll", "echo-epoll",
                                         "echo-epoll--edge"};
-    if (fs::exists(bin("echo-uring"))) servers.push_back("echo-uring");
+    if (fs::exists(bin("echo-uring"))) {
+        servers.push_back("echo-uring--simple");  // echo-uring --simple
+        servers.push_back("echo-uring");
+    }
     std::string list;
     for (const auto& s : servers)
         list += (list.empty() ? "" : " ") + s;
     // 1,100 idle connections: past FD_SETSIZE, so echo-select must be capped.
-    RunResult r =
-        run({"/bin/bash", std::string(IOLAB_SOURCE_DIR) + "/scripts/compare-multiplexing.sh",
-             "--quick", "--idle", "0,1100", "--duration", "0.5", "--active", "10", "--servers",
-             list, "--bin-dir", IOLAB_BIN_DIR, "--out", out.path.string()},
-            240s);
+    RunResult r = run(
+        {"/bin/bash", std::string(IOLAB_SOURCE_DIR) + "/scripts/compare-multiplexing.sh", "--quick",
+         "--idle", "0,1100", "--duration", "0.5", "--active", "10", "--servers", list,
+         "--build-dir", fs::path(IOLAB_BIN_DIR).parent_path().string(), "--out", out.path.string()},
+        240s);
     INFO(r.out << r.err);
     REQUIRE(r.exit_code == 0);
     auto rows = read_csv(out.path / "multiplexing.csv");
@@ -92,6 +95,15 @@ TEST_CASE("compare-multiplexing.sh --quick: a CSV row per server and point", "[c
         CHECK(std::stod(row.at("p99_us")) >= std::stod(row.at("p50_us")));
         CHECK(std::stod(row.at("cpu_us_per_request")) > 0);
         CHECK(std::stod(row.at("rss_kib")) > 0);
+        // Bytes of RSS per idle connection: only where there are idle ones,
+        // and bounded (a server's growth is at most its whole RSS).
+        if (row.at("idle_asked") == "0") {
+            CHECK(row.at("rss_bytes_per_idle").empty());
+        } else {
+            REQUIRE_FALSE(row.at("rss_bytes_per_idle").empty());
+            CHECK(std::stod(row.at("rss_bytes_per_idle")) * std::stod(row.at("idle")) <=
+                  std::stod(row.at("rss_kib")) * 1024);
+        }
         if (row.at("server") == "echo-select" && row.at("idle_asked") == "1100") {
             CHECK(row.at("capped") == "1");
             CHECK(std::stoi(row.at("idle")) < 1024);
@@ -107,10 +119,37 @@ TEST_CASE("compare-multiplexing.sh --quick: a CSV row per server and point", "[c
     std::ifstream md(out.path / "multiplexing.md");
     std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
     CHECK(text.find("| echo-epoll | 1100 |") != std::string::npos);
+    CHECK(text.find("| B/idle |") != std::string::npos);
     CHECK(text.find("Errors over all points and repeats: 0.") != std::string::npos);
     if (run({"/bin/sh", "-c", "command -v gnuplot"}, 10s).exit_code == 0) {
         for (const char* f :
              {"multiplexing-rps.png", "multiplexing-p99.svg", "multiplexing-cpu.png"})
             CHECK(fs::file_size(out.path / f) > 1000);
     }
+}
+
+TEST_CASE("compare-multiplexing.sh writes under the build directory unless --out says otherwise",
+          "[compare]") {
+    // A fake build directory: its bin/ links to the real programs.
+    TempDir build;
+    fs::create_directory_symlink(IOLAB_BIN_DIR, build.path / "bin");
+    const fs::path results = fs::path(IOLAB_SOURCE_DIR) / "results" / "multiplexing.csv";
+    std::error_code ec;
+    const auto before = fs::last_write_time(results, ec);
+    RunResult r =
+        run({"/bin/bash", std::string(IOLAB_SOURCE_DIR) + "/scripts/compare-multiplexing.sh",
+             "--quick", "--idle", "0", "--duration", "0.3", "--active", "5", "--servers",
+             "echo-epoll", "--no-plots", "--build-dir", build.path.string()},
+            120s);
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(fs::exists(build.path / "compare-multiplexing" / "multiplexing.csv"));
+    CHECK(fs::exists(build.path / "compare-multiplexing" / "multiplexing.md"));
+    if (!ec) CHECK(fs::last_write_time(results) == before);  // the committed results untouched
+
+    auto bad = run({"/bin/bash", std::string(IOLAB_SOURCE_DIR) + "/scripts/compare-multiplexing.sh",
+                    "--active", "0"},
+                   20s);
+    CHECK(bad.exit_code == 2);
+    CHECK(bad.err.rfind("compare-multiplexing.sh: ", 0) == 0);
 }

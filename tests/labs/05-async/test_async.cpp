@@ -266,9 +266,10 @@ TEST_CASE("sigio aio uring: EMFILE is survived without spinning", "[integration]
                                                    {"echo-aio", "--aio-threads", "100"}};
 #ifdef IOLAB_HAVE_URING
     programs.push_back({"echo-uring"});
+    programs.push_back({"echo-uring", "--simple"});
 #endif
     for (const auto& prog : programs) {
-        INFO(prog[0]);
+        INFO(prog[0] << (prog.size() > 1 ? " " + prog[1] : ""));
         std::vector<std::string> argv{bin(prog[0]), "--port", "0"};
         argv.insert(argv.end(), prog.begin() + 1, prog.end());
         ServerProcess server(argv, SpawnOptions{.nofile = 64});

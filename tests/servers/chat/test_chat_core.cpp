@@ -21,6 +21,7 @@ struct FakeConn : Connection {
     std::size_t pending = 0;
     bool reading = true;
     int closes = 0;
+    std::size_t kernel = 0;  // bytes "in the kernel's receive queue", for max_input
 
     void send(std::string_view b) override {
         out.append(b);
@@ -28,6 +29,7 @@ struct FakeConn : Connection {
     }
     [[nodiscard]] std::size_t queued() const override { return pending; }
     void close() override { ++closes; }
+    [[nodiscard]] std::size_t unread() const override { return kernel; }
 
     // The complete lines received since the last take().
     std::vector<std::string> take() {
@@ -380,29 +382,150 @@ TEST_CASE("chat core: /who past one's own queue bound cuts oneself off", "[chat]
     CHECK(a.conn.closes == 1);
 }
 
-TEST_CASE("chat core: flood control drops lines past the rate, says so once", "[chat][unit]") {
+TEST_CASE("chat core: flood control delays lines past the rate, in order, drops none",
+          "[chat][unit]") {
     Limits l;
     l.rate_limit = 5;
     World w(l);
     Client& a = w.connect();
     Client& b = w.connect();
     w.drain();
+    std::string paste;
     for (int i = 0; i < 8; ++i)
-        w.say(a, "m" + std::to_string(i) + "\n");
+        paste += "m" + std::to_string(i) + "\n";
+    w.say(a, paste);
     auto got = b.conn.take();
-    CHECK(got.size() == 5);  // the burst: one second's worth
+    REQUIRE(got.size() == 5);  // the burst: one second's worth
     CHECK(got.back() == "<guest1> m4");
     CHECK(a.conn.take() ==
-          std::vector<std::string>{"error: flood control: more than 5 lines per second; lines are "
-                                   "dropped until you slow down"});
-    w.now += 200ms;  // one token back
-    w.say(a, "again\nagain2\n");
-    CHECK(b.conn.take() == std::vector<std::string>{"<guest1> again"});
-    CHECK(a.conn.take().size() == 1);  // a new flood, a new notice
-    w.now += 10s;                      // the bucket refills to the burst, not beyond
+          std::vector<std::string>{"*** flood control: more than 5 lines per second; your next "
+                                   "lines are delayed, not dropped"});
+    CHECK(a.session->held());
+    CHECK(a.session->backlog() == 9);  // "m5\nm6\nm7\n"
+    CHECK(w.hub->stats().delayed == 1);
+
+    // The next token is due 1/5 s later; before that, nothing moves.
+    const auto due = w.hub->resume_at(*a.session);
+    CHECK(due > w.now);
+    CHECK(due - w.now <= 201ms);
+    w.hub->resume(*a.session, due - 1ms);
+    CHECK(b.conn.take().empty());
+    w.now = due;
+    w.hub->resume(*a.session, w.now);
+    CHECK(b.conn.take() == std::vector<std::string>{"<guest1> m5"});
+    // More input while held queues behind the held lines.
+    w.say(a, "late\n");
+    CHECK(b.conn.take().empty());
+    w.now += 1s;  // four tokens: everything that waits goes, in order
+    w.hub->resume(*a.session, w.now);
+    CHECK(b.conn.take() == std::vector<std::string>{"<guest1> m6", "<guest1> m7", "<guest1> late"});
+    CHECK_FALSE(a.session->held());
+    CHECK(a.session->backlog() == 0);
+    CHECK(a.conn.take().empty());  // one notice per hold, no more
+
+    w.now += 10s;  // the bucket refills to the burst, not beyond
     for (int i = 0; i < 7; ++i)
         w.say(a, "x\n");
     CHECK(b.conn.take().size() == 5);
+    CHECK(a.conn.take().size() == 1);  // a new hold, a new notice
+    w.now += 1s;
+    w.hub->resume(*a.session, w.now);
+    CHECK(b.conn.take().size() == 2);
+    CHECK(w.hub->stats().flooded == 0);
+}
+
+TEST_CASE("chat core: blank lines and an unfinished line cost no token", "[chat][unit]") {
+    Limits l;
+    l.rate_limit = 2;
+    World w(l);
+    Client& a = w.connect();
+    Client& b = w.connect();
+    w.drain();
+    w.say(a, "\n\n\n\none\ntwo\nunfini");
+    CHECK(b.conn.take() == std::vector<std::string>{"<guest1> one", "<guest1> two"});
+    CHECK_FALSE(a.session->held());    // the partial line waits for its newline, not a token
+    CHECK(a.session->backlog() == 6);  // "unfini", in the framer
+    w.say(a, "shed\n");                // completes it: now it needs a token
+    CHECK(a.session->held());
+    w.now = w.hub->resume_at(*a.session);
+    w.hub->resume(*a.session, w.now);
+    CHECK(b.conn.take() == std::vector<std::string>{"<guest1> unfinished"});
+}
+
+TEST_CASE("chat core: a held client past max_input (ours plus the kernel's) is cut off",
+          "[chat][unit]") {
+    Limits l;
+    l.rate_limit = 10;
+    l.max_input = 10000;
+    World w(l);
+    Client& a = w.connect();
+    Client& b = w.connect();
+    w.drain();
+    const std::string line(99, 'f');
+    std::string chunk;
+    for (int i = 0; i < 50; ++i)
+        chunk += line + "\n";  // 5,000 bytes
+    w.say(a, chunk);
+    CHECK(b.conn.take().size() == 10);
+    CHECK(a.session->held());
+    CHECK(a.session->backlog() == 4000);
+    // The kernel holds 6,000 bytes more: 10,000 is the bound, not past it.
+    a.conn.kernel = 6000;
+    w.now += 100ms;
+    w.hub->resume(*a.session, w.now);
+    CHECK(a.session->open());
+    CHECK(b.conn.take().size() == 1);
+    // Now the kernel's queue has grown past it.
+    a.conn.kernel = 7000;
+    w.now += 100ms;
+    w.hub->resume(*a.session, w.now);
+    CHECK_FALSE(a.session->open());
+    CHECK(a.conn.closes == 1);
+    auto goodbye = a.conn.take();
+    REQUIRE_FALSE(goodbye.empty());
+    CHECK(goodbye.back() ==
+          "error: disconnected: flooding (more than 10000 bytes of your input waiting at 10 lines "
+          "per second)");
+    // The line due at this tick went out before the check; then the leave.
+    CHECK(b.conn.take() ==
+          std::vector<std::string>{"<guest1> " + line, "*** guest1 left lobby (flooding)"});
+    CHECK(w.hub->stats().flooded == 1);
+    CHECK(std::any_of(w.log.begin(), w.log.end(), [](const std::string& s) {
+        return s.starts_with("cut off guest1 127.0.0.1:") && s.find("flooding") != s.npos;
+    }));
+    w.hub->disconnected(*a.session, "closed");
+    CHECK(w.hub->sessions() == 1);
+}
+
+TEST_CASE("chat core: without reading, the core alone bounds its held input", "[chat][unit]") {
+    // A caller that keeps handing bytes over while the session is held (the
+    // fuzzer does; the server stops reading instead) still meets max_input.
+    Limits l;
+    l.rate_limit = 1;
+    l.max_input = 8192;
+    World w(l);
+    Client& a = w.connect();
+    w.drain();
+    for (int i = 0; i < 1000 && a.session->open(); ++i)
+        w.say(a, std::string(63, 'z') + "\n");
+    CHECK_FALSE(a.session->open());
+    CHECK(a.session->backlog() == 0);  // given back at the cut
+    CHECK(w.hub->stats().flooded == 1);
+}
+
+TEST_CASE("chat core: the idle deadline moves with complete lines only", "[chat][unit]") {
+    Limits l;
+    l.idle_timeout = 30;
+    World w(l);
+    Client& a = w.connect();
+    CHECK(w.hub->idle_deadline(*a.session) == w.now + 30s);
+    w.now += 10s;
+    w.say(a, "no newline yet");
+    CHECK(w.hub->idle_deadline(*a.session) == w.now - 10s + 30s);
+    w.now += 10s;
+    w.say(a, "\n");  // the line is complete now (a blank line counts too)
+    CHECK(w.hub->idle_deadline(*a.session) == w.now + 30s);
+    CHECK(a.session->last_line() == w.now);
 }
 
 TEST_CASE("chat core: no flood control with rate_limit 0", "[chat][unit]") {

@@ -1,0 +1,83 @@
+// Pieces shared by the fetch engines; see fetch_common.hpp.
+#include "labs/06-event-loop/fetch_common.hpp"
+
+#include <sys/socket.h>
+
+#include <cctype>
+#include <cstdio>
+
+#include "common/error.hpp"
+
+namespace fetch {
+
+std::string result_line(const Result& r) {
+    if (!r.ok()) return r.url + " error=\"" + r.error + "\"";
+    return r.url + " status=" + std::to_string(r.status) + " bytes=" + std::to_string(r.bytes);
+}
+
+std::string timeout_message(const Options& opts) {
+    char text[64];
+    std::snprintf(text, sizeof text, "timed out after %g s", opts.timeout);
+    return text;
+}
+
+evloop::Future<iolab::SockAddr> resolve_async(evloop::EventLoop& loop,
+                                              const iolab::http::Url& url) {
+    try {
+        evloop::Future<iolab::SockAddr> f(loop);
+        f.set_result(iolab::SockAddr::from_numeric(url.host, url.port));
+        return f;
+    } catch (const std::invalid_argument&) {
+        // A name: getaddrinfo(3) blocks (DNS), so it runs on the executor.
+        return loop.run_in_executor(
+            [host = url.host, port = url.port] { return iolab::resolve(host, port).front(); });
+    }
+}
+
+iolab::Fd new_socket(const iolab::SockAddr& addr) {
+    iolab::Fd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) iolab::throw_sys("socket", addr.to_string());
+    return fd;
+}
+
+iolab::http::ResponseParser make_parser(const Options& opts) {
+    iolab::http::Limits limits;
+    limits.max_body = uint64_t{64} << 20;  // a bound on what one response may cost
+    iolab::http::ResponseParser p(limits);
+    if (!opts.keep_body) p.on_body([](std::string_view) {});  // counted, not kept
+    return p;
+}
+
+void take_response(iolab::http::ResponseParser& p, Result& r) {
+    r.status = p.response().status;
+    r.bytes = p.body_bytes();
+    if (auto ct = p.response().headers.get("Content-Type")) r.content_type = std::string(*ct);
+    r.body = std::move(p.response().body);
+}
+
+std::vector<std::string> extract_links(std::string_view html) {
+    std::vector<std::string> links;
+    auto lower = [](char c) {
+        return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    };
+    for (std::size_t i = 0; i + 5 < html.size(); ++i) {
+        // "href=" as a whole attribute name (after a space), any case.
+        if (i == 0 || !std::isspace(static_cast<unsigned char>(html[i - 1]))) continue;
+        if (lower(html[i]) != 'h' || lower(html[i + 1]) != 'r' || lower(html[i + 2]) != 'e' ||
+            lower(html[i + 3]) != 'f' || html[i + 4] != '=')
+            continue;
+        std::size_t start = i + 5, end;
+        if (html[start] == '"' || html[start] == '\'') {
+            end = html.find(html[start], start + 1);
+            ++start;
+        } else {
+            end = html.find_first_of(" \t\r\n>", start);
+        }
+        if (end == std::string_view::npos) break;
+        if (end - start <= 2048) links.emplace_back(html.substr(start, end - start));
+        i = end;
+    }
+    return links;
+}
+
+}  // namespace fetch

@@ -1,0 +1,492 @@
+#!/usr/bin/env bash
+# c100k.sh — 100,000 concurrent echo connections on this machine, across
+# processes: the descriptor cap (20,000 per process here) is per process, not
+# per machine.
+#
+# Usage: scripts/c100k.sh [--build-dir DIR] [--connections N] [--rate R]
+#                         [--measure S] [--ramp S] [--servers W] [--clients P]
+#                         [--pin] [--nice N] [--no-tune] [--out DIR] [--preflight-only]
+#
+#   --connections N   connections held open (default 100000)
+#   --rate R          requests/s over all of them, open loop (default 10000):
+#                     each connection sends 64 B every N/R seconds
+#   --ramp S          seconds over which each client opens its share (default 5)
+#   --measure S       seconds counted after the warm-up (default 22); the
+#                     warm-up is the ramp + 3 s, so at least 20 s are counted
+#                     after all are up when they are up in under ramp + 3 s
+#   --servers W       echo-epoll processes (default: enough for the cap, 6 here)
+#   --clients P       loadgen processes (default: enough for the cap, 6 here)
+#   --pin             pin the servers to CPU 0 and the clients to CPU 1 (by
+#                     default the scheduler spreads them: a dozen processes on
+#                     two CPUs shared with other work wait less that way; the
+#                     CPU split is measured per process either way)
+#   --nice N          run servers and clients at this niceness (root may give
+#                     -20..-1: ahead of other work on a shared machine; default 0)
+#   --no-tune         do not raise any sysctl (see below)
+#   --out DIR         keep the loadgen reports (client-N.json, merged.json)
+#                     and the samples there (default: removed at exit)
+#
+# Server: echo-epoll --workers W (W processes sharing one port) when the build
+# has it; otherwise W separate echo-epoll processes on W ports, client i
+# talking to server i mod W (said so in the output). Clients: P loadgen
+# processes, each with its own source addresses from 127.0.0.2 on (so that
+# every (source, destination) pair stays well inside the ephemeral range),
+# each writing --json; `loadgen merge` adds them bucket by bucket. They start
+# at one wall-clock instant (--start-at) when loadgen has it, otherwise at the
+# same moment from this script (said so).
+#
+# Preflight: descriptors per process and in the system, ports per source
+# address, memory, somaxconn and the SYN backlog; the run is refused (exit 4)
+# when the machine cannot hold it. As root, sysctls below what the run needs
+# (net.ipv4.tcp_max_syn_backlog, net.core.somaxconn, nf_conntrack_max) are
+# raised for the run and restored at exit.
+#
+# Report: time until all were up, errors, requests/s, latency percentiles
+# from the intended send (coordinated omission corrected), kernel memory per
+# connection (Slab growth / connections: both ends' sockets, files and epoll
+# items), server and client RSS per connection, and the CPU split over the
+# counted window (server and client user/system time, per-CPU softirq/idle).
+# Goals: all up < 10 s, 0 errors, p99 < 10 ms.
+#
+# Bounded: everything stops by itself after ramp + 3 + measure + 60 s at the
+# latest; every process it started is stopped by pid at exit.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+conns=100000
+rate=10000
+ramp=5
+measure=22
+servers=""
+clients=""
+pin_cpus=0
+tune=1
+preflight_only=0
+out=""
+niceness=0
+while (($#)); do
+  if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
+  case "$1" in
+    --connections) need_value "$@"; check_uint "$1" "$2"; conns=$2; shift 2 ;;
+    --rate) need_value "$@"; check_uint "$1" "$2"; rate=$2; shift 2 ;;
+    --ramp) need_value "$@"; check_uint "$1" "$2"; ramp=$2; shift 2 ;;
+    --measure) need_value "$@"; check_uint "$1" "$2"; measure=$2; shift 2 ;;
+    --servers) need_value "$@"; check_uint "$1" "$2"; servers=$2; shift 2 ;;
+    --clients) need_value "$@"; check_uint "$1" "$2"; clients=$2; shift 2 ;;
+    --pin) pin_cpus=1; shift ;;
+    --nice) need_value "$@"; [[ "$2" =~ ^-?[0-9]+$ ]] || usage_error "--nice takes -20..19, got '$2'"; niceness=$2; shift 2 ;;
+    --no-tune) tune=0; shift ;;
+    --preflight-only) preflight_only=1; shift ;;
+    --out) need_value "$@"; out=$2; shift 2 ;;
+    *) usage_error "unknown option '$1'" ;;
+  esac
+done
+((conns >= 1 && rate >= 1 && measure >= 1)) || usage_error "--connections, --rate and --measure must be at least 1"
+
+require_bin echo-epoll loadgen
+require_cmd python3 python3
+# The system's interpreter, not a version manager's shim (seconds to start
+# under load, and a different pid until it execs).
+py=/usr/bin/python3
+[[ -x "$py" ]] || py=python3
+server_bin="$BUILD_DIR/bin/echo-epoll"
+loadgen="$BUILD_DIR/bin/loadgen"
+# nice(1) execs the program, so the pid stays the program's own.
+run_nice=()
+((niceness == 0)) || run_nice=(nice -n "$niceness")
+if [[ -n "$out" ]]; then
+  mkdir -p "$out"
+  tmp=$(cd "$out" && pwd)
+else
+  tmp=$(scratch_dir)
+fi
+warmup=$((ramp + 3))
+total=$((warmup + measure))
+
+# ---- preflight: what this machine allows ------------------------------------
+
+sysctl_get() { tr '\t' ' ' <"/proc/sys/${1//.//}"; }
+nofile_soft=$(ulimit -Sn)
+nofile_hard=$(ulimit -Hn)
+[[ "$nofile_hard" == unlimited ]] && nofile_hard=1048576
+ulimit -n "$nofile_hard"
+read -r port_lo port_hi <<<"$(sysctl_get net.ipv4.ip_local_port_range)"
+file_max=$(sysctl_get fs.file-max)
+files_open=$(cut -f1 /proc/sys/fs/file-nr)
+mem_avail_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+ncpu=$(nproc)
+
+# Per process: the connections plus ~100 descriptors of its own. A server gets
+# 15 % headroom because SO_REUSEPORT spreads connections by hash, not evenly.
+per_proc=$((nofile_hard - 100))
+((per_proc >= 100)) || cannot_run "RLIMIT_NOFILE hard limit $nofile_hard is too small"
+[[ -n "$servers" ]] || servers=$(((conns * 115 / 100 + per_proc - 1) / per_proc))
+[[ -n "$clients" ]] || clients=$(((conns + per_proc - 1) / per_proc))
+((servers >= 1 && clients >= 1)) || usage_error "--servers and --clients must be at least 1"
+per_client=$(((conns + clients - 1) / clients))
+# connect() tries one parity half of the ephemeral range first and crawls once
+# it is used up: plan 45 % of the range per (source, destination) pair.
+per_source=$(((port_hi - port_lo + 1) * 45 / 100))
+src_per_client=$(((per_client + per_source - 1) / per_source))
+nsrc=$((clients * src_per_client))
+# Kernel memory: measured about 4-5 KiB per connection end (socket, file,
+# dentry, epoll item); plan 12 KiB per connection for both ends, and the
+# processes' own memory (loadgen and server tables) on top.
+mem_need_kb=$((conns * 16))
+
+echo "c100k: $conns connections, $rate requests/s of 64 B in total (each connection every $(awk -v c="$conns" -v r="$rate" 'BEGIN { printf "%.1f", c / r }') s), $ncpu CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "preflight:"
+printf '  descriptors   per process %s soft / %s hard (raised to the hard limit); system %s open of fs.file-max %s\n' \
+  "$nofile_soft" "$nofile_hard" "$files_open" "$file_max"
+printf '  plan          %d echo-epoll process(es) (up to %d connections each), %d loadgen process(es) x %d connections\n' \
+  "$servers" "$per_proc" "$clients" "$per_client"
+printf '  ports         ip_local_port_range %d-%d: %d per (source, destination) pair, planning %d;\n' \
+  "$port_lo" "$port_hi" "$((port_hi - port_lo + 1))" "$per_source"
+printf '                %d source address(es) 127.0.0.2-127.0.0.%d, %d per client\n' "$nsrc" "$((nsrc + 1))" "$src_per_client"
+printf '  memory        %d MiB available, the run needs about %d MiB\n' "$((mem_avail_kb / 1024))" "$((mem_need_kb / 1024))"
+printf '  sockets       %s TCP in use, %s in TIME_WAIT (tcp_max_tw_buckets %s; on loopback tcp_tw_reuse=2 lets new connects reuse their ports)\n' \
+  "$(awk '/^TCP:/ { print $3 }' /proc/net/sockstat)" "$(awk '/^TCP:/ { print $7 }' /proc/net/sockstat)" \
+  "$(sysctl_get net.ipv4.tcp_max_tw_buckets)"
+printf '  queues        somaxconn %s, tcp_max_syn_backlog %s, syncookies %s, tcp_tw_reuse %s\n' \
+  "$(sysctl_get net.core.somaxconn)" "$(sysctl_get net.ipv4.tcp_max_syn_backlog)" \
+  "$(sysctl_get net.ipv4.tcp_syncookies)" "$(sysctl_get net.ipv4.tcp_tw_reuse)"
+if [[ -r /proc/sys/net/netfilter/nf_conntrack_max ]]; then
+  printf '  conntrack     %s tracked of nf_conntrack_max %s\n' \
+    "$(sysctl_get net.netfilter.nf_conntrack_count)" "$(sysctl_get net.netfilter.nf_conntrack_max)"
+fi
+printf '  time          ramp %d s, warm-up %d s, counted %d s, at most %d s in all\n' "$ramp" "$warmup" "$measure" "$((total + 60))"
+
+((per_client + 100 <= nofile_hard)) || cannot_run "a loadgen would need $((per_client + 100)) descriptors, the hard limit is $nofile_hard: raise --clients"
+(((conns + servers - 1) / servers + 100 <= nofile_hard)) || cannot_run "an echo-epoll would need more than $nofile_hard descriptors: raise --servers"
+((files_open + 2 * conns + 1000 <= file_max)) || cannot_run "fs.file-max $file_max cannot hold $((2 * conns)) more open files"
+((nsrc <= 250)) || cannot_run "$nsrc source addresses needed; 127.0.0.2-127.0.0.251 is the most this script uses"
+((mem_need_kb * 2 <= mem_avail_kb)) || cannot_run "$((mem_avail_kb / 1024)) MiB available, want twice the $((mem_need_kb / 1024)) MiB the run needs"
+((preflight_only)) && exit 0
+
+# ---- temporary sysctls (restored at exit) ------------------------------------
+
+# raise KEY MIN: set KEY to MIN when it is lower, and put the old value back
+# at exit. Only as root, only upwards, only what the run needs.
+raise_sysctl() {
+  local key=$1 want=$2 file="/proc/sys/${1//.//}" old
+  [[ -w "$file" ]] || return 0
+  old=$(cat "$file")
+  ((old >= want)) && return 0
+  echo "$want" >"$file" || { echo "  ($key: cannot raise $old -> $want)"; return 0; }
+  at_exit "echo $old > $file && echo '$SCRIPT: restored $key = $old'"
+  echo "  tuned         $key $old -> $want for this run (restored at exit)"
+}
+if ((tune)) && [[ $(id -u) -eq 0 ]]; then
+  raise_sysctl net.ipv4.tcp_max_syn_backlog 8192
+  raise_sysctl net.core.somaxconn 8192
+  if [[ -r /proc/sys/net/netfilter/nf_conntrack_max ]]; then
+    raise_sysctl net.netfilter.nf_conntrack_max $((conns * 3))
+  fi
+fi
+
+# ---- servers -----------------------------------------------------------------
+
+server_cpu=()
+client_cpu=()
+if ((pin_cpus && ncpu >= 2)); then
+  server_cpu=(--cpu 0)
+  client_cpu=(--cpu 1)
+fi
+server_pids=()
+server_ports=()
+server_outs=()
+max_per_server=$per_proc
+if "$server_bin" --help 2>/dev/null | grep -q -- '--workers'; then
+  server_mode="echo-epoll --workers $servers (one port, SO_REUSEPORT or a shared listener)"
+  start_server "${server_cpu[@]}" "$(command -v env)" "${run_nice[@]}" "$server_bin" --port 0 --workers "$servers" --max-clients "$max_per_server"
+  server_pids+=("$SERVER_PID")
+  server_ports+=("$SERVER_PORT")
+  server_outs+=("$SERVER_OUT")
+else
+  # One server per client: each client's share fits one server.
+  servers=$clients
+  server_mode="FALLBACK: this echo-epoll has no --workers; $servers separate echo-epoll processes on $servers ports, one per loadgen"
+  for ((i = 0; i < servers; i++)); do
+    start_server "${server_cpu[@]}" "$(command -v env)" "${run_nice[@]}" "$server_bin" --port 0 --max-clients "$max_per_server"
+    server_pids+=("$SERVER_PID")
+    server_ports+=("$SERVER_PORT")
+    server_outs+=("$SERVER_OUT")
+  done
+fi
+echo "server: $server_mode, --max-clients $max_per_server each, ports ${server_ports[*]}"
+
+# ---- watch: memory, CPU, sockets, every half second ---------------------------
+
+cat >"$tmp/sample.py" <<'PY'
+# Samples until every client pid is gone: Slab, the servers' (and their
+# children's) and the clients' RSS and CPU ticks, per-CPU /proc/stat, sockets.
+# It starts before the clients (its first sample is the baseline); their pids
+# arrive in a file once they are all started.
+import json, os, sys, time
+out, limit, pidfile = sys.argv[1], float(sys.argv[2]), sys.argv[4]
+servers = [int(p) for p in sys.argv[3].split(",")]
+clients = None
+
+def family(pid):
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+def proc(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            return None
+        with open(f"/proc/{pid}/status") as f:
+            rss = next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
+        return int(fields[11]), int(fields[12]), rss
+    except (OSError, IndexError, ValueError):
+        return None
+
+def meminfo():
+    with open("/proc/meminfo") as f:
+        return {l.split(":")[0]: int(l.split()[1]) for l in f}
+
+def cpus():
+    with open("/proc/stat") as f:
+        return {l.split()[0]: [int(x) for x in l.split()[1:]] for l in f if l.startswith("cpu")}
+
+CACHES = ("TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi", "eventpoll_pwq",
+          "request_sock_TCP", "tcp_bind_bucket", "tcp_bind2_bucket")
+
+def slabinfo():
+    # Active objects x object size of the caches a connection uses.
+    out = {}
+    try:
+        with open("/proc/slabinfo") as f:
+            for l in f:
+                w = l.split()
+                if w and w[0] in CACHES:
+                    out[w[0]] = [int(w[1]), int(w[3])]
+    except OSError:
+        pass
+    return out
+
+def tcp():
+    with open("/proc/net/sockstat") as f:
+        for l in f:
+            if l.startswith("TCP:"):
+                w = l.split()
+                return dict(zip(w[1::2], map(int, w[2::2])))
+    return {}
+
+start = time.time()
+with open(out, "w") as f:
+    while time.time() - start < limit:
+        s = {"t": time.time(), "slab": meminfo()["Slab"], "caches": slabinfo(), "cpu": cpus(), "tcp": tcp()}
+        # Per pid, so that a process that has exited does not make a sum drop.
+        if clients is None and os.path.exists(pidfile):
+            with open(pidfile) as pf:
+                clients = [int(p) for p in pf.read().split()]
+        for name, pids in (("server", servers), ("client", clients or [])):
+            s[name] = {}
+            for top in pids:
+                for p in family(top):
+                    v = proc(p)
+                    if v:
+                        s[name][str(p)] = v
+        f.write(json.dumps(s) + "\n")
+        f.flush()
+        if clients is not None and not s["client"]:
+            break
+        time.sleep(0.5)
+PY
+samples="$tmp/samples.jsonl"
+spawn --out "$tmp/sample.out" --err "$tmp/sample.err" "$py" "$tmp/sample.py" "$samples" $((total + 70)) \
+  "$(IFS=,; echo "${server_pids[*]}")" "$tmp/client.pids"
+sampler=$SPAWN_PID
+wait_for_line "$samples" . 10 "$sampler" || die "the sampler did not start: $(cat "$tmp/sample.err")"
+
+# ---- clients -----------------------------------------------------------------
+
+start_at=()
+if "$loadgen" --help 2>/dev/null | grep -q -- '--start-at'; then
+  # Two seconds from now gives every process time to start and preflight.
+  instant=$(date -d '+2 seconds' +%s.%N)
+  start_at=(--start-at "$instant")
+  echo "clients: $clients loadgen processes, --start-at $instant (one wall-clock instant)"
+else
+  echo "clients: $clients loadgen processes; FALLBACK: this loadgen has no --start-at, they start within milliseconds of each other from here"
+fi
+
+# TcpExt counters: SYNs dropped at a full accept queue, retransmission timeouts.
+tcpext() {
+  awk '/^TcpExt:/ { if (!n) { for (i = 2; i <= NF; i++) k[i] = $i; n = 1 } else for (i = 2; i <= NF; i++) v[k[i]] = $i }
+       END { print v["ListenOverflows"] + 0, v["TCPTimeouts"] + 0 }' /proc/net/netstat
+}
+read -r overflows_before timeouts_before <<<"$(tcpext)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+slab_before=$(awk '/^Slab:/ { print $2 }' /proc/meminfo)
+t_start=${instant:-$(date +%s.%N)}
+client_pids=()
+jsons=()
+for ((i = 0; i < clients; i++)); do
+  n=$((conns - i * per_client))
+  ((n > per_client)) && n=$per_client
+  ((n > 0)) || break
+  first=$((2 + i * src_per_client))
+  last=$((first + src_per_client - 1))
+  port=${server_ports[i % ${#server_ports[@]}]}
+  r=$(awk -v r="$rate" -v n="$n" -v c="$conns" 'BEGIN { printf "%.3f", r * n / c }')
+  jsons+=("$tmp/client-$i.json")
+  spawn "${client_cpu[@]}" --out "$tmp/client-$i.out" --err "$tmp/client-$i.err" \
+    "${run_nice[@]}" "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$r" --size 64 --threads 1 \
+    -d "$total" --warmup "$warmup" --ramp "$ramp" --timeout 10 \
+    --source-addrs "127.0.0.$first-127.0.0.$last" --json "$tmp/client-$i.json" \
+    --allow-errors "${start_at[@]}"
+  client_pids+=("$SPAWN_PID")
+done
+
+echo "${client_pids[*]}" >"$tmp/client.pids.new"
+mv "$tmp/client.pids.new" "$tmp/client.pids"
+
+# Every client ends by itself after its duration; the deadline is the bound.
+deadline=$((SECONDS + total + 60))
+client_rc=()
+for p in "${client_pids[@]}"; do
+  while lib_alive "$p" && ((SECONDS < deadline)); do sleep 0.5; done
+  if lib_alive "$p"; then
+    echo "$SCRIPT: loadgen pid $p still running at the deadline: stopping it" >&2
+    kill -TERM "$p" 2>/dev/null || true
+  fi
+  rc=0
+  wait "$p" || rc=$?
+  unregister_pid "$p"
+  client_rc+=("$rc")
+done
+wait "$sampler" || true
+unregister_pid "$sampler"
+
+summaries="$tmp/server-summaries.txt"
+: >"$summaries"
+for ((i = 0; i < ${#server_pids[@]}; i++)); do
+  rc=0
+  stop_server "${server_pids[i]}" || rc=$?
+  ((rc == 0)) || echo "$SCRIPT: echo-epoll pid ${server_pids[i]} exited with $rc" >&2
+  grep '^summary:' "${server_outs[i]}" >>"$summaries" || echo "$SCRIPT: echo-epoll pid ${server_pids[i]} printed no summary" >&2
+done
+
+# ---- merge and report --------------------------------------------------------
+
+read -r overflows_after timeouts_after <<<"$(tcpext)"
+
+for ((i = 0; i < ${#client_pids[@]}; i++)); do
+  if [[ ! -s "${jsons[i]}" ]]; then
+    echo "$SCRIPT: loadgen $i (exit ${client_rc[i]}) wrote no report:" >&2
+    tail -n 5 "$tmp/client-$i.err" "$tmp/client-$i.out" >&2
+    exit 1
+  fi
+done
+grep -h '^preflight' "$tmp"/client-*.err | sed 's/^/  loadgen /' | head -n 2 || true
+echo
+echo "== loadgen merge of ${#jsons[@]} reports"
+"$loadgen" merge "${jsons[@]}" --json "$tmp/merged.json" --allow-errors
+[[ -z "$out" ]] || echo "(reports kept in $tmp)"
+echo
+"$py" - "$tmp/merged.json" "$samples" "$summaries" "$conns" "$rate" "$warmup" "$slab_before" "$t_start" \
+  "$((overflows_after - overflows_before)) $((timeouts_after - timeouts_before)) $load_before $(cut -d' ' -f1-3 /proc/loadavg)" \
+  "${jsons[@]}" <<'PY'
+import json, os, sys
+merged = json.load(open(sys.argv[1]))
+samples = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+summaries = [l.split() for l in open(sys.argv[3])]
+conns, rate, warmup, slab_before = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
+t_start = float(sys.argv[8])
+overflows, timeouts, *loads = sys.argv[9].split()
+parts = [json.load(open(p)) for p in sys.argv[10:]]
+hz = os.sysconf("SC_CLK_TCK")
+
+ups = [p["all_up_s"] for p in parts]
+all_up = None if any(u is None for u in ups) else max(ups)
+errors = merged["errors_total"] + merged["connect_failures"]
+lat, unc = merged["latency_us"], merged["latency_uncorrected_us"]
+print(f"{conns} connections in {len(parts)} loadgen processes:")
+print(f"  all up after      " + (f"{all_up:.2f} s (slowest process; per process " +
+      ", ".join(f"{u:.2f}" for u in ups) + ")" if all_up is not None else "never: not every connection came up"))
+print(f"  most open at once {sum(p['max_open'] for p in parts)} (summed over the processes; per process "
+      + ", ".join(str(p["max_open"]) for p in parts) + ")")
+print(f"  kernel drops      {overflows} SYNs dropped at a full accept queue (ListenOverflows), "
+      f"{timeouts} retransmission timeouts (TCPTimeouts), whole machine")
+print(f"  machine load      {' '.join(loads[:3])} before, {' '.join(loads[3:])} after (1/5/15-minute load average; 2 CPUs)")
+print(f"  errors            {merged['errors_total']} (connect failures {merged['connect_failures']}, reconnects {merged['reconnects']})"
+      + "".join(f"\n    {e['kind']} {e['code']}: {e['count']} ({e['text']})" for e in merged["errors"]))
+print(f"  requests          {merged['requests']} counted over {merged['duration_s']:.1f} s = {merged['requests_per_s']:.0f}/s (asked {rate}/s)")
+print(f"  latency           p50 {lat['p50']:.0f} us, p90 {lat['p90']:.0f}, p99 {lat['p99']:.0f}, p99.9 {lat['p99_9']:.0f}, max {lat['max']:.0f} (from the intended send)")
+print(f"  uncorrected       p50 {unc['p50']:.0f} us, p99 {unc['p99']:.0f}, max {unc['max']:.0f}")
+
+# Memory at the peak of the slab, RSS at their peaks; both against the start.
+def rss(s, side):
+    return sum(v[2] for v in s[side].values())
+peak_slab = max(s["slab"] for s in samples)
+srv_rss0 = rss(samples[0], "server")
+srv_peak = max(rss(s, "server") for s in samples)
+cli_peak = max(rss(s, "client") for s in samples)
+tcp_peak = max((s["tcp"].get("inuse", 0) for s in samples), default=0)
+kernel = (peak_slab - slab_before) * 1024
+print(f"  kernel memory     Slab +{(peak_slab - slab_before) / 1024:.0f} MiB = {kernel / conns:.0f} B per connection "
+      f"(both ends: 2 sockets, 2 files, 2 epoll items; whole machine, /proc/meminfo)")
+# The caches one connection uses, counted in objects (so that other caches
+# shrinking or growing meanwhile, TIME_WAIT buckets included, do not count).
+c0 = samples[0]["caches"]
+cpeak = max(samples, key=lambda s: s["caches"].get("TCP", [0, 0])[0])["caches"]
+per = {k: (cpeak[k][0] - c0.get(k, [0, 0])[0]) * cpeak[k][1] / conns for k in cpeak}
+if per:
+    print(f"  socket caches     {sum(per.values()):.0f} B per connection at the peak of TCP objects: " +
+          ", ".join(f"{k} {v:.0f}" for k, v in per.items() if abs(v) >= 1) + " (/proc/slabinfo, active objects)")
+print(f"  TCP sockets       {tcp_peak} in use at the peak (/proc/net/sockstat: both ends)")
+print(f"  server RSS        {srv_rss0 / 1024:.1f} MiB at the start, {srv_peak / 1024:.1f} MiB at the peak: "
+      f"{(srv_peak - srv_rss0) * 1024 / conns:.0f} B per connection")
+print(f"  client RSS        {cli_peak / 1024:.1f} MiB at the peak in all loadgens: {cli_peak * 1024 / conns:.0f} B per connection")
+
+# CPU over the counted window: the samples after the warm-up while every
+# client still ran.
+win = [s for s in samples if s["t"] - t_start >= warmup and len(s["client"]) >= len(parts)]
+if len(win) >= 2:
+    a, b = win[0], win[-1]
+    secs = b["t"] - a["t"]
+    def ticks(side):
+        return sum(v[0] + v[1] - a[side].get(p, [0, 0])[0] - a[side].get(p, [0, 0])[1] for p, v in b[side].items())
+    def pct(side, i):
+        return 100.0 * sum(v[i] - a[side].get(p, [0, 0])[i] for p, v in b[side].items()) / hz / secs
+    print(f"  CPU ({secs:.1f} s counted, % of one CPU)")
+    print(f"    servers         user {pct('server', 0):.1f}%  system {pct('server', 1):.1f}%")
+    print(f"    loadgens        user {pct('client', 0):.1f}%  system {pct('client', 1):.1f}%")
+    names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq"]
+    for cpu in sorted(k for k in b["cpu"] if k != "cpu"):
+        d = [y - x for x, y in zip(a["cpu"][cpu], b["cpu"][cpu])]
+        tot = sum(d[:8]) or 1
+        print(f"    {cpu:<15} " + "  ".join(f"{n} {100 * v / tot:.0f}%" for n, v in zip(names, d) if n in ("user", "system", "softirq", "idle"))
+              + "  (the whole machine: other work included)")
+    if merged["requests_per_s"] > 0:
+        print(f"    server CPU per request: {ticks('server') / hz / secs / merged['requests_per_s'] * 1e6:.1f} us")
+else:
+    print("  CPU               not enough samples in the counted window")
+
+tot = {}
+for words in summaries:
+    for w in words[1:]:
+        k, _, v = w.partition("=")
+        tot[k] = tot.get(k, 0) + int(v)
+print(f"  server summary    " + " ".join(f"{k}={v}" for k, v in tot.items()) + f" ({len(summaries)} summary line(s))")
+
+goals = [("all up < 10 s", all_up is not None and all_up < 10),
+         ("0 errors", errors == 0),
+         ("p99 < 10 ms", lat["p99"] < 10000),
+         (">= 20 s counted after all up", all_up is not None and all_up <= warmup and merged["duration_s"] >= 20)]
+for name, ok in goals:
+    print(f"  goal {name:<28} {'met' if ok else 'MISSED'}")
+sys.exit(0 if all(ok for _, ok in goals) else 1)
+PY

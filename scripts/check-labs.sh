@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# check-labs.sh — run every checked exercise of labs/*/LAB.md and check its prediction.
+#
+# Usage: scripts/check-labs.sh [--build-dir DIR] [--lab NN] [--exercise ID] [--list]
+#                              [--labs-dir DIR] [--scratch DIR] [--keep-scratch]
+#
+# An exercise is a fenced block of a LAB.md whose info string is
+#     ```sh exercise=ID timeout=SECONDS [solution=solutions/NAME.patch targets=T1,T2]
+# Its body is a bash script run from the repository root (stdin /dev/null,
+# bounded by its timeout: default 30 s, at most 120). Its comment lines
+#     # expect: /ERE/            some stdout line matches
+#     # expect: !/ERE/           no stdout line matches
+#     # expect: KEY in LO..HI    the last stdout line KEY=NUMBER has LO <= NUMBER <= HI
+#     # expect: A/B in LO..HI    the ratio of the last A=NUMBER and B=NUMBER lines
+# are checked against its stdout; the block must also exit 0.
+# solution= names a patch relative to the lab's folder (made with `git diff`,
+# applied from the repository root). The checker copies the tracked files of
+# the working tree once into DIR/check-labs/src, configures that copy once
+# (same build type and compiler as DIR), and for each such exercise applies
+# the patch, builds only the targets, runs the block from the copy (its
+# build/bin first on PATH), then reverts the patch.
+#
+# Prints one line per exercise — lab | exercise | predicted | observed | PASS/FAIL
+# — then `N passed, N failed`. Exit 0 when none failed, 1 when some did,
+# 2 on bad usage, 3 when DIR/bin does not exist (build first).
+#   --build-dir DIR   the build to test (default build/)
+#   --lab NN          only the labs whose folder name starts with NN (repeatable)
+#   --exercise ID     only the exercises named ID (repeatable)
+#   --list            list the exercises and their predictions; run nothing
+#   --labs-dir DIR    where the NN-*/LAB.md folders are (default labs/)
+#   --scratch DIR     where to copy the tree for the patches (default DIR/check-labs)
+#   --keep-scratch    leave the copy in place (it is removed at the end)
+# Every exercise uses loopback only and ports from --port 0 (see scripts/lab.sh).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT="check-labs.sh"
+build_dir="$ROOT/build"
+labs_dir="$ROOT/labs"
+list_only=0
+keep_scratch=0
+scratch=""
+lab_filters=()
+exercise_filters=()
+readonly BUILD_TIMEOUT=900
+
+usage() {
+    # The header comment: every line after the shebang up to the first non-comment.
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
+}
+usage_error() {
+    echo "$SCRIPT: $1" >&2
+    exit 2
+}
+
+while (($#)); do
+    case "$1" in
+    --build-dir) [[ $# -ge 2 ]] || usage_error "--build-dir needs a directory"; build_dir="$2"; shift ;;
+    --build-dir=*) build_dir="${1#*=}" ;;
+    --lab) [[ $# -ge 2 ]] || usage_error "--lab needs a lab number"; lab_filters+=("$2"); shift ;;
+    --exercise) [[ $# -ge 2 ]] || usage_error "--exercise needs an id"; exercise_filters+=("$2"); shift ;;
+    --labs-dir) [[ $# -ge 2 ]] || usage_error "--labs-dir needs a directory"; labs_dir="$2"; shift ;;
+    --scratch) [[ $# -ge 2 ]] || usage_error "--scratch needs a directory"; scratch="$2"; shift ;;
+    --list) list_only=1 ;;
+    --keep-scratch) keep_scratch=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage_error "unknown argument '$1' (--help)" ;;
+    esac
+    shift
+done
+[[ "$build_dir" == /* ]] || build_dir="$PWD/$build_dir"
+[[ "$labs_dir" == /* ]] || labs_dir="$PWD/$labs_dir"
+[[ -d "$labs_dir" ]] || usage_error "$labs_dir: no such directory"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/check-labs.XXXXXX")"
+[[ -n "$scratch" ]] || scratch="$build_dir/check-labs"
+[[ "$scratch" == /* ]] || scratch="$PWD/$scratch"
+scratch_made=0
+cleanup() {
+    rm -rf "$work"
+    if ((scratch_made && !keep_scratch)); then
+        rm -rf "$scratch/src" "$scratch/configure.log"
+        rmdir "$scratch" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+# ---- 1. extract the exercise blocks ------------------------------------------
+# One record per block in $work/index (fields separated by \037: lab, id, timeout,
+# solution, targets, body file, LAB.md line), the body in $work/blocks/N.sh.
+mkdir -p "$work/blocks"
+: >"$work/index"
+n=0
+for sheet in "$labs_dir"/*/LAB.md; do
+    [[ -f "$sheet" ]] || continue
+    lab="$(basename "$(dirname "$sheet")")"
+    if ((${#lab_filters[@]})); then
+        keep=0
+        for f in "${lab_filters[@]}"; do [[ "$lab" == "$f"* ]] && keep=1; done
+        ((keep)) || continue
+    fi
+    # awk writes the bodies and prints one index line per block.
+    awk -v lab="$lab" -v dir="$work/blocks" -v start="$n" '
+        function fail(msg) { printf "%s: %s:%d: %s\n", "check-labs.sh", FILENAME, NR, msg > "/dev/stderr"; bad = 1 }
+        !inside && /^[ \t]*```sh[ \t]+.*exercise=/ {
+            match($0, /^[ \t]*/); indent = RLENGTH
+            id = ""; timeout = 30; solution = ""; targets = ""
+            n = split(substr($0, indent + 6), kv, /[ \t]+/)
+            for (i = 1; i <= n; i++) {
+                if (kv[i] == "") continue
+                eq = index(kv[i], "=")
+                k = substr(kv[i], 1, eq - 1); v = substr(kv[i], eq + 1)
+                if (k == "exercise") id = v
+                else if (k == "timeout") timeout = v
+                else if (k == "solution") solution = v
+                else if (k == "targets") targets = v
+                else fail("unknown key \"" k "\" in the info string")
+            }
+            if (id !~ /^[A-Za-z0-9_.-]+$/) fail("bad exercise id \"" id "\"")
+            if (timeout !~ /^[0-9]+$/ || timeout + 0 < 1 || timeout + 0 > 120) fail("timeout must be 1..120 seconds")
+            if (id in seen) fail("exercise id \"" id "\" used twice")
+            if (targets != "" && solution == "") fail("targets= without solution=")
+            seen[id] = 1
+            start++; file = dir "/" start ".sh"; line = NR
+            printf "" > file
+            inside = 1; next
+        }
+        inside && /^[ \t]*```[ \t]*$/ {
+            close(file); inside = 0
+            printf "%s\037%s\037%s\037%s\037%s\037%s\037%d\n", lab, id, timeout, solution, targets, file, line
+            next
+        }
+        inside {
+            body = $0
+            if (indent > 0 && substr(body, 1, indent) ~ /^[ \t]*$/) body = substr(body, indent + 1)
+            print body > file
+        }
+        END {
+            if (inside) fail("exercise \"" id "\" has no closing fence")
+            exit bad
+        }' "$sheet" >>"$work/index" || { echo "$SCRIPT: $sheet: malformed exercise block" >&2; exit 1; }
+    n="$(wc -l <"$work/index")"
+done
+
+if ((${#exercise_filters[@]})); then
+    awk -F '\037' -v ids="${exercise_filters[*]}" 'BEGIN { split(ids, a, " "); for (i in a) want[a[i]] = 1 } $2 in want' \
+        "$work/index" >"$work/index.f"
+    mv "$work/index.f" "$work/index"
+fi
+if [[ ! -s "$work/index" ]]; then
+    echo "$SCRIPT: no exercise found in $labs_dir/*/LAB.md (filters: ${lab_filters[*]:-} ${exercise_filters[*]:-})" >&2
+    exit 2
+fi
+
+# The predictions of a block, one per line, without the "# expect:" prefix.
+expectations() {
+    sed -n 's/^[[:space:]]*#[[:space:]]*expect:[[:space:]]*//p' "$1" | sed 's/[[:space:]]*$//'
+}
+joined_expectations() {
+    local out=""
+    while IFS= read -r e; do out+="${out:+; }$e"; done < <(expectations "$1")
+    echo "${out:-(none)}"
+}
+
+if ((list_only)); then
+    while IFS=$'\037' read -r lab id timeout solution targets file _; do
+        extra=""
+        [[ -n "$solution" ]] && extra=" solution=$solution targets=$targets"
+        echo "$lab | $id | timeout=${timeout}s$extra | predicted: $(joined_expectations "$file")"
+    done <"$work/index"
+    exit 0
+fi
+
+if [[ ! -d "$build_dir/bin" ]]; then
+    echo "$SCRIPT: $build_dir/bin does not exist: build first (cmake --preset default && cmake --build --preset default)" >&2
+    exit 3
+fi
+
+# ---- 2. checking one block's stdout against its predictions -------------------
+# last_value FILE KEY: the number of the last line KEY=NUMBER, or nothing.
+last_value() {
+    awk -v key="$2" '
+        index($0, key "=") == 1 {
+            v = substr($0, length(key) + 2); sub(/[ \t].*$/, "", v)
+            if (v ~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/) last = v
+        }
+        END { if (last != "") print last }' "$1"
+}
+# in_range VALUE LO HI: exit 0 when LO <= VALUE <= HI (floating point).
+in_range() {
+    awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v + 0 >= lo + 0 && v + 0 <= hi + 0) }'
+}
+
+# check_one SPEC STDOUT: prints what was observed; returns 0 when it holds.
+check_one() {
+    local spec="$1" out="$2" re key a b lo hi va vb ratio
+    if [[ "$spec" =~ ^!/(.*)/$ ]]; then
+        re="${BASH_REMATCH[1]}"
+        if grep -Eq -- "$re" "$out"; then
+            echo "a line matches: $(grep -Em1 -- "$re" "$out" | cut -c1-80)"
+            return 1
+        fi
+        echo "no line matches"
+        return 0
+    elif [[ "$spec" =~ ^/(.*)/$ ]]; then
+        re="${BASH_REMATCH[1]}"
+        if grep -Eq -- "$re" "$out"; then
+            echo "matched: $(grep -Em1 -- "$re" "$out" | cut -c1-80)"
+            return 0
+        fi
+        echo "no line matches /$re/"
+        return 1
+    elif [[ "$spec" =~ ^([A-Za-z_][A-Za-z0-9_]*)/([A-Za-z_][A-Za-z0-9_]*)[[:space:]]+in[[:space:]]+(-?[0-9.]+)\.\.(-?[0-9.]+)$ ]]; then
+        a="${BASH_REMATCH[1]}" b="${BASH_REMATCH[2]}" lo="${BASH_REMATCH[3]}" hi="${BASH_REMATCH[4]}"
+        va="$(last_value "$out" "$a")" vb="$(last_value "$out" "$b")"
+        if [[ -z "$va" || -z "$vb" ]]; then
+            echo "no ${a}= or ${b}= line"
+            return 1
+        fi
+        ratio="$(awk -v x="$va" -v y="$vb" 'BEGIN { if (y + 0 == 0) print "inf"; else printf "%.3g", x / y }')"
+        echo "$a/$b=$ratio ($va/$vb)"
+        [[ "$ratio" != inf ]] && in_range "$ratio" "$lo" "$hi"
+        return
+    elif [[ "$spec" =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]+in[[:space:]]+(-?[0-9.]+)\.\.(-?[0-9.]+)$ ]]; then
+        key="${BASH_REMATCH[1]}" lo="${BASH_REMATCH[2]}" hi="${BASH_REMATCH[3]}"
+        va="$(last_value "$out" "$key")"
+        if [[ -z "$va" ]]; then
+            echo "no ${key}= line"
+            return 1
+        fi
+        echo "$key=$va"
+        in_range "$va" "$lo" "$hi"
+        return
+    fi
+    echo "unreadable prediction '$spec'"
+    return 1
+}
+
+# ---- 3. the scratch copy for solution patches ----------------------------------
+scratch_ready=0
+scratch_broken=""
+prepare_scratch() {
+    ((scratch_ready)) && return 0
+    [[ -n "$scratch_broken" ]] && return 1
+    scratch_ready=1
+    echo "-- copying the tracked tree to $scratch/src for the solution patches" >&2
+    rm -rf "$scratch/src"
+    mkdir -p "$scratch/src"
+    scratch_made=1
+    # The tracked files as they are in the working tree (edits included).
+    (cd "$ROOT" && git ls-files -z | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) |
+        tar -xf - -C "$scratch/src"
+    # A repository of its own, so that `git apply` patches paths from its
+    # root (inside the parent repository it would skip them silently).
+    git init -q "$scratch/src"
+}
+# Configured once, when the first patch with targets= needs a build.
+configured=0
+configure_scratch() {
+    ((configured)) && return 0
+    [[ -n "$scratch_broken" ]] && return 1
+    configured=1
+    echo "-- configuring $scratch/src/build (once per run)" >&2
+    local cache="$build_dir/CMakeCache.txt" type="RelWithDebInfo" cxx="" cc="" args=()
+    if [[ -f "$cache" ]]; then
+        type="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")"
+        cxx="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$cache")"
+        cc="$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$cache")"
+        grep -q '^IOLAB_SANITIZE:BOOL=ON' "$cache" && args+=(-DIOLAB_SANITIZE=ON)
+    fi
+    [[ -n "$cxx" ]] && args+=("-DCMAKE_CXX_COMPILER=$cxx")
+    [[ -n "$cc" ]] && args+=("-DCMAKE_C_COMPILER=$cc")
+    if command -v ccache >/dev/null; then
+        args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+        # Paths relative to a common parent let the copy hit the cache of the
+        # main build: only the patched files really compile.
+        export CCACHE_NOHASHDIR=1
+        export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(common_parent "$ROOT" "$scratch")}"
+    fi
+    if ! timeout "$BUILD_TIMEOUT" cmake -S "$scratch/src" -B "$scratch/src/build" -G Ninja \
+        "-DCMAKE_BUILD_TYPE=${type:-RelWithDebInfo}" "${args[@]}" >"$scratch/configure.log" 2>&1; then
+        scratch_broken="configure failed (see $scratch/configure.log)"
+        keep_scratch=1
+        return 1
+    fi
+}
+common_parent() {
+    local a="$1" b="$2"
+    while [[ "$b" != "$a" && "$b" != "$a"/* ]]; do a="$(dirname "$a")"; done
+    echo "$a"
+}
+
+# ---- 4. run every exercise --------------------------------------------------------
+passed=0
+failed=0
+while IFS=$'\037' read -r lab id timeout solution targets file line <&3; do
+    predicted="$(joined_expectations "$file")"
+    observed=()
+    ok=1
+    run_dir="$ROOT"
+    run_build="$build_dir"
+    patch=""
+    if [[ -n "$solution" ]]; then
+        patch="$labs_dir/$lab/$solution"
+        if [[ ! -f "$patch" ]]; then
+            observed+=("no patch $solution")
+            ok=0
+        elif ! prepare_scratch; then
+            observed+=("$scratch_broken")
+            ok=0
+        elif ! (cd "$scratch/src" && git apply "$patch") 2>"$work/apply.err"; then
+            observed+=("patch does not apply: $(head -c 120 "$work/apply.err" | tr '\n' ' ')")
+            ok=0
+            patch=""
+        else
+            echo "-- $lab/$id: building ${targets:-nothing} with $solution" >&2
+            IFS=',' read -r -a tlist <<<"$targets"
+            if ((${#tlist[@]})) && ! configure_scratch; then
+                observed+=("$scratch_broken")
+                ok=0
+            elif ((${#tlist[@]})) && ! timeout "$BUILD_TIMEOUT" cmake --build "$scratch/src/build" --target "${tlist[@]}" \
+                >"$work/build.log" 2>&1; then
+                observed+=("build failed: $(grep -m1 -E 'error|Error' "$work/build.log" | cut -c1-120)")
+                ok=0
+            fi
+            run_dir="$scratch/src"
+            run_build="$scratch/src/build"
+        fi
+    fi
+    if ((ok)); then
+        if [[ -z "$(expectations "$file")" ]]; then
+            observed+=("the block predicts nothing (no '# expect:' line)")
+            ok=0
+        fi
+        status=0
+        (cd "$run_dir" && IOLAB_BUILD_DIR="$run_build" \
+            timeout --kill-after=5 "$timeout" bash "$file" </dev/null >"$work/out" 2>"$work/err") || status=$?
+        if ((status == 124 || status == 137)); then
+            observed+=("timed out after ${timeout}s")
+            ok=0
+        elif ((status != 0)); then
+            observed+=("exit $status")
+            ok=0
+        fi
+        while IFS= read -r spec; do
+            if o="$(check_one "$spec" "$work/out")"; then
+                observed+=("$o")
+            else
+                observed+=("$o")
+                ok=0
+            fi
+        done < <(expectations "$file")
+    fi
+    if [[ -n "$patch" ]]; then
+        (cd "$scratch/src" && git apply -R "$patch") || {
+            echo "$SCRIPT: cannot revert $patch in $scratch/src" >&2
+            exit 1
+        }
+    fi
+    obs=""
+    for o in "${observed[@]}"; do obs+="${obs:+; }$o"; done
+    if ((ok)); then
+        verdict=PASS
+        passed=$((passed + 1))
+    else
+        verdict=FAIL
+        failed=$((failed + 1))
+    fi
+    echo "$lab | $id | predicted: $predicted | observed: $obs | $verdict"
+    if ((!ok)); then
+        echo "   ($labs_dir/$lab/LAB.md:$line) last lines of its stdout and stderr:" >&2
+        tail -n 8 "$work/out" 2>/dev/null | sed 's/^/   out: /' >&2 || true
+        tail -n 8 "$work/err" 2>/dev/null | sed 's/^/   err: /' >&2 || true
+        if [[ -f "$work/build.log" ]]; then
+            grep -m3 -E 'error' "$work/build.log" | sed 's/^/   build: /' >&2 || true
+        fi
+    fi
+    rm -f "$work/out" "$work/err" "$work/build.log"
+done 3<"$work/index"
+
+echo "$passed passed, $failed failed"
+((failed == 0))

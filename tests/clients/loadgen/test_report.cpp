@@ -1,0 +1,120 @@
+// Unit tests of loadgen's report: merging N processes' JSON reports gives the
+// figures one process would have had with all the samples; --start-at's
+// instants.
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "clients/loadgen/options.hpp"
+#include "clients/loadgen/report.hpp"
+
+using loadgen::Options;
+using loadgen::Results;
+
+namespace {
+
+// One sample's worth of every figure.
+void add_sample(Results& r, uint64_t latency_ns, uint64_t intended_lag_ns, int status) {
+    r.latency.record(latency_ns + intended_lag_ns);
+    r.uncorrected.record(latency_ns);
+    r.requests += 1;
+    r.bytes_in += 100;
+    r.bytes_out += 40;
+    r.status[status] += 1;
+}
+
+// Through the file format, as `loadgen merge` reads it.
+void round_trip(const Options& o, const Results& r, Options& oo, Results& ro) {
+    loadgen::from_json(nlohmann::json::parse(loadgen::to_json(o, r).dump()), oo, ro);
+}
+
+}  // namespace
+
+TEST_CASE("merge of N reports equals one report of all their samples", "[unit]") {
+    std::mt19937_64 rng(99);
+    for (int n : {2, 5, 8}) {
+        Options o;
+        o.mode = loadgen::Mode::echo;
+        o.target_names = {"127.0.0.1:9000"};
+        o.rate = 8000;
+        o.duration_s = 20;
+        Results all;
+        all.duration_s = 20;
+        std::vector<Options> opts(static_cast<std::size_t>(n), o);
+        std::vector<Results> parts(static_cast<std::size_t>(n));
+        for (auto& p : parts)
+            p.duration_s = 20;
+        for (auto& po : opts) {
+            po.connections = 1000;
+            po.threads = 1;
+            po.rate = o.rate / n;
+        }
+        for (int i = 0; i < 100'000; ++i) {
+            // A long-tailed latency: most near 50 us, a few up to seconds.
+            const uint64_t lat =
+                20'000 + rng() % 60'000 + (rng() % 1000 == 0 ? rng() % 2'000'000'000 : 0);
+            const uint64_t lag = rng() % 5'000;
+            const int status = rng() % 50 == 0 ? 503 : 200;
+            add_sample(all, lat, lag, status);
+            add_sample(parts[rng() % static_cast<std::size_t>(n)], lat, lag, status);
+        }
+        for (auto& p : parts) {
+            p.connect.record(100'000 + rng() % 1000);
+            all.connect.merge(p.connect);
+            p.connects = 1000;
+            p.errors[{"closed", 0}] = {"connection closed by the server", 3};
+            p.rps = static_cast<double>(p.requests) / p.duration_s;
+        }
+        Options mo;
+        Results merged;
+        round_trip(opts[0], parts[0], mo, merged);
+        for (std::size_t k = 1; k < parts.size(); ++k) {
+            Options po;
+            Results pr;
+            round_trip(opts[k], parts[k], po, pr);
+            loadgen::merge_into(mo, merged, po, pr);
+        }
+        INFO(n << " reports");
+        CHECK(merged.runs == n);
+        CHECK(mo.connections == 1000u * static_cast<unsigned>(n));
+        CHECK(mo.rate == Approx(o.rate));
+        CHECK(merged.requests == all.requests);
+        CHECK(merged.bytes_in == all.bytes_in);
+        CHECK(merged.bytes_out == all.bytes_out);
+        CHECK(merged.status == all.status);
+        CHECK(merged.connects == 1000u * static_cast<unsigned>(n));
+        CHECK(merged.error_total() == 3u * static_cast<unsigned>(n));
+        CHECK(merged.rps == Approx(static_cast<double>(all.requests) / 20));
+        for (auto [m, a] : {std::pair{&merged.latency, &all.latency},
+                            std::pair{&merged.uncorrected, &all.uncorrected},
+                            std::pair{&merged.connect, &all.connect}}) {
+            CHECK(m->counts() == a->counts());  // bucket by bucket
+            CHECK(m->count() == a->count());
+            CHECK(m->min() == a->min());
+            CHECK(m->max() == a->max());
+            CHECK(m->sum() == a->sum());
+            for (double p : {50.0, 90.0, 99.0, 99.9, 99.99})
+                CHECK(m->percentile(p) == a->percentile(p));
+        }
+        // What the merged report prints is what the single one prints.
+        o.connections = 1000u * static_cast<unsigned>(n);
+        o.threads = static_cast<unsigned>(n);
+        all.runs = n;
+        all.connects = merged.connects;
+        all.errors = merged.errors;
+        all.rps = merged.rps;
+        CHECK(loadgen::to_json(mo, merged).dump() == loadgen::to_json(o, all).dump());
+    }
+}
+
+TEST_CASE("loadgen --start-at instants: Unix seconds and ISO-8601 UTC", "[unit]") {
+    CHECK(loadgen::parse_instant("1764633600") == 1764633600.0);
+    CHECK(loadgen::parse_instant("1764633600.25") == Approx(1764633600.25).epsilon(1e-15));
+    CHECK(loadgen::parse_instant("2025-12-02T00:00:00Z") == 1764633600.0);
+    CHECK(loadgen::parse_instant("2025-12-02T00:00:00.25Z") ==
+          Approx(1764633600.25).epsilon(1e-15));
+    CHECK(loadgen::parse_instant("2025-12-02T00:00:01+00:00") == 1764633601.0);
+    for (const char* bad :
+         {"", "soon", "12abc", "-5", "2025-12-02T00:00:00", "2025-12-02T00:00:00+02:00",
+          "2025-12-02 00:00:00Z", "2025-12-02T00:00:00.Z"})
+        CHECK_THROWS_AS(loadgen::parse_instant(bad), std::invalid_argument);
+}

@@ -1,0 +1,116 @@
+// scripts/check-labs.sh against its fixture labs/00-selftest: every exercise
+// whose id starts with "pass" passes and every one starting with "fail" fails
+// (a wrong range, a missing line, a forbidden line, a wrong ratio, a non-zero
+// exit, a timeout, no prediction, a patch that does not apply), the closing
+// count matches, the exit code is 1, and servers the blocks started are gone.
+#include <signal.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include "tests/support/process.hpp"
+
+using namespace iolab::test;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kScript = std::string(IOLAB_SOURCE_DIR) + "/scripts/check-labs.sh";
+const std::string kFixture = std::string(IOLAB_SOURCE_DIR) + "/tests/scripts/test_check_labs/labs";
+const std::string kBuild = fs::path(IOLAB_BIN_DIR).parent_path().string();
+
+struct TempDir {
+    fs::path path;
+    TempDir()
+        : path(fs::temp_directory_path() / ("check-labs-test-" + std::to_string(::getpid()))) {}
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+// exercise id -> its verdict line ("lab | id | predicted: … | observed: … | PASS").
+std::map<std::string, std::string> verdicts(const std::string& out) {
+    std::map<std::string, std::string> v;
+    std::istringstream in(out);
+    std::string line;
+    const std::regex row(
+        R"(^00-selftest \| ([a-z0-9-]+) \| predicted: .* \| observed: .* \| (PASS|FAIL)$)");
+    std::smatch m;
+    while (std::getline(in, line)) {
+        if (std::regex_match(line, m, row)) v[m[1].str()] = line;
+    }
+    return v;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("check-labs passes true predictions and fails false ones", "[check-labs]") {
+    TempDir scratch;
+    auto r = run({kScript, "--labs-dir", kFixture, "--build-dir", kBuild, "--scratch",
+                  scratch.path.string()},
+                 90s);
+    INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+    REQUIRE(r.exit_code == 1);
+    auto v = verdicts(r.out);
+    int pass = 0, fail = 0;
+    for (const auto& [id, line] : v) {
+        INFO(line);
+        if (id.rfind("pass", 0) == 0) {
+            CHECK(ends_with(line, "| PASS"));
+            ++pass;
+        } else {
+            REQUIRE(id.rfind("fail", 0) == 0);
+            CHECK(ends_with(line, "| FAIL"));
+            ++fail;
+        }
+    }
+    CHECK(pass == 6);
+    CHECK(fail == 9);
+    CHECK(r.out.find("\n6 passed, 9 failed\n") != std::string::npos);
+    // What the failures observed, so a FAIL is for the stated reason.
+    CHECK(v["fail-range"].find("observed: value=5 |") != std::string::npos);
+    CHECK(v["fail-exit"].find("exit 3") != std::string::npos);
+    CHECK(v["fail-timeout"].find("timed out after 1s") != std::string::npos);
+    CHECK(v["fail-solution-conflict"].find("patch does not apply") != std::string::npos);
+    // The server the pass-cleanup block left running was stopped with it.
+    std::smatch m;
+    REQUIRE(std::regex_search(r.out, m, std::regex(R"(left_running=([0-9]+))")));
+    const pid_t pid = std::stoi(m[1].str());
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    CHECK(name != "echo-poll");
+}
+
+TEST_CASE("check-labs exits 0 when every selected exercise passes", "[check-labs]") {
+    TempDir scratch;
+    auto r = run({kScript, "--labs-dir", kFixture, "--build-dir", kBuild, "--scratch",
+                  scratch.path.string(), "--exercise", "pass-forms", "--exercise", "pass-solution"},
+                 60s);
+    INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("\n2 passed, 0 failed\n") != std::string::npos);
+}
+
+TEST_CASE("check-labs lists without running and refuses bad usage", "[check-labs]") {
+    auto list = run({kScript, "--labs-dir", kFixture, "--list"}, 20s);
+    CHECK(list.exit_code == 0);
+    CHECK(list.out.find("00-selftest | fail-range | timeout=10s | predicted: value in 10..20") !=
+          std::string::npos);
+    CHECK(list.out.find("passed") == std::string::npos);
+    auto bad = run({kScript, "--bogus"}, 20s);
+    CHECK(bad.exit_code == 2);
+    CHECK(bad.err == "check-labs.sh: unknown argument '--bogus' (--help)\n");
+}
