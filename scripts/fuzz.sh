@@ -73,7 +73,9 @@ for t in "${run[@]}"; do
   merged="$build/fuzz/merged/$t"
   rm -rf "$merged"; mkdir -p "$merged"
   "$build/fuzz/fuzz_$t" -merge=1 "$merged" "$corpus" "$work" >/dev/null 2>&1
-  rm -rf "$corpus"; mkdir -p "$corpus"
+  # Named regression inputs (regress-*: past findings) stay whatever the
+  # merge keeps.
+  find "$corpus" -type f ! -name 'regress-*' -delete
   cp "$merged"/* "$corpus"/ 2>/dev/null || true
   echo "fuzz.sh: fuzz_$t ${seconds}s without a finding; corpus $(find "$corpus" -type f | wc -l) files"
 done
