@@ -761,7 +761,12 @@ Url parse_url(std::string_view text) {
         if (close == std::string_view::npos) throw UrlError("unterminated IPv6 literal");
         std::string lit(auth.substr(1, close - 1));
         in6_addr a6{};
-        if (lit.empty() || ::inet_pton(AF_INET6, lit.c_str(), &a6) != 1) {
+        // inet_pton reads a C string: a NUL inside the brackets would hide
+        // what follows it (found by fuzz/url_fuzz.cpp), so check every byte.
+        const bool plain = std::all_of(lit.begin(), lit.end(), [](char c) {
+            return hex_value(c) >= 0 || c == ':' || c == '.';
+        });
+        if (lit.empty() || !plain || ::inet_pton(AF_INET6, lit.c_str(), &a6) != 1) {
             throw UrlError("invalid IPv6 literal [" + lit + "]");
         }
         for (char c : lit)

@@ -3,10 +3,13 @@
 //
 // The input is a script of steps. Each step's first byte picks the client
 // (low 2 bits) and what happens: bytes from that client (the next byte is
-// the length, then that many bytes), the clock moving on, the client's
-// output being flushed, the client going away, or a new connection. After
-// every step: a client the Hub closed is reported disconnected, as the I/O
-// layer does; output never passes max_queue plus one line's worth; the open
+// the length, then that many bytes; the I/O layer does not read a client
+// whose input is held by flood control, so neither do we), the clock moving
+// on (held input whose time has come is resumed, as the server's timer
+// does), the client's output being flushed, the client going away, or a new
+// connection. After every step: a client the Hub closed is reported
+// disconnected, as the I/O layer does; output never passes max_queue plus
+// one reply; held input never passes max_input plus one read; the open
 // count never passes max_clients. At the end the Hub shuts down cleanly.
 #include <cstddef>
 #include <cstdint>
@@ -49,6 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     limits.rate_limit = 5;
     limits.max_clients = 3;
     limits.notices_max = 2;
+    limits.max_input = 1024;
     iolab::chat::Hub hub(limits);
     auto now = iolab::chat::Clock::time_point{} + std::chrono::hours(1);
     Client clients[4];
@@ -67,14 +71,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
                 if (at >= size) break;
                 std::size_t n = data[at++] % 96;
                 n = std::min(n, size - at);
-                if (c.session && !c.conn->closed_) {
+                if (c.session && !c.conn->closed_ && !c.session->held()) {
                     hub.receive(*c.session, {reinterpret_cast<const char*>(data + at), n}, now);
                 }
                 at += n;
                 break;
             }
-            case 2:  // time passes
+            case 2:  // time passes; held input whose tokens are back goes on
                 now += std::chrono::milliseconds(op * 10);
+                for (Client& k : clients) {
+                    if (k.session && !k.conn->closed_ && k.session->held() &&
+                        hub.resume_at(*k.session) <= now) {
+                        hub.resume(*k.session, now);
+                    }
+                }
                 break;
             case 3:  // the client's output reaches the socket
                 if (c.conn) c.conn->flush();
@@ -96,9 +106,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
                 k.session = nullptr;
                 k.conn.reset();
             }
-            if (k.conn)
-                check(k.conn->queued() <=
-                      limits.max_queue + 8192);  // one reply past the check at most
+            // Output: one reply past the max_queue check at most. Held input:
+            // one read (< 96 bytes) and one unfinished line past max_input.
+            if (k.conn) check(k.conn->queued() <= limits.max_queue + 8192);
+            if (k.session) check(k.session->backlog() <= limits.max_input + 96 + limits.max_line);
         }
         check(hub.open_sessions() <= limits.max_clients);
     }

@@ -4,10 +4,12 @@
 #   scripts/fuzz.sh all SECONDS        each target in turn, SECONDS each
 #   scripts/fuzz.sh --help
 # Configures its own build directory (build-fuzz/, clang, -DIOLAB_FUZZ=ON;
-# --build-dir DIR to change it), builds the target and runs it on a working
-# copy of fuzz/corpus/TARGET. Inputs that reach new coverage are merged back
-# into fuzz/corpus/TARGET (libFuzzer -merge=1 keeps the corpus minimal); the
-# test suite replays that directory. Prints libFuzzer's final cov:/ft: line.
+# --build-dir DIR to change it), builds the target and runs it with
+# fuzz/corpus/TARGET as its seed and a scratch directory for new inputs.
+# Inputs that reach new coverage are merged back into fuzz/corpus/TARGET
+# (libFuzzer -merge=1 keeps the corpus minimal); the test suite replays that
+# directory. Prints libFuzzer's final cov:/ft: line. One input may take 30 s
+# (-timeout): a loaded machine starves a run under nice.
 # Exit 0 when the time ran out without a finding; a finding leaves its
 # crash-*/leak-*/timeout-* file in BUILD/fuzz/findings/TARGET/ and exits 1;
 # usage errors exit 2.
@@ -54,12 +56,12 @@ for t in "${run[@]}"; do
   mkdir -p "$corpus" "$work" "$findings"
   echo "== fuzz_$t for ${seconds}s"
   set +e
-  "$build/fuzz/fuzz_$t" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+  "$build/fuzz/fuzz_$t" -max_total_time="$seconds" -max_len=4096 -timeout=30 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
     "$work" "$corpus" >"$build/fuzz/$t.log" 2>&1
   rc=$?
   set -e
-  grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE)' "$build/fuzz/$t.log" | tail -1 || true
+  grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "$build/fuzz/$t.log" | tail -1 || true
   grep -E '^stat::number_of_executed_units' "$build/fuzz/$t.log" || true
   if [ "$rc" -ne 0 ]; then
     echo "fuzz.sh: fuzz_$t stopped with exit code $rc; see $build/fuzz/$t.log and $findings/" >&2
@@ -71,7 +73,9 @@ for t in "${run[@]}"; do
   merged="$build/fuzz/merged/$t"
   rm -rf "$merged"; mkdir -p "$merged"
   "$build/fuzz/fuzz_$t" -merge=1 "$merged" "$corpus" "$work" >/dev/null 2>&1
-  rm -rf "$corpus"; mkdir -p "$corpus"
+  # Named regression inputs (regress-*: past findings) stay whatever the
+  # merge keeps.
+  find "$corpus" -type f ! -name 'regress-*' -delete
   cp "$merged"/* "$corpus"/ 2>/dev/null || true
   echo "fuzz.sh: fuzz_$t ${seconds}s without a finding; corpus $(find "$corpus" -type f | wc -l) files"
 done

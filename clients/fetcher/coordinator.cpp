@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "clients/fetcher/fetcher.hpp"
 #include "common/error.hpp"
 #include "common/io.hpp"
@@ -62,6 +64,15 @@ bool Coordinator::finished() {
 
 namespace {
 
+std::string quote(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        out.push_back(static_cast<unsigned char>(c) < 0x20 ? '?' : c);
+    }
+    return out + "\"";
+}
+
 // DIR/0007_site_page_3: the job's index keeps names unique.
 std::string file_name_for(std::size_t index, const Url& url) {
     std::string name = std::to_string(index);
@@ -90,10 +101,19 @@ void save_body(const std::string& dir, std::size_t index, const Url& url, Result
 
 }  // namespace
 
+std::string format_result(const Result& r) {
+    char ms[32];
+    std::snprintf(ms, sizeof ms, "%.1f", r.ms);
+    if (!r.answered()) return r.url + " error=" + quote(r.error) + " ms=" + ms + "\n";
+    return r.url + " status=" + std::to_string(r.status) + " bytes=" + std::to_string(r.bytes) +
+           " ms=" + ms + "\n";
+}
+
 void Coordinator::complete(const Job& job, Result result) {
-    if (!opts_.out_dir.empty() && result.ok()) save_body(opts_.out_dir, job.index, job.url, result);
+    if (!opts_.out_dir.empty() && result.answered())
+        save_body(opts_.out_dir, job.index, job.url, result);
     std::lock_guard lock(mu_);
-    if (!opts_.crawl.empty() && result.ok() && result.status == 200 &&
+    if (!opts_.crawl.empty() && result.answered() && result.status == 200 &&
         result.content_type.find("html") != std::string::npos) {
         for (const std::string& href : extract_links(result.body)) {
             try {
@@ -106,6 +126,13 @@ void Coordinator::complete(const Job& job, Result result) {
     }
     result.body.clear();
     result.body.shrink_to_fit();
+    if (opts_.as_completed) {
+        // Printed as it finishes, under the lock: one whole line at a time,
+        // whichever thread completes it.
+        std::string line = format_result(result);
+        auto w = iolab::write_all(1, {line.data(), line.size()});
+        if (!w.ok()) iolab::log_line("fetcher: " + w.describe("write", "stdout"));
+    }
     results_[job.index] = std::move(result);
     --outstanding_;
     changed_.notify_all();

@@ -29,6 +29,7 @@ struct Options {
     std::size_t max_pages = 100;     // --crawl: distinct URLs fetched at most
     std::string user_agent = std::string("iolab-fetcher/") + IOLAB_VERSION;
     uint64_t max_body = uint64_t{64} << 20;  // a body kept (crawl, -o) or counted
+    bool as_completed = false;               // print each result as it finishes
 
     [[nodiscard]] std::chrono::milliseconds timeout_ms() const {
         return std::chrono::milliseconds(static_cast<long>(timeout * 1000));
@@ -49,8 +50,16 @@ struct Result {
     std::string error;  // "connect 127.0.0.1:1: Connection refused", ...
     std::string content_type;
     std::string body;  // only when Options::keep_bodies()
-    [[nodiscard]] bool ok() const { return error.empty(); }
+    // A response arrived (whatever its status).
+    [[nodiscard]] bool answered() const { return error.empty(); }
+    // A response with a status below 400: what the summary counts as ok.
+    [[nodiscard]] bool ok() const { return answered() && status < 400; }
 };
+
+// The output line of one result (with its newline):
+//     URL status=200 bytes=10 ms=1.2
+//     URL error="connect 127.0.0.1:1: Connection refused" ms=0.1
+std::string format_result(const Result& r);
 
 // Hands out jobs and collects results. Thread-safe: the threads mode calls it
 // from every worker; the event-loop modes from their one thread.

@@ -3,6 +3,7 @@
 //
 // Usage: fetcher [--mode callbacks|coroutines|threads|sequential]
 //                [--concurrency N] [--threads N] [--timeout SEC] [-o DIR]
+//                [--as-completed]
 //                (URL... | -i FILE | --crawl URL [--max-pages N])
 //
 //   callbacks   (default) one thread, libevent's loop, each fetch a state
@@ -16,19 +17,28 @@
 // Name resolution never blocks the loop (evdns); the blocking modes call
 // getaddrinfo in their own thread. All four modes parse with common/http.
 //
-// Output: one line per URL in input order (crawl: discovery order)
+// -i FILE: one URL a line; blank lines and everything from a "#" that starts
+// a line or follows whitespace are ignored ("URL  # note" is URL); a line
+// with two words is an error.
+//
+// Output: one line per URL in input order (crawl: discovery order), like a
+// map over the URLs; with --as-completed each line as its fetch finishes
+// instead, like as_completed (every mode; sequential finishes in input order)
 //     http://127.0.0.1:8080/bytes/10 status=200 bytes=10 ms=1.2
 //     http://127.0.0.1:1/ error="connect 127.0.0.1:1: Connection refused" ms=0.1
 // then
-//     summary: mode=callbacks urls=20 ok=20 failed=0 bytes=200 seconds=0.210 pages_per_sec=95.2
-// Exit code: 0 when every URL got a response (whatever its status), 3 when
-// some failed, 2 for a usage error, 1 for an internal error.
+//     summary: mode=callbacks urls=20 ok=19 failed=1 bytes=200 seconds=0.210 pages_per_sec=95.2
+// ok counts responses with a status below 400; failed counts the rest (no
+// response, or a status of 400 and above).
+// Exit code: 0 when every URL is ok, 3 when some failed (an error or a
+// status >= 400), 2 for a usage error, 1 for an internal error.
 
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "clients/fetcher/fetcher.hpp"
 #include "common/error.hpp"
@@ -38,15 +48,6 @@
 namespace {
 
 using namespace fetcher;
-
-std::string quote(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out.push_back('\\');
-        out.push_back(static_cast<unsigned char>(c) < 0x20 ? '?' : c);
-    }
-    return out + "\"";
-}
 
 int run(const Options& opts, const std::vector<iolab::http::Url>& urls) {
     iolab::ignore_sigpipe();
@@ -70,16 +71,9 @@ int run(const Options& opts, const std::vector<iolab::http::Url>& urls) {
     std::size_t ok = 0;
     std::string out;
     for (const Result& r : results) {
-        char ms[32];
-        std::snprintf(ms, sizeof ms, "%.1f", r.ms);
-        if (r.ok()) {
-            ++ok;
-            bytes += r.bytes;
-            out += r.url + " status=" + std::to_string(r.status) +
-                   " bytes=" + std::to_string(r.bytes) + " ms=" + ms + "\n";
-        } else {
-            out += r.url + " error=" + quote(r.error) + " ms=" + ms + "\n";
-        }
+        if (r.ok()) ++ok;
+        if (r.answered()) bytes += r.bytes;
+        if (!opts.as_completed) out += format_result(r);  // else printed already
     }
     char summary[256];
     std::snprintf(summary, sizeof summary,
@@ -94,6 +88,67 @@ int run(const Options& opts, const std::vector<iolab::http::Url>& urls) {
     return ok == results.size() ? 0 : 3;
 }
 
+constexpr std::size_t kMaxUrls = 100000;
+
+// Adds one URL; false (after saying why) when it is not one or too many.
+bool add_url(std::vector<iolab::http::Url>& urls, const std::string& text) {
+    if (urls.size() >= kMaxUrls) {
+        iolab::log_line("fetcher: more than " + std::to_string(kMaxUrls) + " URLs");
+        return false;
+    }
+    try {
+        urls.push_back(iolab::http::parse_url(text));
+        return true;
+    } catch (const iolab::http::UrlError& e) {
+        iolab::log_line("fetcher: bad URL \"" + text + "\": " + e.what());
+        return false;
+    }
+}
+
+// The URL of one -i line: the line without its comment (a "#" at its start or
+// after whitespace) and surrounding blanks; "" for a line with none; nullopt
+// (after saying why) for a line holding more than one word.
+std::optional<std::string> url_of_line(const std::string& file, std::size_t n, std::string line) {
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+            line.resize(i);
+            break;
+        }
+    }
+    const char* blank = " \t\r";
+    const std::size_t b = line.find_first_not_of(blank);
+    if (b == std::string::npos) return std::string{};
+    const std::size_t e = line.find_last_not_of(blank);
+    std::string url = line.substr(b, e - b + 1);
+    if (url.find_first_of(blank) != std::string::npos) {
+        iolab::log_line("fetcher: " + file + ":" + std::to_string(n) +
+                        ": more than one word (one URL a line; # starts a comment)");
+        return std::nullopt;
+    }
+    return url;
+}
+
+// Reads -i FILE; false (after saying why) on the first problem.
+bool read_url_file(const std::string& file, std::vector<iolab::http::Url>& urls) {
+    std::ifstream in(file);
+    if (!in) {
+        iolab::log_line("fetcher: cannot open " + file);
+        return false;
+    }
+    std::string line;
+    for (std::size_t n = 1; std::getline(in, line); ++n) {
+        if (line.size() > 8192) {
+            iolab::log_line("fetcher: " + file + ":" + std::to_string(n) +
+                            ": line longer than 8192 bytes");
+            return false;
+        }
+        auto url = url_of_line(file, n, line);
+        if (!url) return false;
+        if (!url->empty() && !add_url(urls, *url)) return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,7 +159,9 @@ int main(int argc, char** argv) {
         "fetcher: fetch many http:// URLs concurrently (callbacks, coroutines, threads "
         "or sequential)"};
     app.add_option("URL", url_args, "http:// URLs to fetch");
-    app.add_option("-i,--input", input, "A file of URLs, one per line (# comments)");
+    app.add_option("-i,--input", input,
+                   "A file of URLs, one a line; # starts a comment (at the start of a line "
+                   "or after a blank)");
     app.add_option("--mode", opts.mode, "callbacks, coroutines, threads or sequential")
         ->check(CLI::IsMember({"callbacks", "coroutines", "threads", "sequential"}))
         ->capture_default_str();
@@ -122,48 +179,20 @@ int main(int argc, char** argv) {
     app.add_option("--max-pages", opts.max_pages, "Crawl: distinct URLs fetched at most")
         ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
         ->capture_default_str();
+    app.add_flag("--as-completed", opts.as_completed,
+                 "Print each result as its fetch finishes (default: in input order)");
     app.add_option("--max-body", opts.max_body, "Largest body accepted, in bytes")
         ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))
         ->capture_default_str();
-    iolab::setup_program(app, "fetcher", "Exit codes: 0 every URL answered, 3 some failed, 2 usage error, 1 internal error.");
+    iolab::setup_program(app, "fetcher",
+                         "Exit codes: 0 every URL ok (a response below 400), 3 some failed (an "
+                         "error or a status >= 400), 2 usage error, 1 internal error.");
     IOLAB_PARSE(app, argc, argv);
-    constexpr std::size_t kMaxUrls = 100000;
     std::vector<iolab::http::Url> urls;
-    auto add = [&](const std::string& text) -> bool {
-        if (urls.size() >= kMaxUrls) {
-            iolab::log_line("fetcher: more than " + std::to_string(kMaxUrls) + " URLs");
-            return false;
-        }
-        try {
-            urls.push_back(iolab::http::parse_url(text));
-            return true;
-        } catch (const iolab::http::UrlError& e) {
-            iolab::log_line("fetcher: bad URL \"" + text + "\": " + e.what());
-            return false;
-        }
-    };
     for (const auto& u : url_args) {
-        if (!add(u)) return 2;
+        if (!add_url(urls, u)) return 2;
     }
-    if (!input.empty()) {
-        std::ifstream in(input);
-        if (!in) {
-            iolab::log_line("fetcher: cannot open " + input);
-            return 2;
-        }
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.size() > 8192) {
-                iolab::log_line("fetcher: " + input + ": line longer than 8192 bytes");
-                return 2;
-            }
-            while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
-                line.pop_back();
-            std::size_t b = line.find_first_not_of(" \t");
-            if (b == std::string::npos || line[b] == '#') continue;
-            if (!add(line.substr(b))) return 2;
-        }
-    }
+    if (!input.empty() && !read_url_file(input, urls)) return 2;
     if (!opts.crawl.empty()) {
         try {
             iolab::http::parse_url(opts.crawl);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -20,6 +21,15 @@
 using namespace iolab::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+
+// Built with AddressSanitizer (g++ or clang)?
+#if defined(__SANITIZE_ADDRESS__)
+#define IOLAB_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define IOLAB_TEST_ASAN 1
+#endif
+#endif
 
 namespace {
 
@@ -111,7 +121,13 @@ void check_bounded(const StreamRun& r, const std::string& what) {
               << *std::max_element(r.probes_ms.begin(), r.probes_ms.end()) << " ms, body "
               << r.body_bytes);
     CHECK(r.body_matches);
+#ifndef IOLAB_TEST_ASAN
     CHECK(r.peak_kib - r.idle_kib < 16 * 1024);
+#else
+    // Under ASan, freed blocks wait in its quarantine and its allocator keeps
+    // what it maps: RSS says nothing about the server's own bound there. The
+    // default and clang presets check it.
+#endif
     REQUIRE(r.probes_ms.size() >= 5);
     CHECK(std::none_of(r.probes_ms.begin(), r.probes_ms.end(), [](double ms) { return ms < 0; }));
     // The goal is "under 20 ms"; the median keeps one scheduling hiccup of a
