@@ -137,10 +137,14 @@ class EventLoop {
         uint64_t seq;  // scheduling order: breaks ties between equal deadlines
         std::shared_ptr<Handle::State> h;
     };
-    // The heap keeps the earliest (when, seq) on top.
-    static bool later(const Timer& a, const Timer& b) noexcept {
-        return a.when != b.when ? a.when > b.when : a.seq > b.seq;
-    }
+    // The heap keeps the earliest (when, seq) on top. A function object, not
+    // a function pointer, so that std::push_heap/pop_heap inline it.
+    struct Later {
+        bool operator()(const Timer& a, const Timer& b) const noexcept {
+            return a.when != b.when ? a.when > b.when : a.seq > b.seq;
+        }
+    };
+    static constexpr Later later{};
 
     int timeout_ms() const;
     void dispatch(const epoll_event& ev);
