@@ -218,13 +218,21 @@ EventLoop::Watch& EventLoop::watch_of(int fd) {
 void EventLoop::add_reader(int fd, Callback fn) {
     Watch& w = watch_of(fd);
     w.reader = std::move(fn);
-    if (!(w.in_kernel & EPOLLIN)) sync_kernel(fd);
+    if (w.in_kernel & EPOLLIN) return;  // still registered (see remove_reader)
+    if (int err = sync_kernel(fd)) {
+        w.reader = nullptr;
+        throw_sys("epoll_ctl", "fd " + std::to_string(fd), err);
+    }
 }
 
 void EventLoop::add_writer(int fd, Callback fn) {
     Watch& w = watch_of(fd);
     w.writer = std::move(fn);
-    if (!(w.in_kernel & EPOLLOUT)) sync_kernel(fd);
+    if (w.in_kernel & EPOLLOUT) return;
+    if (int err = sync_kernel(fd)) {
+        w.writer = nullptr;
+        throw_sys("epoll_ctl", "fd " + std::to_string(fd), err);
+    }
 }
 
 // Removing is lazy: the callback goes, the kernel registration stays. A
@@ -268,10 +276,11 @@ std::size_t EventLoop::watched_count() const noexcept {
 
 // Makes the kernel's mask for `fd` equal to what the callbacks need:
 // EPOLL_CTL_ADD the first time, MOD when it changes, DEL when nothing is left.
-void EventLoop::sync_kernel(int fd) noexcept {
+// Returns 0 or the errno of epoll_ctl.
+int EventLoop::sync_kernel(int fd) noexcept {
     Watch& w = watches_[static_cast<std::size_t>(fd)];
     const uint32_t want = (w.reader ? EPOLLIN : 0u) | (w.writer ? EPOLLOUT : 0u);
-    if (want == w.in_kernel) return;
+    if (want == w.in_kernel) return 0;
     epoll_event ev{};
     ev.events = want;
     ev.data.fd = fd;
@@ -279,17 +288,12 @@ void EventLoop::sync_kernel(int fd) noexcept {
     if (::epoll_ctl(ep_.get(), op, fd, &ev) != 0) {
         // EBADF/ENOENT: the descriptor was closed behind our back (the kernel
         // dropped it from the set then). EPERM: a regular file, which epoll
-        // refuses — it is always "ready". Either way, the callbacks must not
-        // wait for an event that will never come: run them next round.
-        const int err = errno;
+        // refuses (it is always "ready").
         w.in_kernel = 0;
-        if (want != 0 && err != EBADF && err != ENOENT) {
-            if (w.reader) call_soon(w.reader);
-            if (w.writer) call_soon(w.writer);
-        }
-        return;
+        return errno;
     }
     w.in_kernel = want;
+    return 0;
 }
 
 // ---- signals ----------------------------------------------------------------

@@ -150,7 +150,7 @@ class EventLoop {
     void dispatch(const epoll_event& ev);
     void expire_timers();
     void run_ready();
-    void sync_kernel(int fd) noexcept;
+    int sync_kernel(int fd) noexcept;
     Watch& watch_of(int fd);
     void timer_cancelled() noexcept;
     void drain_threadsafe();

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/error.hpp"
 #include "labs/06-event-loop/combinators.hpp"
 
 using namespace evloop;
@@ -358,4 +359,12 @@ TEST_CASE("to_thread: the awaitable executor; the loop keeps running meanwhile",
         co_return co_await to_thread(loop, []() -> int { throw std::invalid_argument("x"); });
     };
     CHECK_THROWS_AS(run_until_complete(loop, failing()), std::invalid_argument);
+}
+
+TEST_CASE("a descriptor epoll refuses is an error at registration", "[evloop]") {
+    EventLoop loop;
+    iolab::Fd file(::open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
+    REQUIRE(file);
+    CHECK_THROWS_AS(loop.add_reader(file.get(), [] {}), iolab::SysError);  // EPERM
+    CHECK_FALSE(loop.watching(file.get()));
 }
