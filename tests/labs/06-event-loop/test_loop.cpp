@@ -121,6 +121,56 @@ TEST_CASE("cancelled handles do not run and free their captures", "[evloop]") {
     CHECK(loop.timers_pending() < 600);
 }
 
+TEST_CASE("an old handle to a reused slot does not cancel the new callback", "[evloop]") {
+    EventLoop loop;
+    int a = 0, b = 0, c = 0;
+    // Cancelled: the slot is freed at once, and the next timer reuses it.
+    Handle first = loop.call_later(1ms, [&a] { ++a; });
+    Handle copy = first;  // a second handle to the same timer, not cancelled itself
+    first.cancel();
+    CHECK(first.cancelled());
+    CHECK_FALSE(copy.pending());
+    Handle second = loop.call_later(1ms, [&b] { ++b; });
+    CHECK(second.pending());
+    copy.cancel();  // same slot, older generation: must not touch `second`
+    CHECK_FALSE(copy.cancelled());
+    CHECK(second.pending());
+    CHECK(loop.timers_pending() == 2);  // the cancelled entry waits in the heap
+
+    // Ran: the slot is freed before the callback, and reused by call_soon.
+    loop.run_until([&] { return b == 1; });
+    CHECK_FALSE(second.pending());
+    Handle third = loop.call_soon([&c] { ++c; });
+    second.cancel();
+    CHECK_FALSE(second.cancelled());
+    CHECK(third.pending());
+    loop.run_once();
+    CHECK(a == 0);
+    CHECK(b == 1);
+    CHECK(c == 1);
+    CHECK(loop.timers_pending() == 0);  // the cancelled entry was skipped when reached
+}
+
+TEST_CASE("equal deadlines fire in scheduling order across reused slots", "[evloop]") {
+    EventLoop loop;
+    std::vector<int> order;
+    const auto when = loop.time() + 2ms;
+    std::vector<Handle> hs;
+    for (int i = 0; i < 100; ++i)
+        hs.push_back(loop.call_at(when, [&order, i] { order.push_back(i); }));
+    for (int i = 0; i < 100; i += 2)
+        hs[static_cast<std::size_t>(i)].cancel();  // frees 50 slots for the next 50
+    for (int i = 100; i < 150; ++i)
+        loop.call_at(when, [&order, i] { order.push_back(i); });
+    loop.run_until([&] { return order.size() == 100; });
+    std::vector<int> want;
+    for (int i = 1; i < 100; i += 2)
+        want.push_back(i);
+    for (int i = 100; i < 150; ++i)
+        want.push_back(i);
+    CHECK(order == want);
+}
+
 TEST_CASE("readers and writers: registered, called, removed", "[evloop]") {
     EventLoop loop;
     Pair p = socket_pair();
