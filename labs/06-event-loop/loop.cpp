@@ -18,10 +18,11 @@ namespace evloop {
 using iolab::throw_sys;
 
 void Handle::cancel() noexcept {
-    if (!s_ || s_->cancelled || s_->ran) return;
-    s_->cancelled = true;
-    s_->fn = nullptr;  // free the captures now, not when the entry is reached
-    if (s_->timer_of) s_->timer_of->timer_cancelled();
+    if (loop_ && !cancelled_) cancelled_ = loop_->cancel({slot_, gen_});
+}
+
+bool Handle::pending() const noexcept {
+    return loop_ && loop_->live({slot_, gen_});
 }
 
 EventLoop::EventLoop(std::size_t executor_threads) : executor_threads_(executor_threads) {
@@ -101,25 +102,28 @@ void EventLoop::expire_timers() {
     const auto now = Clock::now();
     while (!timers_.empty() && timers_.front().when <= now) {
         std::pop_heap(timers_.begin(), timers_.end(), later);  // O(log n)
-        std::shared_ptr<Handle::State> h = std::move(timers_.back().h);
+        const Timer t = timers_.back();
         timers_.pop_back();
-        h->timer_of = nullptr;
-        if (h->cancelled) {
+        if (!armed(t)) {  // cancelled: its slot was freed then, skip the entry now
             --cancelled_timers_;
             continue;
         }
-        ready_.push_back(std::move(h));
+        Slot& s = slots_[t.slot];
+        s.timer = false;
+        ready_.push_back(Ref{t.slot, s.gen});
     }
 }
 
 void EventLoop::run_ready() {
     // Only the callbacks queued before this point: count them first.
     for (std::size_t k = ready_.size(); k > 0; --k) {
-        std::shared_ptr<Handle::State> h = std::move(ready_.front());
+        const Ref r = ready_.front();
         ready_.pop_front();
-        if (h->cancelled) continue;
-        h->ran = true;
-        Callback fn = std::move(h->fn);
+        if (!live(r)) continue;  // cancelled
+        // Free the slot before the call: the callback may schedule (and so
+        // reuse this slot), and its own handle is no longer pending.
+        Callback fn = std::move(slots_[r.slot].fn);
+        free_slot(r.slot);
         fn();
     }
 }
@@ -138,33 +142,68 @@ void EventLoop::run_until(const std::function<bool()>& done) {
 
 // ---- callbacks and timers --------------------------------------------------
 
+EventLoop::Ref EventLoop::take_slot(Callback fn, bool timer) {
+    uint32_t i;
+    if (!free_slots_.empty()) {
+        i = free_slots_.back();  // the most recently freed slot: still in cache
+        free_slots_.pop_back();
+    } else {
+        i = static_cast<uint32_t>(slots_.size());
+        slots_.emplace_back();
+        free_slots_.reserve(slots_.capacity());  // so that free_slot never allocates
+    }
+    Slot& s = slots_[i];
+    s.fn = std::move(fn);
+    s.timer = timer;
+    return {i, s.gen};
+}
+
+void EventLoop::free_slot(uint32_t slot) noexcept {
+    Slot& s = slots_[slot];
+    s.fn = nullptr;  // what the callback captured is freed now
+    s.timer = false;
+    ++s.gen;
+    free_slots_.push_back(slot);  // no allocation: see take_slot
+}
+
 Handle EventLoop::call_soon(Callback fn) {
-    auto h = std::make_shared<Handle::State>();
-    h->fn = std::move(fn);
-    ready_.push_back(h);
-    return Handle(std::move(h));
+    const Ref r = take_slot(std::move(fn), false);
+    ready_.push_back(r);
+    return Handle(this, r.slot, r.gen);
 }
 
 Handle EventLoop::call_at(Clock::time_point when, Callback fn) {
-    auto h = std::make_shared<Handle::State>();
-    h->fn = std::move(fn);
-    h->timer_of = this;
-    timers_.push_back(Timer{when, timer_seq_++, h});
+    const Ref r = take_slot(std::move(fn), true);
+    const uint32_t seq = timer_seq_++;
+    slots_[r.slot].seq = seq;
+    timers_.push_back(Timer{when, seq, r.slot});
     std::push_heap(timers_.begin(), timers_.end(), later);  // O(log n)
-    return Handle(std::move(h));
+    return Handle(this, r.slot, r.gen);
 }
 
-// A cancelled timer stays in the heap until its deadline (removing from the
-// middle of a heap is awkward). So that a program that arms and cancels many
-// timeouts does not grow the heap forever, rebuild it once more than half of
-// it is cancelled.
+void EventLoop::reserve_timers(std::size_t n) {
+    slots_.reserve(n);
+    free_slots_.reserve(n);
+    timers_.reserve(n);
+}
+
+// Cancelling frees the slot at once; an entry of it still in the ready
+// queue or the heap no longer matches the slot's generation and is skipped
+// when reached (removing from the middle of a heap is awkward).
+bool EventLoop::cancel(Ref r) noexcept {
+    if (!live(r)) return false;  // already ran, or already cancelled
+    const bool timer = slots_[r.slot].timer;
+    free_slot(r.slot);
+    if (timer) timer_cancelled();
+    return true;
+}
+
+// So that a program that arms and cancels many timeouts does not grow the
+// heap forever, rebuild it once more than half of it is cancelled.
 void EventLoop::timer_cancelled() noexcept {
     ++cancelled_timers_;
     if (cancelled_timers_ < 64 || cancelled_timers_ * 2 < timers_.size()) return;
-    std::erase_if(timers_, [](const Timer& t) {
-        if (t.h->cancelled) t.h->timer_of = nullptr;
-        return t.h->cancelled;
-    });
+    std::erase_if(timers_, [this](const Timer& t) { return !armed(t); });
     std::make_heap(timers_.begin(), timers_.end(), later);
     cancelled_timers_ = 0;
 }
@@ -218,13 +257,21 @@ EventLoop::Watch& EventLoop::watch_of(int fd) {
 void EventLoop::add_reader(int fd, Callback fn) {
     Watch& w = watch_of(fd);
     w.reader = std::move(fn);
-    if (!(w.in_kernel & EPOLLIN)) sync_kernel(fd);
+    if (w.in_kernel & EPOLLIN) return;  // still registered (see remove_reader)
+    if (int err = sync_kernel(fd)) {
+        w.reader = nullptr;
+        throw_sys("epoll_ctl", "fd " + std::to_string(fd), err);
+    }
 }
 
 void EventLoop::add_writer(int fd, Callback fn) {
     Watch& w = watch_of(fd);
     w.writer = std::move(fn);
-    if (!(w.in_kernel & EPOLLOUT)) sync_kernel(fd);
+    if (w.in_kernel & EPOLLOUT) return;
+    if (int err = sync_kernel(fd)) {
+        w.writer = nullptr;
+        throw_sys("epoll_ctl", "fd " + std::to_string(fd), err);
+    }
 }
 
 // Removing is lazy: the callback goes, the kernel registration stays. A
@@ -268,10 +315,11 @@ std::size_t EventLoop::watched_count() const noexcept {
 
 // Makes the kernel's mask for `fd` equal to what the callbacks need:
 // EPOLL_CTL_ADD the first time, MOD when it changes, DEL when nothing is left.
-void EventLoop::sync_kernel(int fd) noexcept {
+// Returns 0 or the errno of epoll_ctl.
+int EventLoop::sync_kernel(int fd) noexcept {
     Watch& w = watches_[static_cast<std::size_t>(fd)];
     const uint32_t want = (w.reader ? EPOLLIN : 0u) | (w.writer ? EPOLLOUT : 0u);
-    if (want == w.in_kernel) return;
+    if (want == w.in_kernel) return 0;
     epoll_event ev{};
     ev.events = want;
     ev.data.fd = fd;
@@ -279,17 +327,12 @@ void EventLoop::sync_kernel(int fd) noexcept {
     if (::epoll_ctl(ep_.get(), op, fd, &ev) != 0) {
         // EBADF/ENOENT: the descriptor was closed behind our back (the kernel
         // dropped it from the set then). EPERM: a regular file, which epoll
-        // refuses — it is always "ready". Either way, the callbacks must not
-        // wait for an event that will never come: run them next round.
-        const int err = errno;
+        // refuses (it is always "ready").
         w.in_kernel = 0;
-        if (want != 0 && err != EBADF && err != ENOENT) {
-            if (w.reader) call_soon(w.reader);
-            if (w.writer) call_soon(w.writer);
-        }
-        return;
+        return errno;
     }
     w.in_kernel = want;
+    return 0;
 }
 
 // ---- signals ----------------------------------------------------------------

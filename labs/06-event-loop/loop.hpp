@@ -52,24 +52,29 @@ class Future;
 
 // What call_soon / call_later / call_at return: cancel() means the callback
 // will not run, and what it captured is freed at once.
+//
+// A handle is small and copyable: the loop, a slot number and the slot's
+// generation. The callback itself lives in the loop's slot table (see
+// EventLoop::Slot); when it runs or is cancelled the slot's generation goes
+// up and the slot is reused by a later callback, so an old handle to the same
+// slot no longer matches and its cancel() does nothing. A handle must not be
+// used after its loop is destroyed.
 class Handle {
   public:
     Handle() = default;
     void cancel() noexcept;
-    [[nodiscard]] bool cancelled() const noexcept { return s_ && s_->cancelled; }
+    // This handle's cancel() took effect.
+    [[nodiscard]] bool cancelled() const noexcept { return cancelled_; }
     // Scheduled and neither run nor cancelled yet.
-    [[nodiscard]] bool pending() const noexcept { return s_ && !s_->cancelled && !s_->ran; }
+    [[nodiscard]] bool pending() const noexcept;
 
   private:
     friend class EventLoop;
-    struct State {
-        Callback fn;
-        EventLoop* timer_of = nullptr;  // set while the entry sits in the timer heap
-        bool cancelled = false;
-        bool ran = false;
-    };
-    explicit Handle(std::shared_ptr<State> s) : s_(std::move(s)) {}
-    std::shared_ptr<State> s_;
+    Handle(EventLoop* loop, uint32_t slot, uint32_t gen) : loop_(loop), slot_(slot), gen_(gen) {}
+    EventLoop* loop_ = nullptr;
+    uint32_t slot_ = 0;
+    uint32_t gen_ = 0;
+    bool cancelled_ = false;
 };
 
 class EventLoop {
@@ -84,8 +89,13 @@ class EventLoop {
 
     // ---- callbacks and timers ----
     Handle call_soon(Callback fn);
-    Handle call_later(Clock::duration delay, Callback fn) { return call_at(time() + delay, fn); }
+    Handle call_later(Clock::duration delay, Callback fn) {
+        return call_at(time() + delay, std::move(fn));
+    }
     Handle call_at(Clock::time_point when, Callback fn);
+    // Room for n callbacks and timers at once, allocated now rather than as
+    // the tables grow (a program that knows it will arm n timers).
+    void reserve_timers(std::size_t n);
     // From any thread: queued under a mutex, then the loop is woken (eventfd).
     void call_soon_threadsafe(Callback fn);
 
@@ -132,21 +142,56 @@ class EventLoop {
         Callback writer;
         uint32_t in_kernel = 0;  // the event mask epoll holds for this fd now
     };
+    // The slot table: every callback queued by call_soon or call_at waits in
+    // a slot until it runs or is cancelled. Freed slots go on a free list and
+    // are reused, so a warm loop allocates nothing per timer (a std::function
+    // keeps a small capture, such as a pointer or two, inside itself).
+    struct Slot {
+        Callback fn;
+        uint32_t gen = 0;    // +1 each time the slot is freed: old handles stop matching
+        uint32_t seq = 0;    // when `timer`: the seq of its heap entry
+        bool timer = false;  // its entry is in the timer heap
+    };
+    // What the ready queue and the heap hold: which slot, and which use of it.
+    struct Ref {
+        uint32_t slot;
+        uint32_t gen;
+    };
+    // A heap entry is 16 bytes, stored by value: the deadline, the scheduling
+    // order (ties between equal deadlines) and the slot of the callback. No
+    // pointer to chase while the heap is reordered, four entries per cache
+    // line. The entry is still armed if its slot is a timer with the same seq
+    // (a cancelled timer's slot was freed, and maybe reused since).
     struct Timer {
         Clock::time_point when;
-        uint64_t seq;  // scheduling order: breaks ties between equal deadlines
-        std::shared_ptr<Handle::State> h;
+        uint32_t seq;
+        uint32_t slot;
     };
-    // The heap keeps the earliest (when, seq) on top.
-    static bool later(const Timer& a, const Timer& b) noexcept {
-        return a.when != b.when ? a.when > b.when : a.seq > b.seq;
-    }
+    // The heap keeps the earliest (when, seq) on top. A function object, not
+    // a function pointer, so that std::push_heap/pop_heap inline it. seq
+    // wraps after 2^32 timers: compared as a difference, equal deadlines keep
+    // their order as long as they were scheduled fewer than 2^31 timers apart.
+    struct Later {
+        bool operator()(const Timer& a, const Timer& b) const noexcept {
+            return a.when != b.when ? a.when > b.when : static_cast<int32_t>(a.seq - b.seq) > 0;
+        }
+    };
+    static constexpr Later later{};
 
+    Ref take_slot(Callback fn, bool timer);
+    void free_slot(uint32_t slot) noexcept;
+    [[nodiscard]] bool live(Ref r) const noexcept {
+        return r.slot < slots_.size() && slots_[r.slot].gen == r.gen;
+    }
+    [[nodiscard]] bool armed(const Timer& t) const noexcept {
+        return slots_[t.slot].timer && slots_[t.slot].seq == t.seq;
+    }
+    bool cancel(Ref r) noexcept;
     int timeout_ms() const;
     void dispatch(const epoll_event& ev);
     void expire_timers();
     void run_ready();
-    void sync_kernel(int fd) noexcept;
+    int sync_kernel(int fd) noexcept;
     Watch& watch_of(int fd);
     void timer_cancelled() noexcept;
     void drain_threadsafe();
@@ -156,9 +201,11 @@ class EventLoop {
     iolab::Fd wake_;              // eventfd: other threads write 1 to wake epoll_wait
     std::vector<Watch> watches_;  // indexed by descriptor number
     std::vector<epoll_event> events_;
-    std::deque<std::shared_ptr<Handle::State>> ready_;  // call_soon's FIFO
-    std::vector<Timer> timers_;                         // a binary heap (std::push_heap)
-    uint64_t timer_seq_ = 0;
+    std::vector<Slot> slots_;
+    std::vector<uint32_t> free_slots_;  // indexes into slots_, reused last-freed first
+    std::deque<Ref> ready_;             // call_soon's FIFO
+    std::vector<Timer> timers_;         // a binary heap (std::push_heap)
+    uint32_t timer_seq_ = 0;
     std::size_t cancelled_timers_ = 0;
     std::mutex threadsafe_mu_;
     std::vector<Callback> threadsafe_;  // filled by other threads

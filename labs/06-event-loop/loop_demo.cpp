@@ -70,7 +70,9 @@ void ordering(EventLoop& loop) {
 // Ticks every 100 ms until `stop`; records the longest gap between two ticks.
 Task<void> ticker(EventLoop& loop, const bool& stop, long& max_gap) {
     auto last = loop.time();
-    for (int n = 1; !stop; ++n) {
+    int n = 0;
+    while (!stop) {  // `stop` is set by with_ticker() while this task sleeps
+        ++n;
         co_await sleep(loop, 100ms);
         const auto now = loop.time();
         max_gap = std::max(max_gap, ms_between(last, now));

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/error.hpp"
 #include "labs/06-event-loop/combinators.hpp"
 
 using namespace evloop;
@@ -118,6 +119,56 @@ TEST_CASE("cancelled handles do not run and free their captures", "[evloop]") {
     for (auto& h : hs)
         h.cancel();
     CHECK(loop.timers_pending() < 600);
+}
+
+TEST_CASE("an old handle to a reused slot does not cancel the new callback", "[evloop]") {
+    EventLoop loop;
+    int a = 0, b = 0, c = 0;
+    // Cancelled: the slot is freed at once, and the next timer reuses it.
+    Handle first = loop.call_later(1ms, [&a] { ++a; });
+    Handle copy = first;  // a second handle to the same timer, not cancelled itself
+    first.cancel();
+    CHECK(first.cancelled());
+    CHECK_FALSE(copy.pending());
+    Handle second = loop.call_later(1ms, [&b] { ++b; });
+    CHECK(second.pending());
+    copy.cancel();  // same slot, older generation: must not touch `second`
+    CHECK_FALSE(copy.cancelled());
+    CHECK(second.pending());
+    CHECK(loop.timers_pending() == 2);  // the cancelled entry waits in the heap
+
+    // Ran: the slot is freed before the callback, and reused by call_soon.
+    loop.run_until([&] { return b == 1; });
+    CHECK_FALSE(second.pending());
+    Handle third = loop.call_soon([&c] { ++c; });
+    second.cancel();
+    CHECK_FALSE(second.cancelled());
+    CHECK(third.pending());
+    loop.run_once();
+    CHECK(a == 0);
+    CHECK(b == 1);
+    CHECK(c == 1);
+    CHECK(loop.timers_pending() == 0);  // the cancelled entry was skipped when reached
+}
+
+TEST_CASE("equal deadlines fire in scheduling order across reused slots", "[evloop]") {
+    EventLoop loop;
+    std::vector<int> order;
+    const auto when = loop.time() + 2ms;
+    std::vector<Handle> hs;
+    for (int i = 0; i < 100; ++i)
+        hs.push_back(loop.call_at(when, [&order, i] { order.push_back(i); }));
+    for (int i = 0; i < 100; i += 2)
+        hs[static_cast<std::size_t>(i)].cancel();  // frees 50 slots for the next 50
+    for (int i = 100; i < 150; ++i)
+        loop.call_at(when, [&order, i] { order.push_back(i); });
+    loop.run_until([&] { return order.size() == 100; });
+    std::vector<int> want;
+    for (int i = 1; i < 100; i += 2)
+        want.push_back(i);
+    for (int i = 100; i < 150; ++i)
+        want.push_back(i);
+    CHECK(order == want);
 }
 
 TEST_CASE("readers and writers: registered, called, removed", "[evloop]") {
@@ -358,4 +409,12 @@ TEST_CASE("to_thread: the awaitable executor; the loop keeps running meanwhile",
         co_return co_await to_thread(loop, []() -> int { throw std::invalid_argument("x"); });
     };
     CHECK_THROWS_AS(run_until_complete(loop, failing()), std::invalid_argument);
+}
+
+TEST_CASE("a descriptor epoll refuses is an error at registration", "[evloop]") {
+    EventLoop loop;
+    iolab::Fd file(::open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
+    REQUIRE(file);
+    CHECK_THROWS_AS(loop.add_reader(file.get(), [] {}), iolab::SysError);  // EPERM
+    CHECK_FALSE(loop.watching(file.get()));
 }
