@@ -10,10 +10,14 @@ set grid
 set xlabel 'seconds'
 # One server's rows (a NaN for the others would break its line at every row).
 rows(s) = '< grep -F ",'.s.'," '.csv
+# Eight colours, then the same colours dashed: eleven servers stay apart.
+set for [i=1:8] linetype i dashtype 1
+set for [i=9:16] linetype i linecolor (i - 8) dashtype 2
+n = words(servers)
 set ylabel 'open descriptors'
-plot for [s in servers] rows(s) using 1:4 with lines title s
+plot for [i=1:n] rows(word(servers, i)) using 1:4 with lines lt i title word(servers, i)
 set ylabel 'RSS (MiB)'
-plot for [s in servers] rows(s) using 1:($5 / 1024.0) with lines title s
+plot for [i=1:n] rows(word(servers, i)) using 1:($5 / 1024.0) with lines lt i title word(servers, i)
 set ylabel 'CPU (% of one core)'
-plot for [s in servers] rows(s) using 1:6 with lines title s
+plot for [i=1:n] rows(word(servers, i)) using 1:6 with lines lt i title word(servers, i)
 unset multiplot
