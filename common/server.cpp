@@ -3,10 +3,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstdio>
-
-#include "common/address.hpp"
 #include "common/error.hpp"
+#include "common/socket.hpp"
 
 namespace iolab {
 
@@ -24,19 +22,26 @@ void add_server_options(CLI::App& app, std::string_view program, ServerOptions& 
     app.add_flag("-v,--verbose", opts.verbose, std::string(verbose_help));
 }
 
-void announce_listening(int listen_fd) {
-    SockAddr a = local_address(listen_fd);
-    std::printf("listening on %s\n", a.to_string().c_str());
-    std::fflush(stdout);
+Fd listen_and_announce(const ServerOptions& opts, bool nonblocking) {
+    raise_nofile_limit();
+    Fd listener = listen_tcp(opts.host, opts.port, {.nonblocking = nonblocking});
+    announce_listening(listener.get());
+    return listener;
 }
 
-void print_summary(const ServerStats& s) {
-    std::printf("summary: connections=%llu refused=%llu bytes_in=%llu bytes_out=%llu\n",
-                static_cast<unsigned long long>(s.connections.load()),
-                static_cast<unsigned long long>(s.refused.load()),
-                static_cast<unsigned long long>(s.bytes_in.load()),
-                static_cast<unsigned long long>(s.bytes_out.load()));
-    std::fflush(stdout);
+void add_out_limit_option(CLI::App& app, std::size_t& limit) {
+    app.add_option("--out-limit", limit,
+                   "Bytes queued per client before the server stops reading from it")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
+        ->capture_default_str();
+}
+
+void add_workers_option(CLI::App& app, unsigned& workers) {
+    app.add_option("--workers", workers,
+                   "Processes serving the one listening socket, each with its own loop and "
+                   "descriptor limit; the summary line adds them up")
+        ->check(CLI::Range(1u, 256u))
+        ->capture_default_str();
 }
 
 void OpenConnections::add(int fd) {

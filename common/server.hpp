@@ -15,15 +15,9 @@
 #include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/program.hpp"
+#include "common/stats.hpp"  // ServerStats, announce_listening, print_summary
 
 namespace iolab {
-
-struct ServerOptions {
-    std::string host = "127.0.0.1";
-    uint16_t port = 0;  // 0 = a free port
-    std::size_t max_clients = 10000;
-    bool verbose = false;
-};
 
 // What every server's --help ends with.
 inline constexpr std::string_view kServerExitCodes =
@@ -32,6 +26,11 @@ inline constexpr std::string_view kServerExitCodes =
     "  1  runtime error (the message names the call and the errno text)\n"
     "  2  usage error";
 
+// What -v logs in the echo labs (labs 01-05), one line per event on stderr.
+inline constexpr std::string_view kConnectionLogHelp =
+    "Log every connection to stderr: 'connect PEER', 'disconnect PEER (REASON)', "
+    "'refused PEER: REASON'";
+
 // Names the app, adds --host, --port, --max-clients, -v/--verbose and
 // --version, and the exit codes above as the --help footer. `verbose_help`
 // says what -v logs.
@@ -39,25 +38,17 @@ void add_server_options(
     CLI::App& app, std::string_view program, ServerOptions& opts,
     std::string_view verbose_help = "Log every connect and disconnect to stderr");
 
-// Counters for the summary line. Atomic so that thread-per-connection servers
-// can share one; relaxed increments cost nothing measurable here.
-struct ServerStats {
-    std::atomic<uint64_t> connections{0};  // accepted and served
-    std::atomic<uint64_t> refused{0};      // accepted and closed at once (limits)
-    std::atomic<uint64_t> bytes_in{0};
-    std::atomic<uint64_t> bytes_out{0};
+// The start of every server: raises RLIMIT_NOFILE to its hard limit, listens
+// on --host/--port (O_NONBLOCK for event loops) and prints "listening on".
+Fd listen_and_announce(const ServerOptions& opts, bool nonblocking);
 
-    void add_in(uint64_t n) noexcept { bytes_in.fetch_add(n, std::memory_order_relaxed); }
-    void add_out(uint64_t n) noexcept { bytes_out.fetch_add(n, std::memory_order_relaxed); }
-};
+// Adds --out-limit BYTES (1 B .. 1 GiB, default 256 KiB): the bound of each
+// client's output queue in the event-loop labs (see out_queue.hpp).
+void add_out_limit_option(CLI::App& app, std::size_t& limit);
 
-// Prints "listening on HOST:PORT" (the bound address, with the real port when
-// 0 was asked) as the first line of stdout and flushes it.
-void announce_listening(int listen_fd);
-
-// Prints the one summary line:
-//   summary: connections=12 refused=0 bytes_in=1048576 bytes_out=1048576
-void print_summary(const ServerStats& stats);
+// Adds --workers N (1 .. 256, default 1): processes serving one listening
+// socket (see workers.hpp).
+void add_workers_option(CLI::App& app, unsigned& workers);
 
 // The connections a blocking server has open, so that a stop can shut them
 // down: shutdown(2) wakes a thread blocked in read() on that socket, where

@@ -14,14 +14,20 @@
 #   --measure S       seconds counted after the warm-up (default 22); the
 #                     warm-up is the ramp + 3 s, so at least 20 s are counted
 #                     after all are up when they are up in under ramp + 3 s
-#   --servers W       echo-epoll processes (default: enough for the cap, 6 here)
+#   --servers W       echo-epoll processes (default: enough for the cap, 6 here;
+#                     twice that with --workers, whose shared accept queue
+#                     does not deal connections out evenly)
 #   --clients P       loadgen processes (default: enough for the cap, 6 here)
 #   --pin             pin the servers to CPU 0 and the clients to CPU 1 (by
 #                     default the scheduler spreads them: a dozen processes on
 #                     two CPUs shared with other work wait less that way; the
 #                     CPU split is measured per process either way)
-#   --nice N          run servers and clients at this niceness (root may give
-#                     -20..-1: ahead of other work on a shared machine; default 0)
+#   --nice N          run this script and all it starts at this niceness (root
+#                     may give -20..-1: ahead of other work on a shared
+#                     machine; default 0). With autogroup scheduling a nice
+#                     value only orders the processes of one session, so the
+#                     session's autogroup gets it too, for the run only
+
 #   --no-tune         do not raise any sysctl (see below)
 #   --out DIR         keep the loadgen reports (client-N.json, merged.json)
 #                     and the samples there (default: removed at exit)
@@ -58,6 +64,7 @@ rate=10000
 ramp=5
 measure=22
 servers=""
+servers_asked=""
 clients=""
 pin_cpus=0
 tune=1
@@ -71,7 +78,7 @@ while (($#)); do
     --rate) need_value "$@"; check_uint "$1" "$2"; rate=$2; shift 2 ;;
     --ramp) need_value "$@"; check_uint "$1" "$2"; ramp=$2; shift 2 ;;
     --measure) need_value "$@"; check_uint "$1" "$2"; measure=$2; shift 2 ;;
-    --servers) need_value "$@"; check_uint "$1" "$2"; servers=$2; shift 2 ;;
+    --servers) need_value "$@"; check_uint "$1" "$2"; servers=$2; servers_asked=1; shift 2 ;;
     --clients) need_value "$@"; check_uint "$1" "$2"; clients=$2; shift 2 ;;
     --pin) pin_cpus=1; shift ;;
     --nice) need_value "$@"; [[ "$2" =~ ^-?[0-9]+$ ]] || usage_error "--nice takes -20..19, got '$2'"; niceness=$2; shift 2 ;;
@@ -91,9 +98,11 @@ py=/usr/bin/python3
 [[ -x "$py" ]] || py=python3
 server_bin="$BUILD_DIR/bin/echo-epoll"
 loadgen="$BUILD_DIR/bin/loadgen"
-# nice(1) execs the program, so the pid stays the program's own.
-run_nice=()
-((niceness == 0)) || run_nice=(nice -n "$niceness")
+# The script itself too: on a loaded machine its own forks (spawning the
+# clients one by one) would otherwise stagger their start by seconds.
+if ((niceness != 0)); then
+  renice -n "$niceness" -p $$ >/dev/null || die "renice $niceness failed (negative values need root)"
+fi
 if [[ -n "$out" ]]; then
   mkdir -p "$out"
   tmp=$(cd "$out" && pwd)
@@ -184,6 +193,18 @@ if ((tune)) && [[ $(id -u) -eq 0 ]]; then
   fi
 fi
 
+# kernel.sched_autogroup_enabled=1: the CPU is shared between sessions
+# first, and a process's nice value counts only inside its own session. The
+# session's autogroup nice is what weighs against other sessions' work.
+autogroup=/proc/$$/autogroup
+if ((niceness < 0)) && [[ -w "$autogroup" && "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" == 1 ]]; then
+  old_group_nice=$(awk '{ print $NF }' "$autogroup")
+  if echo "$niceness" >"$autogroup" 2>/dev/null; then
+    at_exit "echo $old_group_nice > $autogroup"
+    echo "  priority      this session's autogroup nice $old_group_nice -> $niceness for the run (restored at exit)"
+  fi
+fi
+
 # ---- servers -----------------------------------------------------------------
 
 server_cpu=()
@@ -197,8 +218,11 @@ server_ports=()
 server_outs=()
 max_per_server=$per_proc
 if "$server_bin" --help 2>/dev/null | grep -q -- '--workers'; then
-  server_mode="echo-epoll --workers $servers (one port, SO_REUSEPORT or a shared listener)"
-  start_server "${server_cpu[@]}" "$(command -v env)" "${run_nice[@]}" "$server_bin" --port 0 --workers "$servers" --max-clients "$max_per_server"
+  # Workers that share one accept queue get whichever connections arrive
+  # while they are awake, not an even share: twice the minimum leaves room.
+  [[ -n "$servers_asked" ]] || servers=$((servers * 2))
+  server_mode="echo-epoll --workers $servers (one port, one listening socket shared by the workers)"
+  start_server "${server_cpu[@]}" echo-epoll --port 0 --workers "$servers" --max-clients "$max_per_server"
   server_pids+=("$SERVER_PID")
   server_ports+=("$SERVER_PORT")
   server_outs+=("$SERVER_OUT")
@@ -207,7 +231,7 @@ else
   servers=$clients
   server_mode="FALLBACK: this echo-epoll has no --workers; $servers separate echo-epoll processes on $servers ports, one per loadgen"
   for ((i = 0; i < servers; i++)); do
-    start_server "${server_cpu[@]}" "$(command -v env)" "${run_nice[@]}" "$server_bin" --port 0 --max-clients "$max_per_server"
+    start_server "${server_cpu[@]}" echo-epoll --port 0 --max-clients "$max_per_server"
     server_pids+=("$SERVER_PID")
     server_ports+=("$SERVER_PORT")
     server_outs+=("$SERVER_OUT")
@@ -340,10 +364,12 @@ for ((i = 0; i < clients; i++)); do
   first=$((2 + i * src_per_client))
   last=$((first + src_per_client - 1))
   port=${server_ports[i % ${#server_ports[@]}]}
-  r=$(awk -v r="$rate" -v n="$n" -v c="$conns" 'BEGIN { printf "%.3f", r * n / c }')
+  # This client's share of the rate, to 1/1000 (no fork per client).
+  milli=$((rate * n * 1000 / conns))
+  printf -v r '%d.%03d' $((milli / 1000)) $((milli % 1000))
   jsons+=("$tmp/client-$i.json")
   spawn "${client_cpu[@]}" --out "$tmp/client-$i.out" --err "$tmp/client-$i.err" \
-    "${run_nice[@]}" "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$r" --size 64 --threads 1 \
+    "$loadgen" "127.0.0.1:$port" -c "$n" --rate "$r" --size 64 --threads 1 \
     -d "$total" --warmup "$warmup" --ramp "$ramp" --timeout 10 \
     --source-addrs "127.0.0.$first-127.0.0.$last" --json "$tmp/client-$i.json" \
     --allow-errors "${start_at[@]}"

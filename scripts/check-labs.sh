@@ -18,7 +18,8 @@
 # the working tree once into DIR/check-labs/src, configures that copy once
 # (same build type and compiler as DIR), and for each such exercise applies
 # the patch, builds only the targets, runs the block from the copy (its
-# build/bin first on PATH), then reverts the patch.
+# build/bin first on PATH, then DIR/bin for every other program), then
+# reverts the patch.
 #
 # Prints one line per exercise — lab | exercise | predicted | observed | PASS/FAIL
 # — then `N passed, N failed`. Exit 0 when none failed, 1 when some did,
@@ -33,9 +34,8 @@
 # Every exercise uses loopback only and ports from --port 0 (see scripts/lab.sh).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SCRIPT="check-labs.sh"
-build_dir="$ROOT/build"
+. "$(dirname "$0")/lib.sh"
+
 labs_dir="$ROOT/labs"
 list_only=0
 keep_scratch=0
@@ -44,46 +44,34 @@ lab_filters=()
 exercise_filters=()
 readonly BUILD_TIMEOUT=900
 
-usage() {
-    # The header comment: every line after the shebang up to the first non-comment.
-    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
-}
-usage_error() {
-    echo "$SCRIPT: $1" >&2
-    exit 2
-}
-
 while (($#)); do
+    if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
     case "$1" in
-    --build-dir) [[ $# -ge 2 ]] || usage_error "--build-dir needs a directory"; build_dir="$2"; shift ;;
-    --build-dir=*) build_dir="${1#*=}" ;;
-    --lab) [[ $# -ge 2 ]] || usage_error "--lab needs a lab number"; lab_filters+=("$2"); shift ;;
-    --exercise) [[ $# -ge 2 ]] || usage_error "--exercise needs an id"; exercise_filters+=("$2"); shift ;;
-    --labs-dir) [[ $# -ge 2 ]] || usage_error "--labs-dir needs a directory"; labs_dir="$2"; shift ;;
-    --scratch) [[ $# -ge 2 ]] || usage_error "--scratch needs a directory"; scratch="$2"; shift ;;
+    --lab) need_value "$@"; lab_filters+=("$2"); shift ;;
+    --exercise) need_value "$@"; exercise_filters+=("$2"); shift ;;
+    --labs-dir) need_value "$@"; labs_dir="$2"; shift ;;
+    --scratch) need_value "$@"; scratch="$2"; shift ;;
     --list) list_only=1 ;;
     --keep-scratch) keep_scratch=1 ;;
-    -h | --help) usage; exit 0 ;;
     *) usage_error "unknown argument '$1' (--help)" ;;
     esac
     shift
 done
-[[ "$build_dir" == /* ]] || build_dir="$PWD/$build_dir"
+build_dir="$BUILD_DIR"
 [[ "$labs_dir" == /* ]] || labs_dir="$PWD/$labs_dir"
 [[ -d "$labs_dir" ]] || usage_error "$labs_dir: no such directory"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/check-labs.XXXXXX")"
+work="$(scratch_dir)"
 [[ -n "$scratch" ]] || scratch="$build_dir/check-labs"
 [[ "$scratch" == /* ]] || scratch="$PWD/$scratch"
 scratch_made=0
-cleanup() {
-    rm -rf "$work"
+remove_scratch() {
     if ((scratch_made && !keep_scratch)); then
         rm -rf "$scratch/src" "$scratch/configure.log"
         rmdir "$scratch" 2>/dev/null || true
     fi
 }
-trap cleanup EXIT
+at_exit remove_scratch
 
 # ---- 1. extract the exercise blocks ------------------------------------------
 # One record per block in $work/index (fields separated by \037: lab, id, timeout,
@@ -101,7 +89,7 @@ for sheet in "$labs_dir"/*/LAB.md; do
     fi
     # awk writes the bodies and prints one index line per block.
     awk -v lab="$lab" -v dir="$work/blocks" -v start="$n" '
-        function fail(msg) { printf "%s: %s:%d: %s\n", "check-labs.sh", FILENAME, NR, msg > "/dev/stderr"; bad = 1 }
+        function fail(msg) { printf "%s: %s:%d: %s\n", "check-labs", FILENAME, NR, msg > "/dev/stderr"; bad = 1 }
         !inside && /^[ \t]*```sh[ \t]+.*exercise=/ {
             match($0, /^[ \t]*/); indent = RLENGTH
             id = ""; timeout = 30; solution = ""; targets = ""
@@ -138,7 +126,7 @@ for sheet in "$labs_dir"/*/LAB.md; do
         END {
             if (inside) fail("exercise \"" id "\" has no closing fence")
             exit bad
-        }' "$sheet" >>"$work/index" || { echo "$SCRIPT: $sheet: malformed exercise block" >&2; exit 1; }
+        }' "$sheet" >>"$work/index" || die "$sheet: malformed exercise block"
     n="$(wc -l <"$work/index")"
 done
 
@@ -172,7 +160,7 @@ if ((list_only)); then
 fi
 
 if [[ ! -d "$build_dir/bin" ]]; then
-    echo "$SCRIPT: $build_dir/bin does not exist: build first (cmake --preset default && cmake --build --preset default)" >&2
+    echo "$SCRIPT: not built: $build_dir/bin does not exist (cmake --preset default && cmake --build --preset default)" >&2
     exit 3
 fi
 
@@ -333,7 +321,9 @@ while IFS=$'\037' read -r lab id timeout solution targets file line <&3; do
             ok=0
         fi
         status=0
-        (cd "$run_dir" && IOLAB_BUILD_DIR="$run_build" \
+        # A patched run finds the patched targets first (lab.sh puts
+        # IOLAB_BUILD_DIR/bin first), every other program in the main build.
+        (cd "$run_dir" && PATH="$build_dir/bin:$PATH" IOLAB_BUILD_DIR="$run_build" \
             timeout --kill-after=5 "$timeout" bash "$file" </dev/null >"$work/out" 2>"$work/err") || status=$?
         if ((status == 124 || status == 137)); then
             observed+=("timed out after ${timeout}s")
@@ -353,8 +343,7 @@ while IFS=$'\037' read -r lab id timeout solution targets file line <&3; do
     fi
     if [[ -n "$patch" ]]; then
         (cd "$scratch/src" && git apply -R "$patch") || {
-            echo "$SCRIPT: cannot revert $patch in $scratch/src" >&2
-            exit 1
+            die "cannot revert $patch in $scratch/src"
         }
     fi
     obs=""

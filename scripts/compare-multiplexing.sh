@@ -26,8 +26,9 @@
 # about. Around that window the script reads the server's user+system CPU
 # time from /proc/PID/stat (CPU µs per request) and its VmRSS. Each point is
 # repeated (servers taking turns) and the median of each figure is kept.
-# RSS per idle connection = (median RSS at I idle - median RSS at 0 idle) / I,
-# for a server measured at idle 0 in the same run.
+# RSS per idle connection = (median RSS at I idle - median RSS at 0 idle)
+# divided by the idle connections the server held (ss; I unless some did not
+# come up), for a server measured at idle 0 in the same run.
 #
 # echo-select cannot hold a descriptor >= FD_SETSIZE (1024): its idle count is
 # capped at a round number below that (900 with K=50) and the row is marked
@@ -52,27 +53,26 @@ PLOTS=1
 OUT=""
 
 while (($#)); do
+  if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
   case "$1" in
     --quick) IDLE="0 1000"; REPEATS=1; DURATION=1 ;;
     --uring)
       IDLE="0 10000"
       SERVERS="echo-epoll echo-uring--simple echo-uring--step=2 echo-uring--step=3 echo-uring--step=4 echo-uring"
       ;;
-    --idle|--active|--repeats|--duration|--servers|--build-dir|--out)
-      (($# >= 2)) || usage_error "$1 needs a value"
+    --idle|--active|--repeats|--duration|--servers|--out)
+      need_value "$@"
       case "$1" in
         --idle) IDLE="${2//,/ }" ;;
         --active) ACTIVE="$2" ;;
         --repeats) REPEATS="$2" ;;
         --duration) DURATION="$2" ;;
         --servers) SERVERS="${2//,/ }" ;;
-        --build-dir) BUILD_DIR="$2" ;;
         --out) OUT="$2" ;;
       esac
       shift
       ;;
     --no-plots) PLOTS=0 ;;
-    -h|--help) usage; exit 0 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
   shift
@@ -91,11 +91,13 @@ LOADGEN="$BIN/loadgen"
 command -v ss >/dev/null || die "ss (iproute2) is needed"
 
 # Server on CPU 0, clients on CPU 1, when there are two CPUs to split.
-SERVER_PIN=()
-CLIENT_PIN=()
-if command -v taskset >/dev/null && (($(nproc) >= 2)); then
-  SERVER_PIN=(taskset -c 0)
-  CLIENT_PIN=(taskset -c 1)
+PINNED=0
+if command -v taskset >/dev/null && (($(nproc) >= 2)); then PINNED=1; fi
+SERVER_CPU=()
+CLIENT_CPU=()
+if ((PINNED)); then
+  SERVER_CPU=(--cpu 0)
+  CLIENT_CPU=(--cpu 1)
 fi
 
 # "NAME--OPTION" is NAME started with --OPTION.
@@ -109,10 +111,17 @@ for s in $SERVERS; do
   if [[ -x "$BIN/$prog" ]]; then
     available+=("$s")
   else
-    echo "compare-multiplexing.sh: $BIN/$prog not built: $s left out" >&2
+    echo "$SCRIPT: $BIN/$prog not built: $s left out" >&2
   fi
 done
-((${#available[@]})) || { echo "compare-multiplexing.sh: no server built (cmake --build build)" >&2; exit 3; }
+if ((${#available[@]} == 0)); then
+  progs=()
+  for s in $SERVERS; do
+    read -r prog _ <<<"$(server_cmd "$s")"
+    progs+=("$prog")
+  done
+  require_bin "${progs[@]}"  # exits 3, naming the build command
+fi
 
 hard=$(ulimit -Hn)
 [[ "$hard" == unlimited ]] && hard=1048576
@@ -121,46 +130,40 @@ SELECT_CAP=$(( (1024 - ACTIVE - 64) / 100 * 100 ))
 CLK_TCK=$(getconf CLK_TCK)
 
 mkdir -p "$OUT"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/compare-mux.XXXXXX")
+# Per-point output files; every process is started with lib.sh's spawn, so
+# whatever is still running at exit (Ctrl-C included) is stopped by pid.
+WORK=$(scratch_dir)
 SERVER_PID=""
 HOLDER_PID=""
-cleanup() {
-  # Only the processes this script started, by pid.
-  if [[ -n "$HOLDER_PID" ]]; then kill -KILL "$HOLDER_PID" 2>/dev/null || true; fi
-  if [[ -n "$SERVER_PID" ]]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # utime + stime of PID in clock ticks (fields 14 and 15 of /proc/PID/stat,
 # counted after the ")" that ends the command name).
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # Connections to port $1 whose handshake is done (accepted or not yet)...
 established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
 # ...and how many of those still wait in the listen queue for accept().
 accept_queue() { ss -Htln "( sport = :$1 )" 2>/dev/null | awk '{q += $2} END {print q + 0}'; }
 
-# Waits up to $2 seconds for PID $1 (a child of this shell) to exit, kills it
+# Waits up to $2 seconds for PID $1 (spawned by this shell) to exit, kills it
 # after that; leaves its exit status in WAIT_RC. Not to be called in $(...):
 # a subshell cannot wait for its parent's children.
 WAIT_RC=0
 wait_pid() {
   local pid=$1 limit=$2 t=0
-  while kill -0 "$pid" 2>/dev/null && ((t < limit * 10)); do sleep 0.1; t=$((t + 1)); done
-  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  while lib_alive "$pid" && ((t < limit * 10)); do sleep 0.1; t=$((t + 1)); done
+  if lib_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   WAIT_RC=0
   wait "$pid" 2>/dev/null || WAIT_RC=$?
+  unregister_pid "$pid"
 }
 
 RUNS_CSV="$OUT/multiplexing-runs.csv"
-echo "server,idle_asked,idle,capped,active,repeat,requests,requests_per_s,p50_us,p99_us,cpu_us_per_request,rss_kib,errors,note" >"$RUNS_CSV"
+echo "server,idle_asked,idle,capped,active,repeat,requests,requests_per_s,p50_us,p99_us,cpu_us_per_request,rss_kib,idle_up,errors,note" >"$RUNS_CSV"
 
 # One measurement; appends one row to RUNS_CSV.
 run_point() {
   local label=$1 idle_asked=$2 rep=$3
-  local idle=$idle_asked capped=0 errors=0 note=""
+  local idle=$idle_asked capped=0 errors=0 note="" up=0
   local -a cmd
   read -r -a cmd <<<"$(server_cmd "$label")"
   if [[ "${cmd[0]}" == echo-select ]] && ((idle > SELECT_CAP)); then
@@ -170,24 +173,18 @@ run_point() {
   local d="$WORK/$label-$idle_asked-$rep"
   mkdir -p "$d"
 
-  "${SERVER_PIN[@]}" "$BIN/${cmd[0]}" "${cmd[@]:1}" --port 0 --max-clients $((idle + ACTIVE + 100)) \
-    >"$d/server.out" 2>"$d/server.err" &
-  SERVER_PID=$!
-  local port="" t=0
-  while ((t < 100)); do
-    if [[ -s "$d/server.out" ]]; then
-      port=$(head -n1 "$d/server.out" | sed -n 's/^listening on .*:\([0-9]*\)$/\1/p')
-      [[ -n "$port" ]] && break
-    fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-    t=$((t + 1))
-  done
+  spawn "${SERVER_CPU[@]}" --out "$d/server.out" --err "$d/server.err" \
+    "$BIN/${cmd[0]}" "${cmd[@]:1}" --port 0 --max-clients $((idle + ACTIVE + 100))
+  SERVER_PID=$SPAWN_PID
+  local port=""
+  if wait_for_line "$d/server.out" '^listening on .+:[0-9]+$' 10 "$SERVER_PID"; then
+    port=$(sed -n '1s/^listening on .*:\([0-9]*\)$/\1/p' "$d/server.out")
+  fi
   if [[ -z "$port" ]]; then
     echo "  $label: did not announce its port: $(head -c 300 "$d/server.err")" >&2
     wait_pid "$SERVER_PID" 5
     SERVER_PID=""
-    echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,0,0,,,,,1,server did not start" >>"$RUNS_CSV"
+    echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,0,0,,,,,,1,server did not start" >>"$RUNS_CSV"
     return
   fi
 
@@ -196,17 +193,16 @@ run_point() {
     # that accepts slowly must not overflow its backlog), then held.
     local ramp
     ramp=$(awk -v n="$idle" 'BEGIN { r = n / 2000; if (r < 0.2) r = 0.2; print r }')
-    "${CLIENT_PIN[@]}" "$LOADGEN" --mode idle --active 0 -c "$idle" --threads 1 --ramp "$ramp" \
-      -d $((120 + ${DURATION%.*})) --json "$d/holder.json" -q "127.0.0.1:$port" \
-      >"$d/holder.out" 2>"$d/holder.err" &
-    HOLDER_PID=$!
+    spawn "${CLIENT_CPU[@]}" --out "$d/holder.out" --err "$d/holder.err" \
+      "$LOADGEN" --mode idle --active 0 -c "$idle" --threads 1 --ramp "$ramp" \
+      -d $((120 + ${DURATION%.*})) --json "$d/holder.json" -q "127.0.0.1:$port"
+    HOLDER_PID=$SPAWN_PID
     # Up to 30 s plus 1 s per 200 connections (a server that accepts slowly).
     local deadline=$((SECONDS + 30 + idle / 200))
     while { (($(established "$port") < idle)) || (($(accept_queue "$port") > 0)); } &&
-      ((SECONDS < deadline)) && kill -0 "$HOLDER_PID" 2>/dev/null; do
+      ((SECONDS < deadline)) && lib_alive "$HOLDER_PID"; do
       sleep 0.2
     done
-    local up
     up=$(established "$port")
     if ((up < idle)); then
       errors=$((errors + 1))
@@ -217,11 +213,13 @@ run_point() {
 
   local cpu0 cpu1 rss lrc=0
   cpu0=$(cpu_ticks "$SERVER_PID")
-  timeout $((60 + ${DURATION%.*})) "${CLIENT_PIN[@]}" "$LOADGEN" --mode idle --active "$ACTIVE" -c "$ACTIVE" \
+  local -a client_pin=()
+  if ((PINNED)); then client_pin=(taskset -c 1); fi
+  timeout $((60 + ${DURATION%.*})) "${client_pin[@]}" "$LOADGEN" --mode idle --active "$ACTIVE" -c "$ACTIVE" \
     --threads 1 -d "$DURATION" --size 64 --json "$d/load.json" -q "127.0.0.1:$port" \
     >"$d/load.out" 2>"$d/load.err" || lrc=$?
   cpu1=$(cpu_ticks "$SERVER_PID")
-  rss=$(rss_kib "$SERVER_PID")
+  rss=$(rss_kb "$SERVER_PID")
   if ((lrc != 0)); then
     errors=$((errors + 1))
     note="${note:+$note; }loadgen exit $lrc: $(tr '\n' ' ' <"$d/load.err" | head -c 200 | tr ',' ';')"
@@ -274,13 +272,13 @@ PY
   read -r req rps p50 p99 cpu lerr <"$d/figures"
   [[ -n "$lerr" ]] || { lerr=1; note="${note:+$note; }no loadgen report"; }
   errors=$((errors + lerr))
-  echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,$req,$rps,$p50,$p99,$cpu,$rss,$errors,$note" >>"$RUNS_CSV"
+  echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,$req,$rps,$p50,$p99,$cpu,$rss,$up,$errors,$note" >>"$RUNS_CSV"
   printf '  %-18s idle=%-6s rep=%s  %10s req/s  p50 %8s us  p99 %8s us  cpu %7s us/req  rss %6s KiB  errors %s%s\n' \
     "$label" "$idle" "$rep" "$rps" "$p50" "$p99" "$cpu" "$rss" "$errors" "${note:+  ($note)}"
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "compare-multiplexing: servers: ${available[*]}; idle: $IDLE; active $ACTIVE; $REPEATS x ${DURATION}s per point (select capped at $SELECT_CAP idle)"
+echo "$SCRIPT: servers: ${available[*]}; idle: $IDLE; active $ACTIVE; $REPEATS x ${DURATION}s per point (select capped at $SELECT_CAP idle)"
 for ((rep = 1; rep <= REPEATS; rep++)); do
   for idle in $IDLE; do
     for s in "${available[@]}"; do
@@ -289,7 +287,7 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
   done
 done
 
-python3 - "$OUT" "$ACTIVE" "$DURATION" "$REPEATS" "$SELECT_CAP" "$LOAD_START" "${#SERVER_PIN[@]}" <<'PY'
+python3 - "$OUT" "$ACTIVE" "$DURATION" "$REPEATS" "$SELECT_CAP" "$LOAD_START" "$PINNED" <<'PY'
 import csv, os, platform, statistics, sys
 out, active, duration, repeats, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 load_start = sys.argv[6]
@@ -313,6 +311,7 @@ for s in order:
         ok = [r for r in rs if int(r["errors"]) == 0] or rs
         agg[(s, i)] = {
             "idle": int(rs[0]["idle"]), "capped": int(rs[0]["capped"]),
+            "up": med(r["idle_up"] for r in ok),
             "rps": med(r["requests_per_s"] for r in ok), "p50": med(r["p50_us"] for r in ok),
             "p99": med(r["p99_us"] for r in ok), "cpu": med(r["cpu_us_per_request"] for r in ok),
             "rss": med(r["rss_kib"] for r in ok), "errors": sum(int(r["errors"]) for r in rs),
@@ -324,7 +323,9 @@ for (s, i), a in agg.items():
     base = agg.get((s, 0))
     a["per_idle"] = None
     if i > 0 and base and a["rss"] is not None and base["rss"] is not None and a["idle"] > 0:
-        a["per_idle"] = (a["rss"] - base["rss"]) * 1024 / a["idle"]
+        # Divided by the connections the server really had (ss), when short.
+        up = a["up"] if a["up"] else a["idle"]
+        a["per_idle"] = (a["rss"] - base["rss"]) * 1024 / up
 def f(v, p=1):
     return "" if v is None else f"{v:.{p}f}"
 with open(f"{out}/multiplexing.csv", "w", newline="") as fh:
@@ -410,13 +411,13 @@ if ((PLOTS)); then
           "$ROOT/scripts/plot-multiplexing.gp"
       done
     done
-    echo "compare-multiplexing: plots $OUT/multiplexing-{rps,p99,cpu}.{png,svg}"
+    echo "$SCRIPT: plots $OUT/multiplexing-{rps,p99,cpu}.{png,svg}"
   else
-    echo "compare-multiplexing: gnuplot not installed (scripts/setup.sh installs gnuplot-nox): no plots" >&2
+    echo "$SCRIPT: gnuplot not installed (scripts/setup.sh installs gnuplot-nox): no plots" >&2
   fi
 fi
-echo "compare-multiplexing: wrote $OUT/multiplexing.csv $OUT/multiplexing.md ($RUNS_CSV: every repeat)"
+echo "$SCRIPT: wrote $OUT/multiplexing.csv $OUT/multiplexing.md ($RUNS_CSV: every repeat)"
 if ((total_errors > 0)); then
-  echo "compare-multiplexing: $total_errors error(s): see the errors column and notes in $OUT/multiplexing.md" >&2
+  echo "$SCRIPT: $total_errors error(s): see the errors column and notes in $OUT/multiplexing.md" >&2
   exit 1
 fi

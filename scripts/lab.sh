@@ -26,7 +26,8 @@
 # Everything started by serve or spawn is stopped, by its pid, when the shell
 # that sourced this file exits; the temporary files go with it.
 # Nothing here sets `set -e`: pasted into an interactive shell, a failing
-# command must not close the terminal.
+# command must not close the terminal. For the same reason this file does not
+# source scripts/lib.sh (which is for scripts: it traps Ctrl-C to exit).
 
 LAB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LAB_BUILD="${IOLAB_BUILD_DIR:-build}"

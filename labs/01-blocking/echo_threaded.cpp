@@ -1,7 +1,7 @@
 // echo-threaded — the blocking I/O model made concurrent with threads.
 //
 // Usage: echo-threaded [--host 127.0.0.1] [--port 0] [--max-clients N] [-v]
-//        echo-threaded --pool N [--queue Q] ...
+//        echo-threaded --pool N [--queue Q] ...   (N >= 1; --queue only with --pool)
 //
 // Default: one thread per connection. Each thread makes the same blocking
 // read/write calls as echo-blocking; the kernel's scheduler switches between
@@ -25,6 +25,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -60,24 +61,20 @@ struct Server {
 
     void serve(Client c) {
         std::array<char, 64 * 1024> buf;
-        for (;;) {
+        std::string why;
+        while (why.empty()) {
             ssize_t n = ::read(c.fd.get(), buf.data(), buf.size());  // sleeps in the kernel
             if (n < 0 && errno == EINTR) continue;
-            if (n == 0) break;
-            if (n < 0) {
-                log.info(sys_message("read", c.peer, errno));
-                break;
-            }
+            if (n == 0) why = "eof";  // the client's FIN (or a stop's shutdown)
+            if (n < 0) why = "read: " + errno_text(errno);
+            if (n <= 0) break;
             stats.add_in(static_cast<uint64_t>(n));
             IoResult w = write_all(c.fd.get(), std::span<const char>(buf.data(), size_t(n)));
             stats.add_out(w.bytes);
-            if (!w.ok()) {
-                log.info(w.describe("write", c.peer));
-                break;
-            }
+            if (!w.ok()) why = "write: " + errno_text(w.err);
         }
         open.remove(c.fd.get());
-        log.info("disconnect " + c.peer);
+        log.info("disconnect " + c.peer + " (" + why + ")");
     }
 
     void finished() {
@@ -117,11 +114,8 @@ struct Server {
     }
 };
 
-int run(const ServerOptions& opts, unsigned pool, std::size_t queue_max) {
-    StopSignals stop;  // before any thread: every thread inherits the blocked mask
-    raise_nofile_limit();
-    Fd listener = listen_tcp(opts.host, opts.port);
-    announce_listening(listener.get());
+int run(const ServerOptions& opts, StopSignals& stop, unsigned pool, std::size_t queue_max) {
+    Fd listener = listen_and_announce(opts, false);
 
     Server server(opts);
     auto watch = stop.watch([&] {
@@ -143,15 +137,17 @@ int run(const ServerOptions& opts, unsigned pool, std::size_t queue_max) {
             continue;
         }
         Client c{std::move(a.fd), a.peer.to_string()};
-        bool refuse = false;
+        const char* refuse = nullptr;
         {
             std::lock_guard lock(server.mu);
-            std::size_t busy = server.active + server.queue.size();
-            refuse = busy >= opts.max_clients || (pool > 0 && server.queue.size() >= queue_max);
+            if (server.active + server.queue.size() >= opts.max_clients)
+                refuse = "--max-clients reached";
+            else if (pool > 0 && server.queue.size() >= queue_max)
+                refuse = "--queue full";
         }
-        if (refuse) {
+        if (refuse != nullptr) {
             server.stats.refused.fetch_add(1);
-            server.log.info("refuse " + c.peer + ": server full");
+            server.log.info("refused " + c.peer + ": " + refuse);
             continue;  // the Fd closes the connection
         }
         server.stats.connections.fetch_add(1);
@@ -188,12 +184,21 @@ int main(int argc, char** argv) {
     unsigned pool = 0;
     std::size_t queue_max = 256;
     CLI::App app{"Blocking echo server: a thread per connection, or a fixed thread pool"};
-    iolab::add_server_options(app, "echo-threaded", opts);
-    app.add_option("--pool", pool, "Fixed pool of N threads instead of one per connection")
-        ->check(CLI::Range(0u, 100000u));
-    app.add_option("--queue", queue_max, "With --pool: accepted connections that may wait")
+    iolab::add_server_options(app, "echo-threaded", opts, iolab::kConnectionLogHelp);
+    app.add_option("--pool", pool,
+                   "A fixed pool of N threads instead of one thread per connection "
+                   "(default: no pool)")
+        ->check(CLI::Range(1u, 100000u));
+    app.add_option("--queue", queue_max,
+                   "With --pool: accepted connections that may wait for a thread; more are "
+                   "refused")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
         ->capture_default_str();
     IOLAB_PARSE(app, argc, argv);
-    return iolab::guarded_main("echo-threaded", [&] { return run(opts, pool, queue_max); });
+    if (app.count("--queue") > 0 && pool == 0)
+        return iolab::usage_error(app, "--queue needs --pool (connections wait only for a pool)");
+    return iolab::guarded_main("echo-threaded", [&] {
+        iolab::StopSignals stop;  // first: every thread inherits the blocked mask
+        return run(opts, stop, pool, queue_max);
+    });
 }

@@ -47,6 +47,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/acceptor.hpp"  // kAcceptBatch
 #include "common/address.hpp"
 #include "common/error.hpp"
 #include "common/io.hpp"
@@ -89,13 +90,14 @@ std::string band_text(long band) {
 }
 
 // One TCP client: what it sent that we have not yet written back.
-struct Conn {
+struct Client {
     Fd fd;
     std::string peer;
     std::unique_ptr<char[]> buf = std::make_unique<char[]>(kBufSize);
     std::size_t off = 0, len = 0;  // buf[off, len) is owed to the client
     bool eof = false;              // the client sent FIN
     bool queued = false;           // on the ready list
+    std::string why;               // once finished: why, for the log line
 };
 
 struct Counters {
@@ -104,10 +106,12 @@ struct Counters {
 
 class SigioServer {
   public:
-    SigioServer(const ServerOptions& opts, bool udp) : opts_(opts), udp_(udp), log_(opts.verbose) {}
+    // `stop` has blocked SIGINT/SIGTERM; this server takes them with
+    // sigtimedwait instead of reading its signalfd.
+    SigioServer(const ServerOptions& opts, StopSignals& stop, bool udp)
+        : opts_(opts), stop_(stop), udp_(udp), log_(opts.verbose) {}
 
     int run() {
-        StopSignals stop;  // blocks SIGINT/SIGTERM; we take them with sigtimedwait
         raise_nofile_limit();
         rtsig_ = SIGRTMIN;  // glibc keeps the first two realtime signals for itself
 
@@ -125,8 +129,7 @@ class SigioServer {
         if (udp_) {
             open_udp();
         } else {
-            listener_ = listen_tcp(opts_.host, opts_.port,
-                                   ListenOptions{.nonblocking = true});
+            listener_ = listen_tcp(opts_.host, opts_.port, ListenOptions{.nonblocking = true});
         }
         where_ = local_address(listener_.get()).to_string();
         arm_async(listener_.get(), rtsig_, where_);
@@ -135,11 +138,12 @@ class SigioServer {
         full_scan();
 
         for (;;) {
+            if (listener_more_) on_listener();  // the last batch did not empty the backlog
             drain_ready();
             // Wait for the next event: not at all if clients are still owed a
             // turn, briefly while accept is backing off, otherwise up to 1 s.
             timespec ts{1, 0};
-            if (!ready_.empty())
+            if (!ready_.empty() || listener_more_)
                 ts = {0, 0};
             else if (accept_paused_)
                 ts = {0, 100'000'000};
@@ -154,7 +158,10 @@ class SigioServer {
                 }
                 continue;
             }
-            if (sig == SIGINT || sig == SIGTERM) break;
+            if (sig == SIGINT || sig == SIGTERM) {
+                stop_.request();  // taken here, not from the signalfd
+                break;
+            }
             if (sig == SIGIO) {
                 on_overflow();
                 continue;
@@ -270,7 +277,7 @@ class SigioServer {
                 it->second->queued = false;
                 std::optional<bool> r = serve(*it->second);
                 if (!r) {
-                    log_.info("disconnect " + it->second->peer);
+                    log_.info("disconnect " + it->second->peer + " (" + it->second->why + ")");
                     conns_.erase(it);  // close(2)
                     continue;
                 }
@@ -280,9 +287,13 @@ class SigioServer {
         }
     }
 
-    // accept4 until EAGAIN: one signal may stand for several connections.
+    // One signal may stand for several connections, and no new signal comes
+    // for those already waiting: accept4 until EAGAIN, in batches of
+    // kAcceptBatch (listener_more_: the next round goes on, after the clients
+    // had their turn).
     void on_listener() {
-        for (;;) {
+        listener_more_ = false;
+        for (std::size_t i = 0; i < kAcceptBatch; ++i) {
             Accepted a = accept_client(listener_.get(), SOCK_NONBLOCK);
             if (!a) {
                 if (a.err == EAGAIN || a.err == EWOULDBLOCK) return;
@@ -297,17 +308,18 @@ class SigioServer {
                 log_.error(sys_message("accept", where_, a.err));
                 return;
             }
-            auto c = std::make_unique<Conn>();
+            auto c = std::make_unique<Client>();
             c->peer = a.peer.to_string();
             if (conns_.size() >= opts_.max_clients) {
                 stats_.refused.fetch_add(1);
-                log_.info("refuse " + c->peer + ": server full");
+                log_.info("refused " + c->peer + ": --max-clients reached");
                 continue;  // a.fd closes it
             }
             try {
                 arm_async(a.fd.get(), rtsig_, c->peer);
             } catch (const SysError& e) {
-                log_.error(e.what());
+                stats_.refused.fetch_add(1);
+                log_.error("refused " + c->peer + ": " + e.what());
                 continue;
             }
             c->fd = std::move(a.fd);
@@ -318,12 +330,13 @@ class SigioServer {
             // Bytes may have arrived before O_ASYNC was on: they raised no signal.
             queue(fd);
         }
+        listener_more_ = true;  // a full batch: more may be waiting
     }
 
     // Moves bytes for one client until EAGAIN or the budget is spent.
     // Returns true if there is more to do now, false if it waits for a signal,
     // nullopt if the connection is finished (closed by the caller).
-    std::optional<bool> serve(Conn& c) {
+    std::optional<bool> serve(Client& c) {
         for (int reads = 0;;) {
             if (c.off < c.len) {
                 IoResult w = write_some(c.fd.get(), {c.buf.get() + c.off, c.len - c.off});
@@ -331,12 +344,15 @@ class SigioServer {
                 c.off += w.bytes;
                 if (w.would_block()) return false;  // POLL_OUT will come when there is room
                 if (w.error()) {
-                    log_.info(w.describe("write", c.peer));
+                    c.why = "write: " + errno_text(w.err);
                     return std::nullopt;
                 }
             }
             c.off = c.len = 0;
-            if (c.eof) return std::nullopt;  // all echoed, client done: close
+            if (c.eof) {
+                c.why = "eof";  // all echoed, client done: close
+                return std::nullopt;
+            }
             if (reads++ == kBudget) return true;
             IoResult r = read_some(c.fd.get(), {c.buf.get(), kBufSize});
             if (r.would_block()) return false;  // POLL_IN will come with new bytes
@@ -345,7 +361,7 @@ class SigioServer {
                 continue;
             }
             if (r.error()) {
-                log_.info(r.describe("read", c.peer));
+                c.why = "read: " + errno_text(r.err);
                 return std::nullopt;
             }
             stats_.add_in(r.bytes);
@@ -388,16 +404,18 @@ class SigioServer {
     }
 
     const ServerOptions& opts_;
+    StopSignals& stop_;
     bool udp_;
     Log log_;
     int rtsig_ = 0;
     Fd listener_;
     std::string where_;
     ServerStats stats_;
-    std::unordered_map<int, std::unique_ptr<Conn>> conns_;
+    std::unordered_map<int, std::unique_ptr<Client>> conns_;
     std::deque<int> ready_;
     bool udp_queued_ = false;
     bool accept_paused_ = false;
+    bool listener_more_ = false;
     ReserveFd reserve_;
     ShedReport shed_;
     Counters count_;
@@ -410,13 +428,16 @@ int main(int argc, char** argv) {
     bool udp = false;
     std::optional<unsigned long> sigpending;
     CLI::App app{"Signal-driven echo server: O_ASYNC + F_SETSIG, events taken with sigtimedwait"};
-    iolab::add_server_options(app, "echo-sigio", opts);
+    iolab::add_server_options(app, "echo-sigio", opts, iolab::kConnectionLogHelp);
     app.add_flag("--udp", udp, "Serve UDP echo (one datagram back per datagram) instead of TCP");
     app.add_option("--sigpending", sigpending,
                    "Set RLIMIT_SIGPENDING (queued realtime signals per user) to N; "
                    "0 makes every event overflow into SIGIO");
     IOLAB_PARSE(app, argc, argv);
+    if (udp && app.count("--max-clients") > 0)
+        return iolab::usage_error(app, "--max-clients: UDP has no connections (--udp)");
     return iolab::guarded_main("echo-sigio", [&] {
+        iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM
         if (sigpending) {
             rlimit rl{};
             if (::getrlimit(RLIMIT_SIGPENDING, &rl) != 0)
@@ -427,7 +448,7 @@ int main(int argc, char** argv) {
             if (::setrlimit(RLIMIT_SIGPENDING, &rl) != 0)
                 iolab::throw_sys("setrlimit", "RLIMIT_SIGPENDING");
         }
-        SigioServer server(opts, udp);
+        SigioServer server(opts, stop, udp);
         return server.run();
     });
 }

@@ -151,5 +151,5 @@ TEST_CASE("compare-multiplexing.sh writes under the build directory unless --out
                     "--active", "0"},
                    20s);
     CHECK(bad.exit_code == 2);
-    CHECK(bad.err.rfind("compare-multiplexing.sh: ", 0) == 0);
+    CHECK(bad.err.rfind("compare-multiplexing: ", 0) == 0);
 }

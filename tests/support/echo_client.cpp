@@ -4,7 +4,11 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -16,6 +20,7 @@
 namespace iolab::test {
 
 using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
 
 std::string random_payload(std::mt19937_64& rng, std::size_t n) {
     std::string s(n, '\0');
@@ -277,6 +282,180 @@ void check_sigterm_summary(const EchoServerSpec& spec) {
     ssize_t n = ::read(idle.get(), &ch, 1);
     CHECK(n <= 0);
     if (n < 0) CHECK(errno != EAGAIN);
+}
+
+void check_reset_storm(const EchoServerSpec& spec, int storm) {
+    ServerProcess server(server_argv(spec));
+    const uint16_t port = server.port();
+    // All connect first (the kernel completes every handshake), then all
+    // reset: the server finds them in its backlog already reset.
+    std::vector<Fd> conns;
+    conns.reserve(static_cast<std::size_t>(storm));
+    for (int i = 0; i < storm; ++i)
+        conns.push_back(connect_local(port));
+    for (Fd& c : conns) {
+        linger lg{1, 0};  // close(2) sends RST instead of FIN
+        ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        c.reset();
+    }
+    // One more client, served: the backlog is first in, first out, so by
+    // the time its echo comes back every reset one has been accepted.
+    std::mt19937_64 rng(7);
+    std::string p = random_payload(rng, 1000);
+    EchoOutcome o = echo_roundtrip(port, p, 30s);
+    INFO("client after the storm: " << o.error);
+    REQUIRE(o.ok);
+    int rc = server.stop(SIGTERM, 15s);
+    INFO("stderr: " << server.err().substr(0, 2000));
+    REQUIRE(rc == 0);
+    auto summary = parse_summary(server.out());
+    REQUIRE(summary.has_value());
+    CHECK(summary->connections == static_cast<uint64_t>(storm) + 1);
+    CHECK(summary->refused == 0);
+    CHECK(summary->bytes_in >= p.size());
+}
+
+std::string read_with_timeout(int fd, std::size_t n, std::chrono::milliseconds timeout) {
+    set_nonblocking(fd, false);
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string got(n, '\0');
+    std::size_t have = 0;
+    while (have < n) {
+        ssize_t r = ::read(fd, got.data() + have, n - have);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        have += static_cast<std::size_t>(r);
+    }
+    got.resize(have);
+    return got;
+}
+
+bool closed_by_server(int fd, std::chrono::milliseconds timeout) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
+    char c;
+    ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+void check_max_clients(std::vector<std::string> argv) {
+    argv.insert(argv.end(), {"--max-clients", "2"});
+    ServerProcess server(argv);
+    Fd a = connect_local(server.port());
+    Fd b = connect_local(server.port());
+    std::mt19937_64 rng(61);
+    std::string p = random_payload(rng, 1000);
+    REQUIRE(echo_over(a.get(), p, 20s).ok);
+    REQUIRE(echo_over(b.get(), p, 20s).ok);
+    Fd c = connect_local(server.port());
+    CHECK(closed_by_server(c.get(), 10s));
+    REQUIRE(server.stop(SIGTERM, 15s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s.has_value());
+    CHECK(s->connections == 2);
+    CHECK(s->refused == 1);
+}
+
+void check_server_arguments(const std::string& program) {
+    ServerProcess first({bin(program), "--port", "0"});
+    auto busy = run({bin(program), "--port", std::to_string(first.port())}, 10s);
+    CHECK(busy.exit_code == 1);
+    CHECK(busy.err.find("bind 127.0.0.1:" + std::to_string(first.port()) +
+                        ": Address already in use") != std::string::npos);
+    auto v = run({bin(program), "--version"}, 10s);
+    CHECK(v.exit_code == 0);
+    CHECK(v.out == program + " iolab " + IOLAB_VERSION + "\n");
+    auto bogus = run({bin(program), "--bogus"}, 10s);
+    CHECK(bogus.exit_code == 2);
+    CHECK(bogus.err.rfind(program + ": ", 0) == 0);
+    CHECK(std::count(bogus.err.begin(), bogus.err.end(), '\n') == 1);
+    CHECK(bogus.out.empty());
+}
+
+namespace {
+
+// The byte at offset i of the backpressure stream: no need to keep a copy.
+char stream_byte(uint64_t i) {
+    return static_cast<char>((i * 2654435761u) >> 13);
+}
+
+// Resident memory of a process, in KiB (VmRSS in /proc/PID/status).
+long rss_kib(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return -1;
+}
+
+}  // namespace
+
+void check_backpressure(const std::vector<std::string>& argv) {
+    ServerProcess server(argv);
+    const uint16_t port = server.port();
+    const long rss0 = rss_kib(server.pid());
+
+    // The hog writes as fast as it can and reads nothing. A server that
+    // kept reading would take everything (the cap); a bounded one stops
+    // reading, the kernel buffers fill, and the hog's writes stall.
+    Fd hog = connect_local(port);
+    set_nonblocking(hog.get());
+    constexpr uint64_t kCap = 256ull << 20;
+    std::vector<char> chunk(256 * 1024);
+    uint64_t sent = 0;
+    auto last_progress = Clock::now();
+    const auto t0 = Clock::now();
+    while (sent < kCap && Clock::now() - last_progress < 700ms && Clock::now() - t0 < 20s) {
+        for (std::size_t i = 0; i < chunk.size(); ++i)
+            chunk[i] = stream_byte(sent + i);
+        IoResult w = write_some(hog.get(), chunk);
+        REQUIRE_FALSE(w.error());
+        sent += w.bytes;
+        if (w.bytes > 0) last_progress = Clock::now();
+        if (w.would_block()) {
+            pollfd p{hog.get(), POLLOUT, 0};
+            ::poll(&p, 1, 100);
+        }
+    }
+    INFO("the hog sent " << sent << " bytes");
+    CHECK(sent < kCap / 2);  // it stalled: the server stopped reading it
+
+    // Meanwhile another client is served as usual.
+    std::mt19937_64 rng(41);
+    std::string p = random_payload(rng, 1 << 20);
+    EchoOutcome o = echo_roundtrip(port, p, 30s);
+    INFO("other client: " << o.error);
+    CHECK(o.ok);
+    const long rss1 = rss_kib(server.pid());
+    INFO("server RSS " << rss0 << " KiB -> " << rss1 << " KiB");
+    CHECK(rss1 - rss0 < 48 * 1024);
+
+    // The hog reads at last: every byte comes back, in order.
+    uint64_t got = 0;
+    bool same = true;
+    std::vector<char> buf(256 * 1024);
+    const auto deadline = Clock::now() + 60s;
+    ::shutdown(hog.get(), SHUT_WR);
+    while (got < sent && Clock::now() < deadline) {
+        pollfd pr{hog.get(), POLLIN, 0};
+        ::poll(&pr, 1, 200);
+        IoResult r = read_some(hog.get(), buf);
+        if (r.eof() || r.error()) break;
+        for (std::size_t i = 0; i < r.bytes; ++i)
+            same = same && buf[i] == stream_byte(got + i);
+        got += r.bytes;
+    }
+    CHECK(got == sent);
+    CHECK(same);
+    CHECK(closed_by_server(hog.get(), 10s));  // then the server closes it
+
+    REQUIRE(server.stop(SIGTERM, 15s) == 0);
+    auto s = parse_summary(server.out());
+    REQUIRE(s.has_value());
+    CHECK(s->bytes_in == sent + p.size());
+    CHECK(s->bytes_out == s->bytes_in);
 }
 
 }  // namespace iolab::test

@@ -52,6 +52,25 @@ std::vector<std::string> server_argv(const EchoServerSpec& spec);
 void check_concurrent_echo(const EchoServerSpec& spec, uint64_t seed = 1);
 void check_reset_mid_transfer(const EchoServerSpec& spec);
 void check_sigterm_summary(const EchoServerSpec& spec);
+// `storm` clients connect and reset (SO_LINGER 0) at once, right after the
+// handshake; one more client is served, then SIGTERM: the summary counts
+// every connect in connections= (issue 14: reset or not, accepted counts).
+void check_reset_storm(const EchoServerSpec& spec, int storm = 200);
+
+// Reads up to `n` bytes with a receive timeout (blocking socket); what arrived.
+std::string read_with_timeout(int fd, std::size_t n, std::chrono::milliseconds timeout);
+// Waits until the server has closed `fd` (EOF or a reset). false on timeout
+// or if bytes arrive instead.
+bool closed_by_server(int fd, std::chrono::milliseconds timeout);
+// `argv` (a server with --port 0) refuses a third client past --max-clients 2
+// and counts it: connections=2 refused=1.
+void check_max_clients(std::vector<std::string> argv);
+// The command-line conventions every server shares: a busy port is exit 1
+// naming bind and the address; --version; --bogus is a one-line usage error.
+void check_server_arguments(const std::string& program);
+// A client that writes and never reads is held back (the server stops
+// reading it) while another is served; then every byte comes back in order.
+void check_backpressure(const std::vector<std::string>& argv);
 
 }  // namespace iolab::test
 
@@ -66,4 +85,7 @@ void check_sigterm_summary(const EchoServerSpec& spec);
     }                                                                                        \
     TEST_CASE(LABEL ": SIGTERM ends it with exit 0 and an exact summary", "[integration]") { \
         iolab::test::check_sigterm_summary(SPEC);                                            \
+    }                                                                                        \
+    TEST_CASE(LABEL ": a reset storm is counted connect for connect", "[integration]") {     \
+        iolab::test::check_reset_storm(SPEC);                                                \
     }

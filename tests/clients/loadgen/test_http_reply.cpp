@@ -16,11 +16,35 @@ namespace {
 std::atomic<uint64_t> g_allocations{0};
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LOADGEN_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define LOADGEN_TEST_ASAN 1
+#endif
+
+#ifdef LOADGEN_TEST_ASAN
+// Under AddressSanitizer the allocator is ASan's: count through its hooks
+// (every malloc and every operator new).
+#include <sanitizer/allocator_interface.h>
+namespace {
+void on_malloc(const volatile void*, std::size_t) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+void on_free(const volatile void*) {}
+[[maybe_unused]] const int g_hooks = __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+}  // namespace
+#else
 // Every allocation of this test program goes through here.
 void* operator new(std::size_t n) {
     g_allocations.fetch_add(1, std::memory_order_relaxed);
     if (void* p = std::malloc(n ? n : 1)) return p;
     throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) {
+    return operator new(n);
 }
 void operator delete(void* p) noexcept {
     std::free(p);
@@ -28,6 +52,13 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
     std::free(p);
 }
+void operator delete[](void* p) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+    std::free(p);
+}
+#endif
 
 using loadgen::HttpReply;
 using Result = HttpReply::Result;

@@ -30,17 +30,7 @@ TEST_CASE("echo-blocking serves clients in turn: the second waits for the first"
     CHECK_FALSE(waiting.ok);
     CHECK(waiting.received == 0);
     first.reset();  // the first leaves; the server accepts the second
-    iolab::set_nonblocking(second.get(), false);
-    timeval tv{10, 0};
-    ::setsockopt(second.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string got(p.size(), '\0');
-    std::size_t n = 0;
-    while (n < got.size()) {
-        ssize_t r = ::read(second.get(), got.data() + n, got.size() - n);
-        REQUIRE(r > 0);
-        n += static_cast<size_t>(r);
-    }
-    CHECK(got == p);
+    CHECK(read_with_timeout(second.get(), p.size(), 10s) == p);
     REQUIRE(server.stop(SIGTERM, 10s) == 0);
 }
 
@@ -57,40 +47,27 @@ TEST_CASE("echo-threaded --pool: clients beyond the pool wait, then are served",
     iolab::Fd third = connect_local(server.port());
     (void)third;
     // The second now gets its (already sent) bytes back.
-    iolab::set_nonblocking(second.get(), false);
-    timeval tv{10, 0};
-    ::setsockopt(second.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string got(p.size(), '\0');
-    std::size_t n = 0;
-    while (n < got.size()) {
-        ssize_t r = ::read(second.get(), got.data() + n, got.size() - n);
-        REQUIRE(r > 0);
-        n += static_cast<size_t>(r);
-    }
-    CHECK(got == p);
+    CHECK(read_with_timeout(second.get(), p.size(), 10s) == p);
     REQUIRE(server.stop(SIGINT, 10s) == 0);
 }
 
 TEST_CASE("echo-threaded --max-clients refuses the extra connection and counts it",
           "[integration]") {
-    ServerProcess server({bin("echo-threaded"), "--port", "0", "--max-clients", "2"});
-    iolab::Fd a = connect_local(server.port());
-    iolab::Fd b = connect_local(server.port());
-    std::mt19937_64 rng(8);
-    std::string p = random_payload(rng, 10);
-    REQUIRE(echo_over(a.get(), p, 10s).ok);
-    REQUIRE(echo_over(b.get(), p, 10s).ok);
-    iolab::Fd c = connect_local(server.port());
-    iolab::set_nonblocking(c.get(), false);
-    timeval tv{10, 0};
-    ::setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char ch;
-    CHECK(::read(c.get(), &ch, 1) == 0);  // closed by the server at once
-    REQUIRE(server.stop(SIGTERM, 10s) == 0);
-    auto s = parse_summary(server.out());
-    REQUIRE(s.has_value());
-    CHECK(s->connections == 2);
-    CHECK(s->refused == 1);
+    check_max_clients({bin("echo-threaded"), "--port", "0"});
+}
+
+TEST_CASE("options that would do nothing are refused with one line", "[integration]") {
+    auto blocking = run({bin("echo-blocking"), "--max-clients", "5"}, 10s);
+    CHECK(blocking.exit_code == 2);
+    CHECK(blocking.err ==
+          "echo-blocking: --max-clients: echo-blocking serves one client at a time\n");
+    auto queue = run({bin("echo-threaded"), "--queue", "5"}, 10s);
+    CHECK(queue.exit_code == 2);
+    CHECK(queue.err == "echo-threaded: --queue needs --pool (connections wait only for a pool)\n");
+    auto pool0 = run({bin("echo-threaded"), "--pool", "0"}, 10s);
+    CHECK(pool0.exit_code == 2);
+    CHECK(pool0.err.rfind("echo-threaded: ", 0) == 0);
+    CHECK(pool0.err.find("--pool") != std::string::npos);
 }
 
 TEST_CASE("servers reject bad arguments with a one-line error naming the problem",
@@ -106,15 +83,7 @@ TEST_CASE("servers reject bad arguments with a one-line error naming the problem
         CHECK(h.exit_code == 1);
         CHECK(h.err.find("no.such.host.invalid") != std::string::npos);
 
-        ServerProcess first({bin(prog), "--port", "0"});
-        auto busy = run({bin(prog), "--port", std::to_string(first.port())}, 10s);
-        CHECK(busy.exit_code == 1);
-        CHECK(busy.err.find("bind 127.0.0.1:" + std::to_string(first.port()) +
-                            ": Address already in use") != std::string::npos);
-
-        auto v = run({bin(prog), "--version"}, 10s);
-        CHECK(v.exit_code == 0);
-        CHECK(v.out.find("iolab ") != std::string::npos);
+        check_server_arguments(prog);
     }
 }
 

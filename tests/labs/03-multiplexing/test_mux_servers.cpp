@@ -1,10 +1,11 @@
-// Integration tests of labs/02-nonblocking and labs/03-multiplexing: the real
-// binaries, driven over loopback.
+// Integration tests of labs/03-multiplexing (echo-select, echo-poll,
+// echo-epoll): the real binaries, driven over loopback.
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
@@ -23,37 +24,14 @@ using namespace iolab::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-IOLAB_ECHO_FIXTURE_CASES("echo-nonblocking", (EchoServerSpec{"echo-nonblocking", {}}))
 IOLAB_ECHO_FIXTURE_CASES("echo-select", (EchoServerSpec{"echo-select", {}}))
 IOLAB_ECHO_FIXTURE_CASES("echo-poll", (EchoServerSpec{"echo-poll", {}}))
 IOLAB_ECHO_FIXTURE_CASES("echo-epoll", (EchoServerSpec{"echo-epoll", {}}))
 IOLAB_ECHO_FIXTURE_CASES("echo-epoll --edge", (EchoServerSpec{"echo-epoll", {"--edge"}}))
+IOLAB_ECHO_FIXTURE_CASES("echo-epoll --workers 2",
+                         (EchoServerSpec{"echo-epoll", {"--workers", "2"}}))
 
 namespace {
-
-// Resident memory of a process, in KiB (VmRSS in /proc/PID/status).
-long rss_kib(pid_t pid) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    return -1;
-}
-
-// Waits until the server has closed `fd` (EOF or a reset). false on timeout or
-// if bytes arrive instead.
-bool closed_by_server(int fd, std::chrono::milliseconds timeout) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
-    char c;
-    ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-}
-
-// The byte at offset i of the backpressure stream: no need to keep a copy.
-char stream_byte(uint64_t i) {
-    return static_cast<char>((i * 2654435761u) >> 13);
-}
 
 struct ServerCase {
     const char* name;
@@ -208,128 +186,80 @@ TEST_CASE("echo-epoll --edge echoes payloads larger than the socket buffers", "[
 
 TEST_CASE("backpressure: a client that never reads is held back and stalls no one",
           "[integration]") {
-    for (const ServerCase& sc : {ServerCase{"echo-nonblocking", {}}, ServerCase{"echo-select", {}},
-                                 ServerCase{"echo-poll", {}}, ServerCase{"echo-epoll", {}},
-                                 ServerCase{"echo-epoll", {"--edge"}}}) {
+    for (const ServerCase& sc :
+         {ServerCase{"echo-select", {}}, ServerCase{"echo-poll", {}}, ServerCase{"echo-epoll", {}},
+          ServerCase{"echo-epoll", {"--edge"}}}) {
         INFO(sc.name << (sc.args.empty() ? "" : " " + sc.args[0]));
-        ServerProcess server(argv_of(sc));
-        const uint16_t port = server.port();
-        const long rss0 = rss_kib(server.pid());
-
-        // The hog writes as fast as it can and reads nothing. A server that
-        // kept reading would take everything (the cap); a bounded one stops
-        // reading, the kernel buffers fill, and the hog's writes stall.
-        iolab::Fd hog = connect_local(port);
-        iolab::set_nonblocking(hog.get());
-        constexpr uint64_t kCap = 256ull << 20;
-        std::vector<char> chunk(256 * 1024);
-        uint64_t sent = 0;
-        auto last_progress = Clock::now();
-        const auto t0 = Clock::now();
-        while (sent < kCap && Clock::now() - last_progress < 700ms && Clock::now() - t0 < 20s) {
-            for (std::size_t i = 0; i < chunk.size(); ++i)
-                chunk[i] = stream_byte(sent + i);
-            iolab::IoResult w = iolab::write_some(hog.get(), chunk);
-            REQUIRE_FALSE(w.error());
-            sent += w.bytes;
-            if (w.bytes > 0) last_progress = Clock::now();
-            if (w.would_block()) {
-                pollfd p{hog.get(), POLLOUT, 0};
-                ::poll(&p, 1, 100);
-            }
-        }
-        INFO("the hog sent " << sent << " bytes");
-        CHECK(sent < kCap / 2);  // it stalled: the server stopped reading it
-
-        // Meanwhile another client is served as usual.
-        std::mt19937_64 rng(41);
-        std::string p = random_payload(rng, 1 << 20);
-        EchoOutcome o = echo_roundtrip(port, p, 30s);
-        INFO("other client: " << o.error);
-        CHECK(o.ok);
-        const long rss1 = rss_kib(server.pid());
-        INFO("server RSS " << rss0 << " KiB -> " << rss1 << " KiB");
-        CHECK(rss1 - rss0 < 48 * 1024);
-
-        // The hog reads at last: every byte comes back, in order.
-        uint64_t got = 0;
-        bool same = true;
-        std::vector<char> buf(256 * 1024);
-        const auto deadline = Clock::now() + 60s;
-        ::shutdown(hog.get(), SHUT_WR);
-        while (got < sent && Clock::now() < deadline) {
-            pollfd pr{hog.get(), POLLIN, 0};
-            ::poll(&pr, 1, 200);
-            iolab::IoResult r = iolab::read_some(hog.get(), buf);
-            if (r.eof() || r.error()) break;
-            for (std::size_t i = 0; i < r.bytes; ++i)
-                same = same && buf[i] == stream_byte(got + i);
-            got += r.bytes;
-        }
-        CHECK(got == sent);
-        CHECK(same);
-        CHECK(closed_by_server(hog.get(), 10s));  // then the server closes it
-
-        REQUIRE(server.stop(SIGTERM, 15s) == 0);
-        auto s = parse_summary(server.out());
-        REQUIRE(s.has_value());
-        CHECK(s->bytes_in == sent + p.size());
-        CHECK(s->bytes_out == s->bytes_in);
+        check_backpressure(argv_of(sc));
     }
-}
-
-TEST_CASE("echo-nonblocking --idle-sleep-us gives the core back when idle", "[integration]") {
-    ServerProcess server({bin("echo-nonblocking"), "--port", "0", "--idle-sleep-us", "1000"});
-    std::this_thread::sleep_for(200ms);
-    const double cpu0 = server.cpu_seconds();
-    const auto t0 = Clock::now();
-    std::this_thread::sleep_for(1500ms);
-    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double cpu = server.cpu_seconds() - cpu0;
-    INFO("idle CPU " << cpu << " s over " << elapsed << " s");
-    CHECK(cpu < 0.5 * elapsed);  // a busy loop would use all of it
-    // ...and still answers, a little later.
-    std::mt19937_64 rng(51);
-    EchoOutcome o = echo_roundtrip(server.port(), random_payload(rng, 300000), 30s);
-    INFO(o.error);
-    CHECK(o.ok);
-    REQUIRE(server.stop(SIGINT, 15s) == 0);
 }
 
 TEST_CASE("mux servers refuse past --max-clients and reject bad arguments", "[integration]") {
-    for (const char* prog : {"echo-nonblocking", "echo-select", "echo-poll", "echo-epoll"}) {
+    for (const char* prog : {"echo-select", "echo-poll", "echo-epoll"}) {
         INFO(prog);
-        {
-            ServerProcess server({bin(prog), "--port", "0", "--max-clients", "2"});
-            iolab::Fd a = connect_local(server.port());
-            iolab::Fd b = connect_local(server.port());
-            std::mt19937_64 rng(61);
-            std::string p = random_payload(rng, 1000);
-            REQUIRE(echo_over(a.get(), p, 20s).ok);
-            REQUIRE(echo_over(b.get(), p, 20s).ok);
-            iolab::Fd c = connect_local(server.port());
-            CHECK(closed_by_server(c.get(), 10s));
-            REQUIRE(server.stop(SIGTERM, 15s) == 0);
-            auto s = parse_summary(server.out());
-            REQUIRE(s.has_value());
-            CHECK(s->connections == 2);
-            CHECK(s->refused == 1);
-        }
+        check_max_clients({bin(prog), "--port", "0"});
         auto bad = run({bin(prog), "--out-limit", "0"}, 10s);
-        CHECK(bad.exit_code != 0);
+        CHECK(bad.exit_code == 2);
         CHECK(bad.err.find("--out-limit") != std::string::npos);
         CHECK(bad.out.empty());
-
-        ServerProcess first({bin(prog), "--port", "0"});
-        auto busy = run({bin(prog), "--port", std::to_string(first.port())}, 10s);
-        CHECK(busy.exit_code == 1);
-        CHECK(busy.err.find("bind 127.0.0.1:" + std::to_string(first.port()) +
-                            ": Address already in use") != std::string::npos);
-
-        auto v = run({bin(prog), "--version"}, 10s);
-        CHECK(v.exit_code == 0);
-        CHECK(v.out.find("iolab ") != std::string::npos);
+        check_server_arguments(prog);
     }
-    auto sel = run({bin("echo-nonblocking"), "--idle-sleep-us", "-5"}, 10s);
-    CHECK(sel.exit_code != 0);
+    auto workers = run({bin("echo-epoll"), "--workers", "0"}, 10s);
+    CHECK(workers.exit_code == 2);
+    CHECK(workers.err.find("--workers") != std::string::npos);
+}
+
+namespace {
+
+// The children of a process (Linux: /proc/PID/task/PID/children).
+std::vector<pid_t> children_of(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    std::vector<pid_t> out;
+    for (pid_t c; f >> c;)
+        out.push_back(c);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("echo-epoll --workers 2: two processes, one listening line, one exact summary",
+          "[integration]") {
+    ServerProcess server({bin("echo-epoll"), "--port", "0", "--workers", "2"});
+    // "listening on" comes before the fork: give the workers a moment.
+    for (int i = 0; i < 100 && children_of(server.pid()).size() < 2; ++i)
+        std::this_thread::sleep_for(50ms);
+    CHECK(children_of(server.pid()).size() == 2);
+    // Enough connections that both workers take some (the kernel wakes one
+    // waiter per connection); every byte is counted once, in one summary.
+    std::mt19937_64 rng(71);
+    uint64_t total = 0;
+    std::vector<std::future<EchoOutcome>> results;
+    std::vector<std::string> payloads;
+    for (int i = 0; i < 40; ++i)
+        payloads.push_back(random_payload(rng, 1000 + static_cast<std::size_t>(i) * 997));
+    for (const auto& p : payloads) {
+        total += p.size();
+        results.push_back(std::async(std::launch::async, [&p, port = server.port()] {
+            return echo_roundtrip(port, p, 30s);
+        }));
+    }
+    for (auto& r : results) {
+        EchoOutcome o = r.get();
+        INFO(o.error);
+        CHECK(o.ok);
+    }
+    const std::vector<pid_t> kids = children_of(server.pid());
+    REQUIRE(server.stop(SIGTERM, 15s) == 0);
+    const std::string out = server.out();
+    INFO("stdout: " << out << "stderr: " << server.err());
+    CHECK(out.find("listening on ") == 0);
+    CHECK(out.find("listening on ", 1) == std::string::npos);
+    CHECK(std::count(out.begin(), out.end(), '\n') == 2);  // listening + summary
+    auto s = parse_summary(out);
+    REQUIRE(s.has_value());
+    CHECK(s->connections == payloads.size());
+    CHECK(s->bytes_in == total);
+    CHECK(s->bytes_out == total);
+    for (pid_t k : kids)
+        CHECK(::kill(k, 0) != 0);  // no worker outlives the parent
 }

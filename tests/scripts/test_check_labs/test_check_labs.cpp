@@ -112,5 +112,5 @@ TEST_CASE("check-labs lists without running and refuses bad usage", "[check-labs
     CHECK(list.out.find("passed") == std::string::npos);
     auto bad = run({kScript, "--bogus"}, 20s);
     CHECK(bad.exit_code == 2);
-    CHECK(bad.err == "check-labs.sh: unknown argument '--bogus' (--help)\n");
+    CHECK(bad.err == "check-labs: unknown argument '--bogus' (--help)\n");
 }

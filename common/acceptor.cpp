@@ -1,0 +1,87 @@
+#include "common/acceptor.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+
+#include "common/address.hpp"
+#include "common/error.hpp"
+#include "common/socket.hpp"
+
+namespace iolab {
+
+using Clock = std::chrono::steady_clock;
+
+Acceptor::Acceptor(Fd listener, std::size_t max_clients, ServerStats& stats, const Log& log)
+    : listener_(std::move(listener)),
+      where_(local_address(listener_.get()).to_string()),
+      max_clients_(max_clients),
+      stats_(stats),
+      log_(log) {}
+
+std::size_t Acceptor::accept_batch(std::size_t open, std::size_t batch, const Admit& admit) {
+    std::size_t accepted = 0;
+    while (!paused_ && accepted < batch) {
+        Accepted a = accept_client(listener_.get(), SOCK_NONBLOCK);
+        if (!a) {
+            if (a.err == EAGAIN || a.err == EWOULDBLOCK) break;  // backlog empty
+            if (is_resource_exhaustion(a.err)) {
+                // Out of descriptors: the connection stays in the backlog and
+                // the listener readable. Shed the backlog through the reserve
+                // descriptor (it empties the backlog, so even an edge-triggered
+                // loop hears of the next one), or pause. Then stop: another
+                // accept now would only fail with EMFILE again.
+                ReserveFd::Outcome o = reserve_.shed(listener_.get(), a.err);
+                stats_.refused += o.shed;
+                accepted += o.shed;
+                shed_report_.note(log_, where_, a.err, o.shed);
+                if (o.pause) {
+                    paused_ = true;
+                    resume_at_ = Clock::now() + std::chrono::milliseconds(100);
+                    if (watch_) watch_(false);
+                }
+                break;
+            }
+            // An error that belongs to one connection (ENETDOWN, EPROTO...):
+            // that connection is gone; take the next.
+            log_.error(sys_message("accept", where_, a.err));
+            continue;
+        }
+        ++accepted;
+        const std::string peer = a.peer.to_string();
+        if (open >= max_clients_) {
+            ++stats_.refused;  // a.fd closes as it goes out of scope
+            log_.info("refused " + peer + ": --max-clients reached");
+            continue;
+        }
+        if (std::string why = admit(a.fd, peer); !why.empty()) {
+            ++stats_.refused;  // a.fd closes as it goes out of scope
+            log_.error("refused " + peer + ": " + why);
+            continue;
+        }
+        ++open;
+        ++stats_.connections;
+        log_.info("connect " + peer);
+    }
+    return accepted;
+}
+
+bool Acceptor::resume_due() {
+    if (!paused_ || Clock::now() < resume_at_) return false;
+    paused_ = false;
+    if (watch_) watch_(true);
+    return true;
+}
+
+std::chrono::microseconds Acceptor::paused_left() const {
+    if (!paused_) return std::chrono::microseconds(-1);
+    auto left = std::chrono::ceil<std::chrono::microseconds>(resume_at_ - Clock::now());
+    return std::max(left, std::chrono::microseconds(0));
+}
+
+int Acceptor::timeout_ms() const {
+    if (!paused_) return -1;
+    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(paused_left()).count());
+}
+
+}  // namespace iolab
