@@ -48,8 +48,12 @@ class EpollBackend {
         int n =
             ::epoll_wait(ep_.get(), events_.data(), static_cast<int>(events_.size()), timeout_ms);
         if (n < 0 && errno != EINTR) throw_sys("epoll_wait", "epfd " + std::to_string(ep_.get()));
-        for (int i = 0; i < n; ++i)
-            ready_.push_back(events_[static_cast<std::size_t>(i)].data.u64);
+        for (int i = 0; i < n; ++i) {
+            // epoll_event is packed on x86-64: copy the key out rather than
+            // bind a reference to the misaligned member.
+            const std::size_t key = events_[static_cast<std::size_t>(i)].data.u64;
+            ready_.push_back(key);
+        }
         return ready_;
     }
 
