@@ -32,8 +32,8 @@
 #   lost    echo: --verify mismatches plus bytes sent and never echoed back
 #           (beyond the one request per connection on its way when the run
 #           stops); chat: messages chat-bench saw undelivered: 0
-#   rss     RSS at the end of the load within 10% (or 1 MiB) of RSS after warm-up
-#           (the first fifth of the run, at least 5 s)
+#   rss     RSS at the end of the load within 10% (or --rss-slack-kib, default
+#           1024) of RSS after warm-up (the first fifth of the run, at least 5 s)
 #   fds     descriptors with no client connected: the same after the load (up
 #           to 30 s after, for sessions still finishing) as before it (within
 #           10%, at least 1)
@@ -46,6 +46,7 @@ set -euo pipefail
 
 seconds=300
 out=""
+rss_slack_kib=1024
 while (($#)); do
   if lib_common_option "$@"; then
     shift "$LIB_SHIFT"
@@ -67,6 +68,12 @@ while (($#)); do
     --out)
       need_value "$@"
       out=$2
+      shift 2
+      ;;
+    --rss-slack-kib)
+      need_value "$@"
+      check_uint --rss-slack-kib "$2"
+      rss_slack_kib=$2
       shift 2
       ;;
     *) usage_error "unknown option '$1'" ;;
@@ -391,11 +398,12 @@ for ((i = 0; i < n; i++)); do
     "${fds_after[i]}" "${exits[i]}" "${summaries[i]}" "$out/${names[i]}" >>"$table_in"
 done
 rc=0
-"$python" - "$csv" "$table_in" "$load_start" "$warmup" "$seconds" <<'PY' || rc=$?
+"$python" - "$csv" "$table_in" "$load_start" "$warmup" "$seconds" "$rss_slack_kib" <<'PY' || rc=$?
 import csv, json, re, statistics, sys
 
 csv_path, table_in = sys.argv[1], sys.argv[2]
 start, warmup, seconds = (float(a) for a in sys.argv[3:6])
+rss_slack_kib = int(sys.argv[6])
 rows = list(csv.DictReader(open(csv_path)))
 
 
@@ -445,7 +453,7 @@ for line in open(table_in):
     ok = {
         "errors": errors == 0,
         "lost": lost == 0,
-        "rss": r0 > 0 and flat(r0, r1, 1024),
+        "rss": r0 > 0 and flat(r0, r1, rss_slack_kib),
         "fds": flat(fd0, fd1, 1),
         "exit": ex == 0 and summary.startswith("summary: "),
         "requests": requests > 0,
