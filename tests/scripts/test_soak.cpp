@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/asan.hpp"
 #include "tests/support/process.hpp"
 
 using namespace iolab::test;
@@ -17,18 +18,6 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
-#else
-constexpr bool kAsan = false;
-#endif
 
 struct TempDir {
     fs::path path;
@@ -80,7 +69,7 @@ TEST_CASE("soak.sh --seconds 30: every built server, no errors, nothing lost, fl
     // checks the real bound (10% or 1 MiB).
     RunResult r = run({"/bin/bash", kScript, "--seconds", "30", "--build-dir",
                        fs::path(IOLAB_BIN_DIR).parent_path().string(), "--out", out.path.string(),
-                       "--rss-slack-kib", kAsan ? "98304" : "1024"},
+                       "--rss-slack-kib", IOLAB_TEST_ASAN ? "98304" : "1024"},
                       220s);
     INFO(r.out << r.err);
     CHECK(r.exit_code == 0);

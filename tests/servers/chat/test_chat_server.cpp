@@ -24,6 +24,7 @@
 #include "common/error.hpp"
 #include "common/io.hpp"
 #include "common/socket.hpp"
+#include "tests/support/asan.hpp"
 #include "tests/support/echo_client.hpp"
 #include "tests/support/process.hpp"
 
@@ -694,19 +695,6 @@ TEST_CASE("chat-server: server conventions (--version, bad flags, IPv6)", "[chat
     CHECK(c.welcome() == "guest1");
     REQUIRE(six.stop(SIGINT, 10s) == 0);
 }
-
-// Built with AddressSanitizer (gcc defines __SANITIZE_ADDRESS__, clang has
-// __has_feature)? The server of the same build is then on ASan's allocator.
-#if defined(__SANITIZE_ADDRESS__)
-#define IOLAB_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define IOLAB_TEST_ASAN 1
-#endif
-#endif
-#ifndef IOLAB_TEST_ASAN
-#define IOLAB_TEST_ASAN 0
-#endif
 
 namespace {
 

@@ -14,6 +14,7 @@
 
 #include "common/http.hpp"
 #include "common/io.hpp"
+#include "tests/support/asan.hpp"
 #include "tests/support/echo_client.hpp"
 #include "tests/support/http_testd.hpp"
 #include "tests/support/process.hpp"
@@ -21,15 +22,6 @@
 using namespace iolab::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// Built with AddressSanitizer (g++ or clang)?
-#if defined(__SANITIZE_ADDRESS__)
-#define IOLAB_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define IOLAB_TEST_ASAN 1
-#endif
-#endif
 
 namespace {
 
@@ -121,7 +113,7 @@ void check_bounded(const StreamRun& r, const std::string& what) {
               << *std::max_element(r.probes_ms.begin(), r.probes_ms.end()) << " ms, body "
               << r.body_bytes);
     CHECK(r.body_matches);
-#ifndef IOLAB_TEST_ASAN
+#if !IOLAB_TEST_ASAN
     CHECK(r.peak_kib - r.idle_kib < 16 * 1024);
 #else
     // Under ASan, freed blocks wait in its quarantine and its allocator keeps
