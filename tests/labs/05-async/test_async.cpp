@@ -18,27 +18,6 @@
 using namespace iolab::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-// Reads exactly `n` bytes with a receive timeout; returns what arrived.
-std::string read_n(int fd, std::size_t n, std::chrono::seconds timeout) {
-    iolab::set_nonblocking(fd, false);
-    timeval tv{static_cast<time_t>(timeout.count()), 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string got(n, '\0');
-    std::size_t have = 0;
-    while (have < n) {
-        ssize_t r = ::read(fd, got.data() + have, n - have);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        have += static_cast<std::size_t>(r);
-    }
-    got.resize(have);
-    return got;
-}
-
-}  // namespace
-
 // ---- echo-aio --------------------------------------------------------------
 
 IOLAB_ECHO_FIXTURE_CASES("echo-aio", (EchoServerSpec{"echo-aio", {}}))
@@ -93,7 +72,7 @@ TEST_CASE("echo-aio: with more idle clients than aio threads, a newcomer waits i
     CHECK(thread_count(server.pid()) == 2 + helpers);  // the pool does not grow
 
     idle.front().reset();  // its read returns 0: the helper takes the queued request
-    CHECK(read_n(newcomer.get(), p.size(), 10s) == p);
+    CHECK(iolab::test::read_with_timeout(newcomer.get(), p.size(), 10s) == p);
 
     REQUIRE(server.stop(SIGTERM, 15s) == 0);
     auto s = parse_summary(server.out());
@@ -167,7 +146,7 @@ TEST_CASE("echo-uring: idle clients cost no thread, and all are closed at stop",
     CHECK(s->bytes_in == total);
     CHECK(s->bytes_out == total);
     for (auto& fd : idle)
-        CHECK(read_n(fd.get(), 1, 5s).empty());  // EOF, no hang
+        CHECK(iolab::test::read_with_timeout(fd.get(), 1, 5s).empty());  // EOF, no hang
 }
 
 #endif
