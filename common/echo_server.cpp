@@ -1,5 +1,7 @@
 #include "common/echo_server.hpp"
 
+#include "common/address.hpp"
+#include "common/socket.hpp"
 #include "common/workers.hpp"
 
 namespace iolab {
@@ -11,9 +13,21 @@ void add_echo_options(CLI::App& app, std::string_view program, EchoOptions& opts
 
 int serve_echo(const EchoOptions& opts, StopSignals& stop,
                const std::function<void(EchoLoop&)>& run) {
-    Fd listener = listen_and_announce(opts.server, true);
+    // Workers listen on the one port with sockets of their own (SO_REUSEPORT):
+    // the kernel hashes each connection's addresses to one of the sockets, so
+    // each worker gets an even share. Sharing the first socket instead would
+    // share its one accept queue, and whichever worker is awake takes most:
+    // one reaches --max-clients and refuses while the others sit idle.
+    const bool own_sockets = opts.workers > 1;
+    Fd listener = listen_and_announce(opts.server, true, own_sockets);
+    const SockAddr where = local_address(listener.get());
     return serve_with_summary(opts.workers, stop, Log(opts.server.verbose),
-                              [&](ServerStats& stats) {
+                              [&](ServerStats& stats, unsigned worker) {
+                                  if (worker > 0) {  // worker 0 serves the first socket
+                                      listener.reset();
+                                      listener = listen_tcp(
+                                          where, {.reuse_port = true, .nonblocking = true});
+                                  }
                                   EchoLoop loop(opts, stop, std::move(listener), stats);
                                   run(loop);
                                   loop.clients.close_all("server stopping");

@@ -22,9 +22,10 @@ void add_server_options(CLI::App& app, std::string_view program, ServerOptions& 
     app.add_flag("-v,--verbose", opts.verbose, std::string(verbose_help));
 }
 
-Fd listen_and_announce(const ServerOptions& opts, bool nonblocking) {
+Fd listen_and_announce(const ServerOptions& opts, bool nonblocking, bool reuse_port) {
     raise_nofile_limit();
-    Fd listener = listen_tcp(opts.host, opts.port, {.nonblocking = nonblocking});
+    Fd listener =
+        listen_tcp(opts.host, opts.port, {.reuse_port = reuse_port, .nonblocking = nonblocking});
     announce_listening(listener.get());
     return listener;
 }
@@ -38,8 +39,9 @@ void add_out_limit_option(CLI::App& app, std::size_t& limit) {
 
 void add_workers_option(CLI::App& app, unsigned& workers) {
     app.add_option("--workers", workers,
-                   "Processes serving the one listening socket, each with its own loop and "
-                   "descriptor limit; the summary line adds them up")
+                   "Processes serving the one port (SO_REUSEPORT: the kernel deals the "
+                   "connections out), each with its own loop and descriptor limit; the "
+                   "summary line adds them up")
         ->check(CLI::Range(1u, 256u))
         ->capture_default_str();
 }

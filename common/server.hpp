@@ -40,14 +40,16 @@ void add_server_options(
 
 // The start of every server: raises RLIMIT_NOFILE to its hard limit, listens
 // on --host/--port (O_NONBLOCK for event loops) and prints "listening on".
-Fd listen_and_announce(const ServerOptions& opts, bool nonblocking);
+// `reuse_port`: SO_REUSEPORT, so that worker processes can listen on the same
+// port with sockets of their own (see workers.hpp).
+Fd listen_and_announce(const ServerOptions& opts, bool nonblocking, bool reuse_port = false);
 
 // Adds --out-limit BYTES (1 B .. 1 GiB, default 256 KiB): the bound of each
 // client's output queue in the event-loop labs (see out_queue.hpp).
 void add_out_limit_option(CLI::App& app, std::size_t& limit);
 
-// Adds --workers N (1 .. 256, default 1): processes serving one listening
-// socket (see workers.hpp).
+// Adds --workers N (1 .. 256, default 1): processes serving one port, each
+// with a listening socket of its own (see workers.hpp).
 void add_workers_option(CLI::App& app, unsigned& workers);
 
 // The connections a blocking server has open, so that a stop can shut them

@@ -29,13 +29,13 @@ using Counters = std::array<uint64_t, 4>;  // connections, refused, bytes_in, by
 
 // In the child: serve, report, and leave without running the parent's
 // destructors or flushing its stdio buffers (_exit).
-[[noreturn]] void run_child(int report_fd, const Log& log,
-                            const std::function<void(ServerStats&)>& serve) {
+[[noreturn]] void run_child(int report_fd, unsigned index, const Log& log,
+                            const std::function<void(ServerStats&, unsigned)>& serve) {
     // If the parent is killed outright, do not serve on as an orphan.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     ServerStats stats;
     try {
-        serve(stats);
+        serve(stats, index);
     } catch (const std::exception& e) {
         log.error("worker " + std::to_string(::getpid()) + ": " + e.what());
         ::_exit(1);
@@ -80,10 +80,10 @@ bool collect(Worker& w, ServerStats& total, const Log& log) {
 }  // namespace
 
 int serve_with_summary(unsigned n, StopSignals& stop, const Log& log,
-                       const std::function<void(ServerStats&)>& serve) {
+                       const std::function<void(ServerStats&, unsigned)>& serve) {
     ServerStats total;
     if (n <= 1) {
-        serve(total);
+        serve(total, 0);
         print_summary(total);
         return 0;
     }
@@ -102,7 +102,7 @@ int serve_with_summary(unsigned n, StopSignals& stop, const Log& log,
         if (pid == 0) {
             workers.clear();  // the other children's pipes are not ours
             rd.reset();
-            run_child(wr.get(), log, serve);
+            run_child(wr.get(), i, log, serve);
         }
         workers.push_back({pid, std::move(rd)});
     }

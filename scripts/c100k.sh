@@ -14,9 +14,7 @@
 #   --measure S       seconds counted after the warm-up (default 22); the
 #                     warm-up is the ramp + 3 s, so at least 20 s are counted
 #                     after all are up when they are up in under ramp + 3 s
-#   --servers W       echo-epoll processes (default: enough for the cap, 6 here;
-#                     twice that with --workers, whose shared accept queue
-#                     does not deal connections out evenly)
+#   --servers W       echo-epoll processes (default: enough for the cap, 6 here)
 #   --clients P       loadgen processes (default: enough for the cap, 6 here)
 #   --pin             pin the servers to CPU 0 and the clients to CPU 1 (by
 #                     default the scheduler spreads them: a dozen processes on
@@ -32,7 +30,8 @@
 #   --out DIR         keep the loadgen reports (client-N.json, merged.json)
 #                     and the samples there (default: removed at exit)
 #
-# Server: echo-epoll --workers W (W processes sharing one port) when the build
+# Server: echo-epoll --workers W (W processes on one port, each with its own
+# SO_REUSEPORT socket: the kernel deals the connections out) when the build
 # has it; otherwise W separate echo-epoll processes on W ports, client i
 # talking to server i mod W (said so in the output). Clients: P loadgen
 # processes, each with its own source addresses from 127.0.0.2 on (so that
@@ -64,7 +63,6 @@ rate=10000
 ramp=5
 measure=22
 servers=""
-servers_asked=""
 clients=""
 pin_cpus=0
 tune=1
@@ -78,7 +76,7 @@ while (($#)); do
     --rate) need_value "$@"; check_uint "$1" "$2"; rate=$2; shift 2 ;;
     --ramp) need_value "$@"; check_uint "$1" "$2"; ramp=$2; shift 2 ;;
     --measure) need_value "$@"; check_uint "$1" "$2"; measure=$2; shift 2 ;;
-    --servers) need_value "$@"; check_uint "$1" "$2"; servers=$2; servers_asked=1; shift 2 ;;
+    --servers) need_value "$@"; check_uint "$1" "$2"; servers=$2; shift 2 ;;
     --clients) need_value "$@"; check_uint "$1" "$2"; clients=$2; shift 2 ;;
     --pin) pin_cpus=1; shift ;;
     --nice) need_value "$@"; [[ "$2" =~ ^-?[0-9]+$ ]] || usage_error "--nice takes -20..19, got '$2'"; niceness=$2; shift 2 ;;
@@ -218,10 +216,10 @@ server_ports=()
 server_outs=()
 max_per_server=$per_proc
 if "$server_bin" --help 2>/dev/null | grep -q -- '--workers'; then
-  # Workers that share one accept queue get whichever connections arrive
-  # while they are awake, not an even share: twice the minimum leaves room.
-  [[ -n "$servers_asked" ]] || servers=$((servers * 2))
-  server_mode="echo-epoll --workers $servers (one port, one listening socket shared by the workers)"
+  # Each worker listens with a socket of its own (SO_REUSEPORT) and the
+  # kernel hashes every connection to one of them: shares differ by a few
+  # hundred at most, well inside the headroom between per_proc and the cap.
+  server_mode="echo-epoll --workers $servers (one port, a SO_REUSEPORT listening socket per worker)"
   start_server "${server_cpu[@]}" echo-epoll --port 0 --workers "$servers" --max-clients "$max_per_server"
   server_pids+=("$SERVER_PID")
   server_ports+=("$SERVER_PORT")

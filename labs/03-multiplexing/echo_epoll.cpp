@@ -29,7 +29,8 @@
 // EMFILE shedding and --max-clients: common/acceptor.hpp. The stop signalfd
 // is watched like any socket. The kernel reports errors and hang-ups
 // whether asked for or not (EPOLLERR, EPOLLHUP).
-// --workers N: N processes share the listening socket (common/workers.hpp).
+// --workers N: N processes serve the port, each with its own SO_REUSEPORT
+// listening socket (common/workers.hpp).
 
 #include <sys/epoll.h>
 

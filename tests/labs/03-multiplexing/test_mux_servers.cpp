@@ -229,8 +229,8 @@ TEST_CASE("echo-epoll --workers 2: two processes, one listening line, one exact 
     for (int i = 0; i < 100 && children_of(server.pid()).size() < 2; ++i)
         std::this_thread::sleep_for(50ms);
     CHECK(children_of(server.pid()).size() == 2);
-    // Enough connections that both workers take some (the kernel wakes one
-    // waiter per connection); every byte is counted once, in one summary.
+    // Enough connections that both workers take some (the kernel hashes each
+    // to one worker's socket); every byte is counted once, in one summary.
     std::mt19937_64 rng(71);
     uint64_t total = 0;
     std::vector<std::future<EchoOutcome>> results;
