@@ -21,17 +21,16 @@ int serve_echo(const EchoOptions& opts, StopSignals& stop,
     const bool own_sockets = opts.workers > 1;
     Fd listener = listen_and_announce(opts.server, true, own_sockets);
     const SockAddr where = local_address(listener.get());
-    return serve_with_summary(opts.workers, stop, Log(opts.server.verbose),
-                              [&](ServerStats& stats, unsigned worker) {
-                                  if (worker > 0) {  // worker 0 serves the first socket
-                                      listener.reset();
-                                      listener = listen_tcp(
-                                          where, {.reuse_port = true, .nonblocking = true});
-                                  }
-                                  EchoLoop loop(opts, stop, std::move(listener), stats);
-                                  run(loop);
-                                  loop.clients.close_all("server stopping");
-                              });
+    return serve_with_summary(
+        opts.workers, stop, Log(opts.server.verbose), [&](ServerStats& stats, unsigned worker) {
+            if (worker > 0) {  // worker 0 serves the first socket
+                listener.reset();
+                listener = listen_tcp(where, {.reuse_port = true, .nonblocking = true});
+            }
+            EchoLoop loop(opts, stop, std::move(listener), stats);
+            run(loop);
+            loop.clients.close_all("server stopping");
+        });
 }
 
 }  // namespace iolab

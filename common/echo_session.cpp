@@ -30,7 +30,6 @@ Client& ClientTable::open(Fd fd, std::string peer) {
     c.peer = std::move(peer);
     c.out = OutQueue(out_limit_);
     c.eof = false;
-    c.registered = 0;
     c.index = open_.size();
     open_.push_back(static_cast<int>(n));
     return c;

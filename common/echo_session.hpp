@@ -2,7 +2,7 @@
 // table of them indexed by descriptor, and the echo itself — flush what is
 // queued, read, echo, queue the rest — which answers with what the loop must
 // watch next. How a lab watches (an fd_set bit, a pollfd entry, an epoll_ctl)
-// stays in the lab's own file.
+// stays in the lab's own file, a backend of echo_driver.hpp.
 //
 // Backpressure: each Client has a bounded OutQueue (--out-limit) for the echo
 // bytes the socket would not take yet. The session never reads more than the
@@ -28,12 +28,11 @@ namespace iolab {
 
 // Everything a server knows about one connection.
 struct Client {
-    Fd fd;                    // invalid: this slot is free
-    std::string peer;         // "127.0.0.1:41234", for log lines
-    OutQueue out;             // echo bytes the socket did not take yet
-    bool eof = false;         // the client sent FIN: finish the echo, then close
-    std::size_t index = 0;    // its place in ClientTable::fds()
-    uint32_t registered = 0;  // echo-epoll's: the event mask the kernel holds now
+    Fd fd;                  // invalid: this slot is free
+    std::string peer;       // "127.0.0.1:41234", for log lines
+    OutQueue out;           // echo bytes the socket did not take yet
+    bool eof = false;       // the client sent FIN: finish the echo, then close
+    std::size_t index = 0;  // its place in ClientTable::fds()
 };
 
 // The clients, in a vector indexed by descriptor number: the kernel hands out
@@ -46,13 +45,16 @@ class ClientTable {
     // A new client on `fd` (taken). The Client& stays valid until the next open().
     Client& open(Fd fd, std::string peer);
     Client& operator[](int fd) { return by_fd_[static_cast<std::size_t>(fd)]; }
+    [[nodiscard]] bool is_open(int fd) const noexcept {
+        return fd >= 0 && static_cast<std::size_t>(fd) < by_fd_.size() &&
+               by_fd_[static_cast<std::size_t>(fd)].fd.valid();
+    }
     [[nodiscard]] const std::vector<int>& fds() const noexcept { return open_; }
     [[nodiscard]] std::size_t size() const noexcept { return open_.size(); }
 
     // Logs "disconnect PEER (WHY)", closes the socket, frees the queue. In
     // fds(), the last entry moves into the closed one's place (Client::index):
-    // a loop that walks fds() backwards never skips one, and an array kept in
-    // the same order (echo-poll's pollfds) stays in step by doing the same.
+    // a loop that walks fds() backwards never skips one.
     void close(Client& c, std::string_view why);
     void close_all(std::string_view why);
 
@@ -95,10 +97,7 @@ class EchoSession {
     std::vector<char> buf_;  // the loop's one read buffer
 };
 
-// Everything an echo event loop is made of besides its model: the stop
-// signals, the log, the acceptor on the listening socket, the clients and the echo. A lab's server
-// holds one and adds only how it registers interest, waits and dispatches.
-// The options of an event-loop lab (add_echo_options adds the first two).
+// The options of a readiness lab (add_echo_options adds the first two).
 struct EchoOptions {
     ServerOptions server;
     std::size_t out_limit = OutQueue::kDefaultLimit;  // --out-limit
@@ -106,6 +105,9 @@ struct EchoOptions {
     unsigned workers = 1;                             // echo-epoll --workers
 };
 
+// Everything an echo event loop is made of besides its model: the stop
+// signals, the log, the acceptor on the listening socket, the clients and the
+// echo. The driver (echo_driver.hpp) holds one; the lab adds its backend.
 struct EchoLoop {
     EchoLoop(const EchoOptions& opts, StopSignals& stop_signals, Fd listener, ServerStats& stats)
         : stop(stop_signals),
@@ -114,19 +116,6 @@ struct EchoLoop {
           acceptor(std::move(listener), opts.server.max_clients, stats, log),
           clients(opts.out_limit, log),
           session(stats, opts.edge) {}
-    // Sorts out a descriptor the wait reported: the stop signalfd (read here;
-    // the loop ends once stop.requested()), the listener (`accept()`), or a
-    // client (`serve(Client&)`).
-    template <class Accept, class Serve>
-    void dispatch(int fd, Accept&& accept, Serve&& serve) {
-        if (fd == stop.fd())
-            stop.check();
-        else if (fd == acceptor.fd())
-            accept();
-        else
-            serve(clients[fd]);
-    }
-
     StopSignals& stop;  // its fd() is one more descriptor to watch
     bool edge;
     Log log;

@@ -8,8 +8,8 @@
 // there is nothing to do, accept(2) and read(2) fail at once with EAGAIN, and
 // write(2) takes only what fits in the send buffer (a short count, or EAGAIN
 // when the buffer is full). One loop therefore serves all clients: each round
-// it checks the stop signalfd, tries accept, then for every client tries to
-// send what it still owes and to read what has arrived. It never waits for
+// it tries, for every client, to send what it still owes and to read what has
+// arrived, then tries accept, then checks the stop signalfd. It never waits for
 // the slowest client — and it never waits at all. With nothing to do it still
 // makes one failing system call per client per round, as fast as the CPU
 // allows: 100% of a core with zero clients (watch it in `top`).
@@ -24,79 +24,80 @@
 // the queue drains (backpressure; common/echo_session.hpp).
 //
 //     ┌───────────────────────── one round ───────────────────────────┐
-//     │ read(signalfd) → EAGAIN                                        │
-//     │ accept4(listener) → new fd | EAGAIN                            │
 //     │ for each client: send(queued) → n | EAGAIN                     │
 //     │                  read(fd)     → n | 0 (FIN) | EAGAIN | error   │
+//     │ accept4(listener) → new fd | EAGAIN                            │
+//     │ read(signalfd) → EAGAIN                                        │
 //     │ nothing happened? usleep(--idle-sleep-us)                      │
 //     └─────────────────────────── repeat ─────────────────────────────┘
 //
 // Linux notes: SIGINT/SIGTERM arrive on a non-blocking signalfd, read once per
-// round. Accepting, EMFILE shedding and --max-clients: common/acceptor.hpp.
+// round.
+//
+// This file is the model alone: a backend with three verbs (watch, forget,
+// wait), as Redis has ae_select.c and ae_epoll.c. The loop, accepting
+// (--max-clients, EMFILE shedding) and the echo are the same for every
+// readiness lab: common/echo_driver.hpp, acceptor.hpp, echo_session.hpp
+// (labs/03-multiplexing/BACKENDS.md).
 
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <vector>
 
 #include "common/echo_server.hpp"
+#include "common/fd_array.hpp"
 
 namespace {
 
-using namespace iolab;
+using iolab::Ready;
 
-class Server {
+// No interest set for a kernel to use: a list of what to try, and a "wait"
+// that does not wait — it reports every descriptor as ready for what it
+// wants, and the call that follows (accept4, read, send) finds out.
+class TryEverything {
   public:
-    Server(EchoLoop& loop, unsigned idle_sleep_us) : loop_(loop), idle_sleep_us_(idle_sleep_us) {}
+    explicit TryEverything(unsigned idle_sleep_us) : idle_sleep_us_(idle_sleep_us) {}
 
-    void run() {
-        auto admit = [&](Fd& fd, const std::string& peer) {
-            loop_.clients.open(std::move(fd), peer);
-            return std::string();
-        };
-        // loop_.stop.check() is a read(2) on the non-blocking signalfd: EAGAIN
-        // every round, until a SIGINT/SIGTERM is pending.
-        while (!loop_.stop.check()) {
-            // accept4() on the non-blocking listener: EAGAIN when the backlog
-            // is empty. (When accept fails with nothing to shed, the acceptor
-            // pauses for 100 ms instead of failing every round.)
-            loop_.acceptor.resume_due();
-            bool progress =
-                loop_.acceptor.accept_batch(loop_.clients.size(), kAcceptBatch, admit) > 0;
-            // Try every client: send what is queued, read what arrived (not
-            // while its queue is full). Most of these calls say EAGAIN.
-            // Backwards, so that removing client i (the last one moves into
-            // its place) never skips a client this round.
-            const std::vector<int>& open = loop_.clients.fds();
-            for (std::size_t i = open.size(); i-- > 0;) {
-                Client& c = loop_.clients[open[i]];
-                Next next = loop_.session.serve(c, true, true);
-                progress |= next.moved;
-                if (!next.close.empty()) loop_.clients.close(c, next.close);
-            }
-            if (!progress && idle_sleep_us_ > 0) ::usleep(idle_sleep_us_);
+    std::string watch(int fd, bool read, bool write) {
+        // read: false while the client's output queue is full; write: true
+        // while something is queued for it.
+        list_.entry(fd, Ready{}) = Ready{.read = read, .write = write};
+        return {};
+    }
+
+    void forget(int fd) { list_.erase(fd); }
+
+    template <class Fired>
+    void wait(int /*timeout_ms: nothing to wait in*/, Fired&& fired) {
+        // One round: try everything. Most of these calls say EAGAIN.
+        // Backwards: see common/fd_array.hpp for why that skips none.
+        bool progress = false;
+        std::vector<Ready>& all = list_.items();
+        for (std::size_t i = all.size(); i-- > 0;) {
+            const Ready want = all[i];
+            if (want.read || want.write) progress |= fired(list_.fd_at(i), want);
         }
+        // Nothing moved: all of those calls were wasted. Sleep, if asked to.
+        if (!progress && idle_sleep_us_ > 0) ::usleep(idle_sleep_us_);
     }
 
   private:
-    EchoLoop& loop_;
     unsigned idle_sleep_us_;
+    iolab::FdArray<Ready> list_;  // every open descriptor, and what to try on it
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    iolab::EchoOptions opts;
-    CLI::App app{"Echo server: non-blocking sockets, one busy loop, no readiness call"};
-    iolab::add_echo_options(app, "echo-nonblocking", opts);
     unsigned idle_sleep_us = 0;
-    app.add_option("--idle-sleep-us", idle_sleep_us,
-                   "Microseconds to sleep after a round in which nothing happened")
-        ->check(CLI::Range(0u, 1000000u))
-        ->capture_default_str();
-    IOLAB_PARSE(app, argc, argv);
-    return iolab::guarded_main("echo-nonblocking", [&] {
-        iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM, opens the signalfd
-        return iolab::serve_echo(opts, stop,
-                                 [&](iolab::EchoLoop& loop) { Server(loop, idle_sleep_us).run(); });
-    });
+    auto options = [&](CLI::App& app, iolab::EchoOptions&) {
+        app.add_option("--idle-sleep-us", idle_sleep_us,
+                       "Microseconds to sleep after a round in which nothing happened")
+            ->check(CLI::Range(0u, 1000000u))
+            ->capture_default_str();
+    };
+    return iolab::echo_main(argc, argv, "echo-nonblocking",
+                            "Echo server: non-blocking sockets, one busy loop, no readiness call",
+                            options, [&](auto&) { return TryEverything(idle_sleep_us); });
 }

@@ -25,10 +25,15 @@
 //
 // The loop asks for write readiness only while a client's output queue
 // (--out-limit) holds something, and stops asking for read readiness while
-// the queue is full: backpressure (common/echo_session.hpp). Accepting,
-// EMFILE shedding and --max-clients: common/acceptor.hpp. The stop signalfd
-// is watched like any socket. The kernel reports errors and hang-ups
+// the queue is full: backpressure (common/echo_session.hpp). The stop
+// signalfd is watched like any socket. The kernel reports errors and hang-ups
 // whether asked for or not (EPOLLERR, EPOLLHUP).
+//
+// This file is the model alone: a backend with three verbs (watch, forget,
+// wait), as Redis has ae_select.c and ae_epoll.c. The loop, accepting
+// (--max-clients, EMFILE shedding) and the echo are the same for every
+// readiness lab: common/echo_driver.hpp, acceptor.hpp, echo_session.hpp
+// (labs/03-multiplexing/BACKENDS.md).
 // --workers N: N processes serve the port, each with its own SO_REUSEPORT
 // listening socket (common/workers.hpp).
 
@@ -42,88 +47,68 @@
 
 namespace {
 
-using namespace iolab;
+using iolab::Ready;
 
-class Server {
+// The interest set lives in the kernel: an epoll instance, edited with
+// epoll_ctl(2) one descriptor at a time.
+class EpollSet {
   public:
-    explicit Server(EchoLoop& loop) : loop_(loop), et_(loop.edge ? EPOLLET : 0u) {}
+    explicit EpollSet(bool edge) : et_(edge ? EPOLLET : 0u), ep_(::epoll_create1(EPOLL_CLOEXEC)) {
+        if (!ep_) iolab::throw_sys("epoll_create1", "echo-epoll");
+    }
 
-    void run() {
-        // The interest set lives in the kernel; a paused listener asks for 0.
-        ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
-        if (!ep_ || !ctl(EPOLL_CTL_ADD, loop_.acceptor.fd(), EPOLLIN | et_) ||
-            !ctl(EPOLL_CTL_ADD, loop_.stop.fd(), EPOLLIN))
-            throw_sys("epoll_ctl", loop_.acceptor.where());
-        loop_.acceptor.on_watch(
-            [&](bool on) { ctl(EPOLL_CTL_MOD, loop_.acceptor.fd(), on ? EPOLLIN | et_ : 0); });
+    std::string watch(int fd, bool read, bool write) {
+        const auto f = static_cast<std::size_t>(fd);
+        if (f >= mask_.size()) mask_.resize(f + 1, kNone);
+        const uint32_t want = (read ? EPOLLIN : 0u) | (write ? EPOLLOUT : 0u) | et_;
+        if (mask_[f] == want) return {};  // told the kernel only on change: a system call each
+        // data.fd: what epoll_wait hands back. MOD re-checks the socket: bytes
+        // already waiting are reported, even with --edge.
+        epoll_event ev{.events = want, .data = {.fd = fd}};
+        if (::epoll_ctl(ep_.get(), mask_[f] == kNone ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0)
+            return "epoll_ctl: " + iolab::errno_text(errno);
+        mask_[f] = want;
+        return {};
+    }
 
-        epoll_event events[1024];  // at most this many ready per call
-        while (!loop_.stop.requested()) {
-            // Sleep until something is ready; get back only the ready ones.
-            int n = ::epoll_wait(ep_.get(), events, 1024, loop_.acceptor.timeout_ms());
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) throw_sys("epoll_wait", loop_.acceptor.where());
-            loop_.acceptor.resume_due();
-            // O(ready); each fd comes once per call, so none is seen after its close.
-            for (int i = 0; i < n; ++i) {
-                const unsigned ev = events[i].events;
-                auto serve = [&](Client& c) { client_ready(c, ev); };
-                loop_.dispatch(
-                    events[i].data.fd, [&] { accept_ready(); }, serve);
-            }
+    void forget(int fd) {
+        ::epoll_ctl(ep_.get(), EPOLL_CTL_DEL, fd, nullptr);  // out of the set, then close
+        mask_[static_cast<std::size_t>(fd)] = kNone;
+    }
+
+    template <class Fired>
+    void wait(int timeout_ms, Fired&& fired) {
+        // Sleep until something is ready; get back only the ready ones.
+        const int n = ::epoll_wait(ep_.get(), events_, kMaxEvents, timeout_ms);
+        if (n < 0 && errno == EINTR) return;
+        if (n < 0) iolab::throw_sys("epoll_wait", "echo-epoll");
+        // O(ready): the kernel kept the ready list as the sockets woke up.
+        for (int i = 0; i < n; ++i) {
+            const uint32_t ev = events_[i].events;
+            fired(events_[i].data.fd, Ready{.read = (ev & EPOLLIN) != 0,
+                                            .write = (ev & EPOLLOUT) != 0,
+                                            .error = (ev & EPOLLERR) != 0,
+                                            .hangup = (ev & EPOLLHUP) != 0});
         }
     }
 
   private:
-    void accept_ready() {
-        auto admit = [&](Fd& fd, const std::string& peer) {
-            // Into the kernel's interest set: "tell me when it is readable".
-            if (!ctl(EPOLL_CTL_ADD, fd.get(), EPOLLIN | et_))
-                return "epoll_ctl: " + errno_text(errno);
-            loop_.clients.open(std::move(fd), peer).registered = EPOLLIN | et_;
-            return std::string();
-        };
-        // Level: a batch (reported again if more wait). Edge: all, until EAGAIN.
-        loop_.acceptor.accept_batch(loop_.clients.size(), et_ ? SIZE_MAX : kAcceptBatch, admit);
-    }
-
-    void client_ready(Client& c, unsigned ev) {
-        Next n = loop_.session.serve(c, ev & EPOLLIN, ev & EPOLLOUT, ev & EPOLLERR, ev & EPOLLHUP);
-        if (!n.close.empty()) return close(c, n.close);
-        // Told to the kernel only on change (a system call each). MOD re-checks
-        // the socket: bytes already waiting are reported, even with --edge.
-        const uint32_t want = (n.read ? EPOLLIN : 0u) | (n.write ? EPOLLOUT : 0u) | et_;
-        if (want != c.registered && !ctl(EPOLL_CTL_MOD, c.fd.get(), want))
-            return close(c, "epoll_ctl: " + errno_text(errno));
-        c.registered = want;
-    }
-
-    void close(Client& c, const std::string& why) {
-        ::epoll_ctl(ep_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);  // out of the set, then close
-        loop_.clients.close(c, why);
-    }
-
-    bool ctl(int op, int fd, uint32_t events) {
-        epoll_event ev{.events = events, .data = {.fd = fd}};  // data: what epoll_wait returns
-        return ::epoll_ctl(ep_.get(), op, fd, &ev) == 0;
-    }
-
-    EchoLoop& loop_;
-    const uint32_t et_;  // EPOLLET with --edge, else 0
-    Fd ep_;              // the epoll instance
+    static constexpr uint32_t kNone = UINT32_MAX;  // not in the set
+    static constexpr int kMaxEvents = 1024;        // ready descriptors per call, at most
+    const uint32_t et_;                            // EPOLLET with --edge, else 0
+    iolab::Fd ep_;                                 // the epoll instance
+    std::vector<uint32_t> mask_;                   // fd -> what the kernel holds for it
+    epoll_event events_[kMaxEvents];               // epoll_wait's answer
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    iolab::EchoOptions opts;
-    CLI::App app{"Echo server: one thread, epoll(7) (level-triggered, or --edge)"};
-    iolab::add_echo_options(app, "echo-epoll", opts);
-    app.add_flag("--edge", opts.edge, "Edge-triggered (EPOLLET): drain every socket to EAGAIN");
-    iolab::add_workers_option(app, opts.workers);
-    IOLAB_PARSE(app, argc, argv);
-    return iolab::guarded_main("echo-epoll", [&] {
-        iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM, opens the signalfd
-        return iolab::serve_echo(opts, stop, [](iolab::EchoLoop& loop) { Server(loop).run(); });
-    });
+    auto options = [](CLI::App& app, iolab::EchoOptions& opts) {
+        app.add_flag("--edge", opts.edge, "Edge-triggered (EPOLLET): drain every socket to EAGAIN");
+        iolab::add_workers_option(app, opts.workers);
+    };
+    return iolab::echo_main(argc, argv, "echo-epoll",
+                            "Echo server: one thread, epoll(7) (level-triggered, or --edge)",
+                            options, [](const iolab::EchoOptions& o) { return EpollSet(o.edge); });
 }

@@ -21,94 +21,72 @@
 //
 // The loop asks for write readiness only while a client's output queue
 // (--out-limit) holds something, and stops asking for read readiness while
-// the queue is full: backpressure (common/echo_session.hpp). Accepting,
-// EMFILE shedding and --max-clients: common/acceptor.hpp. The stop signalfd
-// is watched like any socket. The kernel reports errors and hang-ups
+// the queue is full: backpressure (common/echo_session.hpp). The stop
+// signalfd is watched like any socket. The kernel reports errors and hang-ups
 // whether asked for or not (POLLERR, POLLHUP; POLLNVAL: not a descriptor).
+//
+// This file is the model alone: a backend with three verbs (watch, forget,
+// wait), as Redis has ae_select.c and ae_epoll.c. The loop, accepting
+// (--max-clients, EMFILE shedding) and the echo are the same for every
+// readiness lab: common/echo_driver.hpp, acceptor.hpp, echo_session.hpp
+// (labs/03-multiplexing/BACKENDS.md).
 
 #include <poll.h>
 
 #include <CLI/CLI.hpp>
+#include <utility>
 #include <vector>
 
 #include "common/echo_server.hpp"
 #include "common/error.hpp"
+#include "common/fd_array.hpp"
 
 namespace {
 
-using namespace iolab;
+using iolab::Ready;
 
-class Server {
+// The interest set is an array we own, handed to poll() whole every time.
+class PollSet {
   public:
-    explicit Server(EchoLoop& loop) : loop_(loop) {}
+    std::string watch(int fd, bool read, bool write) {
+        // A new descriptor gets one more entry at the end of the array. What
+        // it waits for in the next poll(): a store in our own array, no
+        // system call (the whole array goes to the kernel anyway).
+        fds_.entry(fd, pollfd{fd, 0, 0}).events =
+            static_cast<short>((read ? POLLIN : 0) | (write ? POLLOUT : 0));
+        return {};
+    }
 
-    void run() {
-        // The interest set: an array we own. [0] listener (poll() skips it as
-        // -1), [1] signalfd, [2 + i] the client table's fds()[i], in step.
-        fds_.push_back({loop_.acceptor.fd(), POLLIN, 0});
-        fds_.push_back({loop_.stop.fd(), POLLIN, 0});
-        loop_.acceptor.on_watch([&](bool on) { fds_[0].fd = on ? loop_.acceptor.fd() : -1; });
+    // The last entry moves into this one's place: the array stays dense (its
+    // length is what every poll() costs).
+    void forget(int fd) { fds_.erase(fd); }
 
-        while (!loop_.stop.requested()) {
-            // The whole array goes in; every entry's revents comes back.
-            int n = ::poll(fds_.data(), fds_.size(), loop_.acceptor.timeout_ms());
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) throw_sys("poll", loop_.acceptor.where());
-            loop_.acceptor.resume_due();
-            // Every revents must be looked at: O(clients). Backwards, so that a
-            // removal skips nothing and the listener (entry 0) comes last.
-            for (std::size_t i = fds_.size(); i-- > 0;) {
-                const auto ev = static_cast<unsigned>(fds_[i].revents);
-                auto serve = [&](Client& c) { client_ready(c, ev); };
-                if (ev != 0)
-                    loop_.dispatch(
-                        fds_[i].fd, [&] { accept_ready(); }, serve);
-            }
+    template <class Fired>
+    void wait(int timeout_ms, Fired&& fired) {
+        // The whole array goes in; every entry's revents comes back.
+        std::vector<pollfd>& a = fds_.items();
+        const int n = ::poll(a.data(), a.size(), timeout_ms);
+        if (n < 0 && errno == EINTR) return;
+        if (n < 0) iolab::throw_sys("poll", std::to_string(a.size()) + " descriptors");
+        // Every revents must be looked at: O(watched), however few are ready.
+        // Backwards: see common/fd_array.hpp for why that skips none.
+        for (std::size_t i = a.size(); i-- > 0;) {
+            const auto ev = static_cast<unsigned>(std::exchange(a[i].revents, 0));
+            if (ev == 0) continue;
+            fired(a[i].fd, Ready{.read = (ev & POLLIN) != 0,
+                                 .write = (ev & POLLOUT) != 0,
+                                 .error = (ev & (POLLERR | POLLNVAL)) != 0,
+                                 .hangup = (ev & POLLHUP) != 0});
         }
     }
 
   private:
-    void accept_ready() {
-        auto admit = [&](Fd& fd, const std::string& peer) {
-            // The array grows by one entry: "tell me when it is readable".
-            fds_.push_back({fd.get(), POLLIN, 0});
-            loop_.clients.open(std::move(fd), peer);
-            return std::string();
-        };
-        // A bounded batch: poll() reports the listener again if more wait.
-        loop_.acceptor.accept_batch(loop_.clients.size(), kAcceptBatch, admit);
-    }
-
-    void client_ready(Client& c, unsigned ev) {
-        Next n = loop_.session.serve(c, ev & POLLIN, ev & POLLOUT, ev & POLLERR, ev & POLLHUP);
-        if (!n.close.empty()) return close(c, n.close);
-        // What this client waits for in the next poll(): a store in our own
-        // array, no system call (the whole array goes to the kernel anyway).
-        fds_[2 + c.index].events =
-            static_cast<short>((n.read ? POLLIN : 0) | (n.write ? POLLOUT : 0));
-    }
-
-    void close(Client& c, const std::string& why) {
-        // Out of the array first: the last entry moves into this one's place,
-        // as in the client table; the array stays dense (its length: the cost).
-        fds_[2 + c.index] = fds_.back();
-        fds_.pop_back();
-        loop_.clients.close(c, why);
-    }
-
-    EchoLoop& loop_;
-    std::vector<pollfd> fds_;  // the interest set, handed to poll() whole
+    iolab::FdArray<pollfd> fds_;  // the interest set
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    iolab::EchoOptions opts;
-    CLI::App app{"Echo server: one thread, poll(2)"};
-    iolab::add_echo_options(app, "echo-poll", opts);
-    IOLAB_PARSE(app, argc, argv);
-    return iolab::guarded_main("echo-poll", [&] {
-        iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM, opens the signalfd
-        return iolab::serve_echo(opts, stop, [](iolab::EchoLoop& loop) { Server(loop).run(); });
-    });
+    return iolab::echo_main(argc, argv, "echo-poll", "Echo server: one thread, poll(2)",
+                            iolab::no_more_options, [](auto&) { return PollSet(); });
 }

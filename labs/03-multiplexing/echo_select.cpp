@@ -10,9 +10,9 @@
 // maxfd + 1, the number of bits to look at. The kernel copies the bitmaps in,
 // calls the poll method of every descriptor whose bit is set, sleeps on all of
 // their wait queues if none is ready, and on wakeup overwrites the bitmaps
-// with the answer: only the ready bits are left. That is why the sets are
-// rebuilt from the program's own state before every call. Cost: O(maxfd) per
-// call in the kernel and again in the program, which must test every bit.
+// with the answer: only the ready bits are left. That is why the program keeps
+// its own master sets and hands select() a copy every time. Cost: O(maxfd)
+// per call in the kernel and again in the program, which must test every bit.
 // (glibc issues select(3) as the pselect6 system call: strace shows that name.)
 //
 // The hard limit: glibc's fd_set has FD_SETSIZE = 1024 bits. FD_SET(1500, &s)
@@ -31,102 +31,89 @@
 //   readfds  (out)  0 0 0 0 1 0 0 0 1 ...  only the ready bits survive
 //
 // Linux notes: the stop signalfd is one more bit in readfds.
-// Accepting, EMFILE shedding and --max-clients: common/acceptor.hpp.
+//
+// This file is the model alone: a backend with three verbs (watch, forget,
+// wait), as Redis has ae_select.c and ae_epoll.c. The loop, accepting
+// (--max-clients, EMFILE shedding) and the echo are the same for every
+// readiness lab: common/echo_driver.hpp, acceptor.hpp, echo_session.hpp
+// (labs/03-multiplexing/BACKENDS.md).
 
 #include <sys/select.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
+#include <string>
 
 #include "common/echo_server.hpp"
 #include "common/error.hpp"
 
 namespace {
 
-using namespace iolab;
+using iolab::Ready;
 
-class Server {
+// The interest set: two bitmaps of our own (the masters), copied for every
+// select() because select() writes its answer over them.
+class SelectSet {
   public:
-    explicit Server(EchoLoop& loop) : loop_(loop) {}
+    SelectSet() {
+        FD_ZERO(&read_);
+        FD_ZERO(&write_);
+    }
 
-    void run() {
-        if (loop_.acceptor.fd() >= FD_SETSIZE || loop_.stop.fd() >= FD_SETSIZE)
-            throw_sys("select", "listener fd " + std::to_string(loop_.acceptor.fd()), EBADF);
-        while (!loop_.stop.requested()) {
-            // select() overwrites the sets with its answer, so they are built
-            // again, from our own state, before every call.
-            fd_set readfds, writefds;
-            FD_ZERO(&readfds);
-            FD_ZERO(&writefds);
-            FD_SET(loop_.stop.fd(), &readfds);
-            int maxfd = loop_.stop.fd();
-            if (!loop_.acceptor.paused()) {  // paused: out of memory, do not spin on it
-                FD_SET(loop_.acceptor.fd(), &readfds);
-                maxfd = std::max(maxfd, loop_.acceptor.fd());
-            }
-            for (int fd : loop_.clients.fds()) {  // every one is < FD_SETSIZE (see admit)
-                const Next want = EchoSession::next(loop_.clients[fd]);
-                if (want.read) FD_SET(fd, &readfds);
-                if (want.write) FD_SET(fd, &writefds);
-                maxfd = std::max(maxfd, fd);
-            }
-            // NULL: sleep until something is ready (a timeout only while
-            // accepting is paused).
-            const auto left = loop_.acceptor.paused_left().count();
-            timeval tv{static_cast<time_t>(left / 1000000),
-                       static_cast<suseconds_t>(left % 1000000)};
-            int n = ::select(maxfd + 1, &readfds, &writefds, nullptr, left < 0 ? nullptr : &tv);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) throw_sys("select", loop_.acceptor.where());
-            loop_.acceptor.resume_due();  // the listener's bit is set again next round
+    std::string watch(int fd, bool read, bool write) {
+        // FD_SET would write outside the fd_set: refuse (the driver closes the
+        // connection, says why, and goes on serving the clients already here).
+        if (fd >= FD_SETSIZE)
+            return "descriptor " + std::to_string(fd) + " >= FD_SETSIZE (" +
+                   std::to_string(FD_SETSIZE) + "), select() cannot watch it";
+        if (read)
+            FD_SET(fd, &read_);
+        else
+            FD_CLR(fd, &read_);
+        if (write)
+            FD_SET(fd, &write_);
+        else
+            FD_CLR(fd, &write_);
+        if (fd > maxfd_) maxfd_ = fd;
+        return {};
+    }
 
-            if (FD_ISSET(loop_.stop.fd(), &readfds)) loop_.stop.check();
-            // Test every client's bits: O(clients) whatever n is. Walk the
-            // list backwards, so that removing entry i (the last one moves
-            // into its place) never skips one not yet looked at.
-            const std::vector<int>& open = loop_.clients.fds();
-            for (std::size_t i = open.size(); i-- > 0;) {
-                Client& c = loop_.clients[open[i]];
-                const bool r = FD_ISSET(open[i], &readfds), w = FD_ISSET(open[i], &writefds);
-                // select() has no separate error report: a reset shows up as
-                // "readable", and the read that follows returns the error.
-                if (!r && !w) continue;
-                Next next = loop_.session.serve(c, r, w);
-                if (!next.close.empty()) loop_.clients.close(c, next.close);
-            }
-            // Last, so that a client accepted now is not tested against bits
-            // that belonged to an earlier holder of its number.
-            if (FD_ISSET(loop_.acceptor.fd(), &readfds)) accept_ready();
+    void forget(int fd) {
+        FD_CLR(fd, &read_);
+        FD_CLR(fd, &write_);
+        // The highest descriptor closed: look down for the next one set.
+        while (maxfd_ >= 0 && !FD_ISSET(maxfd_, &read_) && !FD_ISSET(maxfd_, &write_))
+            --maxfd_;
+    }
+
+    template <class Fired>
+    void wait(int timeout_ms, Fired&& fired) {
+        fd_set r = read_, w = write_;  // select() overwrites them with its answer
+        // NULL: sleep until something is ready (a timeout only while
+        // accepting is paused).
+        timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        const int top = maxfd_;
+        const int n = ::select(top + 1, &r, &w, nullptr, timeout_ms < 0 ? nullptr : &tv);
+        if (n < 0 && errno == EINTR) return;
+        if (n < 0) iolab::throw_sys("select", "maxfd " + std::to_string(top));
+        // Test every bit up to maxfd: O(maxfd) whatever n is. select() has no
+        // separate error report: a reset shows up as "readable", and the read
+        // that follows returns the error.
+        for (int fd = 0; fd <= top; ++fd) {
+            const bool rd = FD_ISSET(fd, &r), wr = FD_ISSET(fd, &w);
+            if (rd || wr) fired(fd, Ready{.read = rd, .write = wr});
         }
     }
 
   private:
-    void accept_ready() {
-        auto admit = [&](Fd& fd, const std::string& peer) {
-            // FD_SET would write outside the fd_set: refuse (close) it, say
-            // why, and go on serving the clients already here.
-            if (fd.get() >= FD_SETSIZE)
-                return "descriptor " + std::to_string(fd.get()) + " >= FD_SETSIZE (" +
-                       std::to_string(FD_SETSIZE) + "), select() cannot watch it";
-            loop_.clients.open(std::move(fd), peer);
-            return std::string();
-        };
-        // A bounded batch: select() reports the listener again if more wait.
-        loop_.acceptor.accept_batch(loop_.clients.size(), kAcceptBatch, admit);
-    }
-
-    EchoLoop& loop_;
+    fd_set read_, write_;  // the masters: what we watch for
+    int maxfd_ = -1;       // the highest descriptor in either
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    iolab::EchoOptions opts;
-    CLI::App app{"Echo server: one thread, select(2) (descriptors below FD_SETSIZE only)"};
-    iolab::add_echo_options(app, "echo-select", opts);
-    IOLAB_PARSE(app, argc, argv);
-    return iolab::guarded_main("echo-select", [&] {
-        iolab::StopSignals stop;  // first: blocks SIGINT/SIGTERM, opens the signalfd
-        return iolab::serve_echo(opts, stop, [](iolab::EchoLoop& loop) { Server(loop).run(); });
-    });
+    return iolab::echo_main(
+        argc, argv, "echo-select",
+        "Echo server: one thread, select(2) (descriptors below FD_SETSIZE only)",
+        iolab::no_more_options, [](auto&) { return SelectSet(); });
 }
