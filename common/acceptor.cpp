@@ -66,6 +66,25 @@ std::size_t Acceptor::accept_batch(std::size_t open, std::size_t batch, const Ad
     return accepted;
 }
 
+std::string accepted_peer(int fd, const Log& log) {
+    int err = 0;
+    std::string peer = peer_label(fd, err);
+    if (err != 0) log.info(sys_message("getpeername", peer, err));
+    return peer;
+}
+
+bool admit_or_refuse(const std::string& peer, std::size_t open, std::size_t max_clients,
+                     ServerStats& stats, const Log& log) {
+    if (open >= max_clients) {
+        ++stats.refused;
+        log.info("refused " + peer + ": --max-clients reached");
+        return false;
+    }
+    ++stats.connections;
+    log.info("connect " + peer);
+    return true;
+}
+
 bool Acceptor::resume_due() {
     if (!paused_ || Clock::now() < resume_at_) return false;
     paused_ = false;

@@ -28,6 +28,19 @@ namespace iolab {
 // already served get their turn in between.
 inline constexpr std::size_t kAcceptBatch = 64;
 
+// For the loops that accept on their own (echo-aio's accept thread,
+// echo-uring's accept completions), the same bookkeeping as accept_batch:
+//
+// The peer of an accepted socket, "127.0.0.1:41234"; "fd N" when the
+// connection was reset before anyone looked (getpeername fails, logged).
+std::string accepted_peer(int fd, const Log& log);
+// Past --max-clients (`open` clients already served): logs "refused PEER:
+// --max-clients reached", counts it in refused= and returns false (the caller
+// closes it). Otherwise logs "connect PEER", counts it in connections= and
+// returns true.
+bool admit_or_refuse(const std::string& peer, std::size_t open, std::size_t max_clients,
+                     ServerStats& stats, const Log& log);
+
 class Acceptor {
   public:
     // Takes the listening socket (O_NONBLOCK: every batch ends at EAGAIN).

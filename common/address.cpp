@@ -145,4 +145,11 @@ SockAddr peer_address(int fd) {
     return a;
 }
 
+std::string peer_label(int fd, int& err) {
+    SockAddr a;
+    a.len = sizeof a.storage;
+    err = ::getpeername(fd, a.get(), &a.len) == 0 ? 0 : errno;
+    return err == 0 ? a.to_string() : "fd " + std::to_string(fd);
+}
+
 }  // namespace iolab

@@ -62,4 +62,10 @@ std::vector<SockAddr> resolve(std::string_view host, uint16_t port, bool passive
 SockAddr local_address(int fd);
 SockAddr peer_address(int fd);
 
+// The peer of an accepted socket for log lines: "127.0.0.1:41234", or "fd N"
+// when getpeername fails (a connection reset before anyone looked: ENOTCONN;
+// still a connection that was accepted, whose first read reports the reset).
+// `err` gets getpeername's errno, 0 when it worked.
+std::string peer_label(int fd, int& err);
+
 }  // namespace iolab

@@ -30,4 +30,10 @@ std::string sys_message(std::string_view call, std::string_view context, int err
     return prefix(call, context) + ": " + errno_text(err);
 }
 
+std::string sys_message_fdless(std::string_view call, std::string_view context, int err) {
+    char text[128];
+    const char* what = ::strerror_r(err, text, sizeof text);  // GNU: may return a static string
+    return prefix(call, context) + ": " + what;
+}
+
 }  // namespace iolab

@@ -23,6 +23,13 @@ class SysError : public std::system_error {
 // write): the same text, to be logged.
 [[nodiscard]] std::string sys_message(std::string_view call, std::string_view context, int err);
 
+// The same text, formatted with strerror_r alone: for code that runs when the
+// process has no descriptor to spare (EMFILE). errno_text()'s virtual call into
+// std::error_category is one that UBSan checks by probing memory through a
+// pipe, which it cannot create then.
+[[nodiscard]] std::string sys_message_fdless(std::string_view call, std::string_view context,
+                                             int err);
+
 // strerror as a std::string, thread-safe.
 [[nodiscard]] std::string errno_text(int err);
 

@@ -31,14 +31,11 @@
 #                     and the samples there (default: removed at exit)
 #
 # Server: echo-epoll --workers W (W processes on one port, each with its own
-# SO_REUSEPORT socket: the kernel deals the connections out) when the build
-# has it; otherwise W separate echo-epoll processes on W ports, client i
-# talking to server i mod W (said so in the output). Clients: P loadgen
+# SO_REUSEPORT socket: the kernel deals the connections out). Clients: P loadgen
 # processes, each with its own source addresses from 127.0.0.2 on (so that
 # every (source, destination) pair stays well inside the ephemeral range),
 # each writing --json; `loadgen merge` adds them bucket by bucket. They start
-# at one wall-clock instant (--start-at) when loadgen has it, otherwise at the
-# same moment from this script (said so).
+# at one wall-clock instant (--start-at).
 #
 # Preflight: descriptors per process and in the system, ports per source
 # address, memory, somaxconn and the SYN backlog; the run is refused (exit 4)
@@ -94,7 +91,6 @@ require_cmd python3 python3
 # under load, and a different pid until it execs).
 py=/usr/bin/python3
 [[ -x "$py" ]] || py=python3
-server_bin="$BUILD_DIR/bin/echo-epoll"
 loadgen="$BUILD_DIR/bin/loadgen"
 # The script itself too: on a loaded machine its own forks (spawning the
 # clients one by one) would otherwise stagger their start by seconds.
@@ -215,26 +211,14 @@ server_pids=()
 server_ports=()
 server_outs=()
 max_per_server=$per_proc
-if "$server_bin" --help 2>/dev/null | grep -q -- '--workers'; then
-  # Each worker listens with a socket of its own (SO_REUSEPORT) and the
-  # kernel hashes every connection to one of them: shares differ by a few
-  # hundred at most, well inside the headroom between per_proc and the cap.
-  server_mode="echo-epoll --workers $servers (one port, a SO_REUSEPORT listening socket per worker)"
-  start_server "${server_cpu[@]}" echo-epoll --port 0 --workers "$servers" --max-clients "$max_per_server"
-  server_pids+=("$SERVER_PID")
-  server_ports+=("$SERVER_PORT")
-  server_outs+=("$SERVER_OUT")
-else
-  # One server per client: each client's share fits one server.
-  servers=$clients
-  server_mode="FALLBACK: this echo-epoll has no --workers; $servers separate echo-epoll processes on $servers ports, one per loadgen"
-  for ((i = 0; i < servers; i++)); do
-    start_server "${server_cpu[@]}" echo-epoll --port 0 --max-clients "$max_per_server"
-    server_pids+=("$SERVER_PID")
-    server_ports+=("$SERVER_PORT")
-    server_outs+=("$SERVER_OUT")
-  done
-fi
+# Each worker listens with a socket of its own (SO_REUSEPORT) and the kernel
+# hashes every connection to one of them: shares differ by a few hundred at
+# most, well inside the headroom between per_proc and the cap.
+server_mode="echo-epoll --workers $servers (one port, a SO_REUSEPORT listening socket per worker)"
+start_server "${server_cpu[@]}" echo-epoll --port 0 --workers "$servers" --max-clients "$max_per_server"
+server_pids+=("$SERVER_PID")
+server_ports+=("$SERVER_PORT")
+server_outs+=("$SERVER_OUT")
 echo "server: $server_mode, --max-clients $max_per_server each, ports ${server_ports[*]}"
 
 # ---- watch: memory, CPU, sockets, every half second ---------------------------
@@ -334,15 +318,10 @@ wait_for_line "$samples" . 10 "$sampler" || die "the sampler did not start: $(ca
 
 # ---- clients -----------------------------------------------------------------
 
-start_at=()
-if "$loadgen" --help 2>/dev/null | grep -q -- '--start-at'; then
-  # Two seconds from now gives every process time to start and preflight.
-  instant=$(date -d '+2 seconds' +%s.%N)
-  start_at=(--start-at "$instant")
-  echo "clients: $clients loadgen processes, --start-at $instant (one wall-clock instant)"
-else
-  echo "clients: $clients loadgen processes; FALLBACK: this loadgen has no --start-at, they start within milliseconds of each other from here"
-fi
+# Two seconds from now gives every process time to start and preflight.
+instant=$(date -d '+2 seconds' +%s.%N)
+start_at=(--start-at "$instant")
+echo "clients: $clients loadgen processes, --start-at $instant (one wall-clock instant)"
 
 # TcpExt counters: SYNs dropped at a full accept queue, retransmission timeouts.
 tcpext() {

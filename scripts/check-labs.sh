@@ -182,20 +182,16 @@ in_range() {
 # check_one SPEC STDOUT: prints what was observed; returns 0 when it holds.
 check_one() {
     local spec="$1" out="$2" re key a b lo hi va vb ratio
-    if [[ "$spec" =~ ^!/(.*)/$ ]]; then
-        re="${BASH_REMATCH[1]}"
-        if grep -Eq -- "$re" "$out"; then
-            echo "a line matches: $(grep -Em1 -- "$re" "$out" | cut -c1-80)"
-            return 1
-        fi
-        echo "no line matches"
-        return 0
-    elif [[ "$spec" =~ ^/(.*)/$ ]]; then
-        re="${BASH_REMATCH[1]}"
-        if grep -Eq -- "$re" "$out"; then
-            echo "matched: $(grep -Em1 -- "$re" "$out" | cut -c1-80)"
+    if [[ "$spec" =~ ^(!?)/(.*)/$ ]]; then
+        # /re/: some line matches; !/re/: none does.
+        local negate="${BASH_REMATCH[1]}" line
+        re="${BASH_REMATCH[2]}"
+        if line=$(grep -Em1 -- "$re" "$out"); then
+            if [[ -n "$negate" ]]; then echo "a line matches: ${line:0:80}"; return 1; fi
+            echo "matched: ${line:0:80}"
             return 0
         fi
+        if [[ -n "$negate" ]]; then echo "no line matches"; return 0; fi
         echo "no line matches /$re/"
         return 1
     elif [[ "$spec" =~ ^([A-Za-z_][A-Za-z0-9_]*)/([A-Za-z_][A-Za-z0-9_]*)[[:space:]]+in[[:space:]]+(-?[0-9.]+)\.\.(-?[0-9.]+)$ ]]; then

@@ -157,6 +157,17 @@ wait_pid() {
   unregister_pid "$pid"
 }
 
+# end_noting PID SIGNAL WHAT: sends SIGNAL, waits (wait_pid), and on a
+# non-zero exit adds one to the caller's `errors` and says so in its `note`.
+end_noting() {
+  kill -"$2" "$1" 2>/dev/null || true
+  wait_pid "$1" 20
+  if ((WAIT_RC != 0)); then
+    errors=$((errors + 1))
+    note="${note:+$note; }$3 exit $WAIT_RC"
+  fi
+}
+
 RUNS_CSV="$OUT/multiplexing-runs.csv"
 echo "server,idle_asked,idle,capped,active,repeat,requests,requests_per_s,p50_us,p99_us,cpu_us_per_request,rss_kib,idle_up,errors,note" >"$RUNS_CSV"
 
@@ -226,23 +237,11 @@ run_point() {
   fi
 
   if [[ -n "$HOLDER_PID" ]]; then
-    kill -INT "$HOLDER_PID" 2>/dev/null || true
-    wait_pid "$HOLDER_PID" 20
+    end_noting "$HOLDER_PID" INT "idle holder"
     HOLDER_PID=""
-    local hrc=$WAIT_RC
-    if ((hrc != 0)); then
-      errors=$((errors + 1))
-      note="${note:+$note; }idle holder exit $hrc"
-    fi
   fi
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  wait_pid "$SERVER_PID" 20
+  end_noting "$SERVER_PID" TERM server
   SERVER_PID=""
-  local src=$WAIT_RC
-  if ((src != 0)); then
-    errors=$((errors + 1))
-    note="${note:+$note; }server exit $src"
-  fi
 
   python3 - "$d" "$cpu0" "$cpu1" "$CLK_TCK" <<'PY' >"$d/figures"
 import json, os, sys

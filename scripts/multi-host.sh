@@ -124,14 +124,10 @@ done
 
 # ---- 1. start at the same instant ----------------------------------------------
 
-start_at=()
-if "$BUILD_DIR/bin/loadgen" --help 2>/dev/null | grep -q -- '--start-at'; then
-  instant=$(date -d '+2 seconds' +%s.%N)
-  start_at=(--start-at "$instant")
-  echo "start: every loadgen --start-at $instant"
-else
-  echo "start: FALLBACK: this loadgen has no --start-at; the loadgens are started together from here"
-fi
+# Two seconds from now gives every loadgen time to start.
+instant=$(date -d '+2 seconds' +%s.%N)
+start_at=(--start-at "$instant")
+echo "start: every loadgen --start-at $instant"
 load=(--rate "$rate")
 ((rate > 0)) || load=()
 pids=()

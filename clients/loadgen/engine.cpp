@@ -100,6 +100,19 @@ std::string error_text(ErrorKind k, int code, uint64_t timeout_ns) {
     return "?";
 }
 
+void Counts::add(const Counts& o) {
+    latency.merge(o.latency);
+    uncorrected.merge(o.uncorrected);
+    connect.merge(o.connect);
+    requests += o.requests;
+    bytes_in += o.bytes_in;
+    bytes_out += o.bytes_out;
+    connects += o.connects;
+    connect_failures += o.connect_failures;
+    reconnects += o.reconnects;
+    max_open += o.max_open;
+}
+
 uint64_t Results::error_total() const {
     uint64_t n = 0;
     for (const auto& [key, v] : errors)
@@ -222,10 +235,8 @@ constexpr Outcome kClosed{Next::closed, ErrorKind::closed, 0};
 // ---- a worker ---------------------------------------------------------------
 
 // What one worker counted; Engine::join() adds them up.
-struct Figures {
-    iolab::Histogram latency, uncorrected, connect;
-    uint64_t requests = 0, bytes_in = 0, bytes_out = 0, connects = 0, connect_failures = 0,
-             reconnects = 0, max_open = 0, errors_total = 0;
+struct Figures : Counts {
+    uint64_t errors_total = 0;
     std::vector<uint64_t> errors;  // [kind * kMaxCode + code]
     std::vector<uint64_t> status;  // [code]
     uint64_t up = 0;               // connections that came up at least once
@@ -830,16 +841,7 @@ Results Engine::join() {
     uint64_t all_up_at = start_ns_;
     for (const auto& w : workers_) {
         const Figures& f = w->figures();
-        r.latency.merge(f.latency);
-        r.uncorrected.merge(f.uncorrected);
-        r.connect.merge(f.connect);
-        r.requests += f.requests;
-        r.bytes_in += f.bytes_in;
-        r.bytes_out += f.bytes_out;
-        r.connects += f.connects;
-        r.connect_failures += f.connect_failures;
-        r.reconnects += f.reconnects;
-        r.max_open += f.max_open;
+        r.add(f);
         last = std::max(last, f.finished_at);
         if (w->size() > 0) {
             if (f.up < w->size())

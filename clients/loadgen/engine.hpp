@@ -33,8 +33,10 @@ const char* error_kind_name(ErrorKind k) noexcept;
 // The text beside a counter: the errno text, the HTTP parser's error, ...
 std::string error_text(ErrorKind k, int code, uint64_t timeout_ns);
 
-// All figures of a run (or of several runs merged).
-struct Results {
+// The counters a worker keeps and a report adds up: histograms bucket by
+// bucket, counts by sum (max_open too: workers and processes hold their
+// connections at the same time).
+struct Counts {
     iolab::Histogram latency;      // closed loop: from the send; open loop: from the intended send
     iolab::Histogram uncorrected;  // open loop: from the actual send (empty in closed loop)
     iolab::Histogram connect;      // connect() to established
@@ -45,10 +47,15 @@ struct Results {
     uint64_t connect_failures = 0;  // handshakes that failed
     uint64_t reconnects = 0;        // connections opened again after a close or failure
     uint64_t max_open = 0;          // the most connections open at once (sum of threads)
-    double duration_s = 0;          // measured
-    double rps = 0;                 // requests / duration (merge: sum over runs)
-    double all_up_s = -1;           // start to the last connection up; -1: not all came up
-    int runs = 1;                   // reports merged into this one
+    void add(const Counts& o);
+};
+
+// All figures of a run (or of several runs merged).
+struct Results : Counts {
+    double duration_s = 0;  // measured
+    double rps = 0;         // requests / duration (merge: sum over runs)
+    double all_up_s = -1;   // start to the last connection up; -1: not all came up
+    int runs = 1;           // reports merged into this one
     // (kind name, code) -> (text, count)
     std::map<std::pair<std::string, int>, std::pair<std::string, uint64_t>> errors;
     std::map<int, uint64_t> status;  // http status codes

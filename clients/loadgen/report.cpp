@@ -275,16 +275,7 @@ void merge_into(Options& info, Results& r, const Options& oi, const Results& o) 
     info.warmup_s = std::max(info.warmup_s, oi.warmup_s);
     info.requests += oi.requests;
     r.runs += o.runs;
-    r.latency.merge(o.latency);
-    r.uncorrected.merge(o.uncorrected);
-    r.connect.merge(o.connect);
-    r.requests += o.requests;
-    r.bytes_in += o.bytes_in;
-    r.bytes_out += o.bytes_out;
-    r.connects += o.connects;
-    r.connect_failures += o.connect_failures;
-    r.reconnects += o.reconnects;
-    r.max_open += o.max_open;
+    r.add(o);
     r.rps += o.rps;
     r.duration_s = std::max(r.duration_s, o.duration_s);
     r.all_up_s = (r.all_up_s < 0 || o.all_up_s < 0) ? -1 : std::max(r.all_up_s, o.all_up_s);

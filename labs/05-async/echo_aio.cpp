@@ -47,6 +47,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/acceptor.hpp"
 #include "common/address.hpp"
 #include "common/error.hpp"
 #include "common/server.hpp"
@@ -56,16 +57,6 @@
 namespace {
 
 using namespace iolab;
-
-// "accept 127.0.0.1:9000: Too many open files", formatted with strerror_r:
-// this runs when the process has no descriptor to spare, and errno_text()'s
-// virtual call into std::error_category is one that UBSan checks by probing
-// memory through a pipe — which it cannot create then.
-std::string fdless_message(std::string_view call, std::string_view where, int err) {
-    char text[128];
-    const char* what = ::strerror_r(err, text, sizeof text);
-    return std::string(call) + " " + std::string(where) + ": " + what;
-}
 
 constexpr std::size_t kBufSize = 64 * 1024;  // one request's buffer per client
 
@@ -173,7 +164,7 @@ class AioServer {
                 if (stopping_.load()) return;
                 auto now = std::chrono::steady_clock::now();
                 if (now - last_log >= std::chrono::seconds(1)) {  // one line a second at most
-                    log_.error(fdless_message("accept", where_, a.err));
+                    log_.error(sys_message_fdless("accept", where_, a.err));
                     last_log = now;
                 }
                 // EMFILE/ENFILE/ENOBUFS: the connection stays in the backlog;
@@ -212,21 +203,8 @@ class AioServer {
         auto c = std::make_unique<Client>();
         c->fd.reset(raw_fd);
         c->id = ++last_id_;
-        try {
-            c->peer = peer_address(raw_fd).to_string();
-        } catch (const SysError& e) {
-            // Reset before we got here (ENOTCONN): still a connection we
-            // accepted, and counted; its first read reports the reset.
-            c->peer = "fd " + std::to_string(raw_fd);
-            log_.info("getpeername " + c->peer + ": " + errno_text(e.err()));
-        }
-        if (clients_.size() >= opts_.max_clients) {
-            stats_.refused.fetch_add(1);
-            log_.info("refused " + c->peer + ": --max-clients reached");
-            return;
-        }
-        stats_.connections.fetch_add(1);
-        log_.info("connect " + c->peer);
+        c->peer = accepted_peer(raw_fd, log_);
+        if (!admit_or_refuse(c->peer, clients_.size(), opts_.max_clients, stats_, log_)) return;
         Client& ref = *c;
         auto it = clients_.emplace(ref.id, std::move(c)).first;
         if (!submit_read(ref)) close(it);

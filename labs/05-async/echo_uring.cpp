@@ -72,6 +72,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "common/acceptor.hpp"
 #include "common/address.hpp"
 #include "common/error.hpp"
 #include "common/server.hpp"
@@ -81,16 +82,6 @@
 namespace {
 
 using namespace iolab;
-
-// "accept 127.0.0.1:9000: Too many open files", formatted with strerror_r:
-// this runs when the process has no descriptor to spare, and errno_text()'s
-// virtual call into std::error_category is one that UBSan checks by probing
-// memory through a pipe — which it cannot create then.
-std::string fdless_message(std::string_view call, std::string_view where, int err) {
-    char text[128];
-    const char* what = ::strerror_r(err, text, sizeof text);
-    return std::string(call) + " " + std::string(where) + ": " + what;
-}
 
 constexpr std::size_t kClientBufSize = 64 * 1024;  // steps 1–2: one per client
 constexpr std::size_t kRingBufSize = 4096;         // steps 3–5: one per ring slot
@@ -390,7 +381,7 @@ class UringServer {
             // again at once would spin; a timeout SQE re-arms accept in 100 ms.
             auto now = std::chrono::steady_clock::now();
             if (now - last_accept_log_ >= std::chrono::seconds(1)) {  // one line a second
-                log_.error(fdless_message("accept", where_, -res));
+                log_.error(sys_message_fdless("accept", where_, -res));
                 last_accept_log_ = now;
             }
             if (!stopping_ && !accept_armed_ && !timer_armed_) submit_timer();
@@ -405,22 +396,10 @@ class UringServer {
     void admit(int raw_fd) {
         auto c = std::make_unique<Client>();
         c->fd.reset(raw_fd);
-        try {
-            c->peer = peer_address(raw_fd).to_string();
-        } catch (const SysError& e) {
-            // Reset before we looked (ENOTCONN): still a connection we
-            // accepted; its recv will report the reset and close it.
-            c->peer = "fd " + std::to_string(raw_fd);
-            log_.info("getpeername " + c->peer + ": " + errno_text(e.err()));
-        }
-        if (clients_.size() >= opts_.max_clients) {
-            stats_.refused.fetch_add(1);
-            log_.info("refused " + c->peer + ": --max-clients reached");
+        c->peer = accepted_peer(raw_fd, log_);
+        if (!admit_or_refuse(c->peer, clients_.size(), opts_.max_clients, stats_, log_))
             return;  // c closes the descriptor
-        }
         c->id = ++last_id_;
-        stats_.connections.fetch_add(1);
-        log_.info("connect " + c->peer);
         if (!f_.buffer_ring) c->buf = std::make_unique<char[]>(kClientBufSize);
         Client& ref = *c;
         clients_.emplace(ref.id, std::move(c));
