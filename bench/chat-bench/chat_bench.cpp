@@ -106,11 +106,23 @@ class Bench {
 
     int run() {
         raise_nofile_limit();
+        const double connect_s = connect_all();
+        const ProcSample before = sample_process(o_.server_pid);
+        const auto start = Clock::now();
+        const auto talked = talk(start);
+        drain(talked);
+        const auto end = Clock::now();
+        const ProcSample after = sample_process(o_.server_pid);
+        return report(connect_s, start, talked, end, before, after);
+    }
+
+  private:
+    // Connects everyone, reading as it goes so that no buffer fills up, and
+    // waits for every welcome. Returns how long that took, in seconds.
+    double connect_all() {
         HostPort hp = parse_host_port(o_.address);
         auto addrs = resolve(hp.host, hp.port);
         const SockAddr& addr = addrs.front();
-
-        // ---- connect everyone, reading as we go so no buffer fills up ----
         auto t0 = Clock::now();
         clients_.resize(static_cast<std::size_t>(o_.clients));
         for (std::size_t i = 0; i < clients_.size(); ++i) {
@@ -134,15 +146,16 @@ class Bench {
         auto quiet = Clock::now() + std::chrono::milliseconds(500);
         while (Clock::now() < quiet)
             pump(50);
+        return connect_s;
+    }
 
-        // ---- talk ----
-        ProcSample before = sample_process(o_.server_pid);
-        auto start = Clock::now();
+    // The talkers send at --rate each, staggered across one interval, for
+    // --duration seconds. Returns when they stopped.
+    Clock::time_point talk(Clock::time_point start) {
         auto stop_talking = start + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(o_.duration));
         const auto interval = std::chrono::duration_cast<Clock::duration>(
             std::chrono::duration<double>(1.0 / o_.rate));
-        // Talkers start staggered across one interval.
         std::vector<Clock::time_point> next(static_cast<std::size_t>(o_.talkers));
         for (std::size_t t = 0; t < next.size(); ++t)
             next[t] = start + interval * static_cast<long>(t) / static_cast<long>(next.size());
@@ -160,16 +173,25 @@ class Bench {
             auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(soonest - now);
             pump(static_cast<int>(std::max<int64_t>(0, wait.count())));
         }
-        auto talked = Clock::now();
-        const uint64_t expected = sent_ * static_cast<uint64_t>(o_.clients - 1);
+        return Clock::now();
+    }
+
+    // Every message goes to every other member.
+    [[nodiscard]] uint64_t expected() const {
+        return sent_ * static_cast<uint64_t>(o_.clients - 1);
+    }
+
+    // Reads on for up to --drain seconds, until everything sent was delivered.
+    void drain(Clock::time_point talked) {
         auto drain_until = talked + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(o_.drain));
-        while (delivered_ < expected && Clock::now() < drain_until)
+        while (delivered_ < expected() && Clock::now() < drain_until)
             pump(50);
-        auto end = Clock::now();
-        ProcSample after = sample_process(o_.server_pid);
+    }
 
-        // ---- report ----
+    int report(double connect_s, Clock::time_point start, Clock::time_point talked,
+               Clock::time_point end, const ProcSample& before, const ProcSample& after) {
+        const uint64_t expected = this->expected();
         double span = std::chrono::duration<double>(end - start).count();
         double talk = std::chrono::duration<double>(talked - start).count();
         auto ms = [&](double p) { return double(latency_.percentile(p)) / 1e6; };
@@ -192,7 +214,6 @@ class Bench {
         return delivered_ == expected ? 0 : 1;
     }
 
-  private:
     void send_message(std::size_t talker, uint64_t n) {
         char line[96];
         int len =

@@ -234,6 +234,9 @@ class AsyncSemaphore {
 
 // ---- the fetch, in straight-line code --------------------------------------
 
+// Kept whole (about 80 lines): connect, send, read the head, read the body,
+// one after another, is what the coroutine mode exists to show; the callback
+// mode spreads the same steps over five handlers.
 Task<Result> fetch(EventLoop& loop, const Options& opts, iolab::http::Url url) {
     Result r;
     r.url = url.to_string();

@@ -37,6 +37,7 @@ std::string read_file(const std::string& path) {
 
 // ---- http-get against http-testd ---------------------------------------------
 
+// One scenario, kept whole (over 80 lines): its steps read as one story.
 TEST_CASE("http-get fetches every route of http-testd", "[http][integration]") {
     Testd t;
     SECTION("/bytes and /chunked: exact bodies") {

@@ -263,6 +263,7 @@ TEST_CASE("chat-server: an overlong line is dropped with an error, the connectio
     REQUIRE(server.stop(SIGTERM, 10s) == 0);
 }
 
+// One scenario, kept whole (over 80 lines): its steps read as one story.
 TEST_CASE("chat-server: a reader that never reads is cut off, the others carry on",
           "[chat][integration]") {
     // --sndbuf 16384: the kernel holds little for any client, so the server's
@@ -460,6 +461,7 @@ TEST_CASE("chat-server: a 30-line paste arrives whole and in order, delayed to t
     REQUIRE(server.stop(SIGTERM, 10s) == 0);
 }
 
+// One scenario, kept whole (over 80 lines): its steps read as one story.
 TEST_CASE("chat-server: a flood without end is held back, then cut off; others keep their pace",
           "[chat][integration]") {
     // The defaults: 20 lines per second, --max-input 262144. The flooder
@@ -757,6 +759,7 @@ std::optional<TrimLine> trim_line(const std::string& err, int k) {
 
 }  // namespace
 
+// One scenario, kept whole (over 80 lines): its steps read as one story.
 TEST_CASE("chat-server: memory comes back after 10 crowds of 2000 join and leave",
           "[chat][integration]") {
     constexpr int kClients = 2000, kCycles = 10;
