@@ -345,7 +345,9 @@ class UringServer {
                 if (!stopping_) submit_accept();
                 return;
             case kCancel:
-                return;  // the cancelled request posts its own CQE (-ECANCELED)
+                // The cancelled request posts its own CQE (-ECANCELED).
+                if (id != 0) on_recv_cancel_done(id, res);
+                return;
             case kRecv:
             case kSend:
                 break;
@@ -473,8 +475,23 @@ class UringServer {
     // kernel's receive buffer fills and TCP stops the sender.
     void stop_reading(Client& c) {
         if (!c.recv_armed || c.recv_cancelled) return;
-        submit_cancel(tag(c.id, kRecv));
+        submit_cancel(tag(c.id, kRecv), c.id);
         c.recv_cancelled = true;
+    }
+
+    // A cancel that found nothing (-ENOENT: the recv ended meanwhile, its last
+    // CQE is on the way) needs nothing more. One that failed otherwise
+    // (-EALREADY) left the recv armed: try again, at once when stopping or
+    // closing, else on the client's next recv completion. Without this, one
+    // failed cancel would leave a non-reading client's echo growing unbounded.
+    void on_recv_cancel_done(uint64_t id, int res) {
+        auto it = clients_.find(id);
+        if (res >= 0 || res == -ENOENT || it == clients_.end()) return;
+        Client& c = *it->second;
+        if (!c.recv_armed) return;
+        log_.info(sys_message("cancel recv", c.peer, -res) + "; trying again");
+        c.recv_cancelled = false;
+        if (stopping_ || !c.closing.empty()) stop_reading(c);
     }
 
     void maybe_resume(Client& c) {
@@ -581,10 +598,12 @@ class UringServer {
         timer_armed_ = true;
     }
 
-    void submit_cancel(uint64_t target) {
+    // `owner`: the client whose recv is cancelled (its answer is looked at),
+    // else 0.
+    void submit_cancel(uint64_t target, uint64_t owner = 0) {
         io_uring_sqe* s = ring_->sqe();
         io_uring_prep_cancel64(s, target, 0);
-        io_uring_sqe_set_data64(s, tag(0, kCancel));
+        io_uring_sqe_set_data64(s, tag(owner, kCancel));
         queued();
     }
 
@@ -601,7 +620,7 @@ class UringServer {
         if (accept_armed_) submit_cancel(tag(0, kAccept));
         if (timer_armed_) submit_cancel(tag(0, kTimer));
         for (auto& [id, c] : clients_) {
-            if (c->recv_armed && !c->recv_cancelled) submit_cancel(tag(id, kRecv));
+            if (c->recv_armed && !c->recv_cancelled) submit_cancel(tag(id, kRecv), id);
             c->recv_cancelled = true;
             if (c->send_in_flight) submit_cancel(tag(id, kSend));
         }
