@@ -24,13 +24,17 @@
 // wait; for each ready descriptor, read the signalfd, accept a batch (the
 // acceptor: --max-clients, EMFILE shedding), or serve the client (the echo
 // session: flush, read, echo, bounded queue) and tell the backend what the
-// client needs next — or forget and close it.
+// client needs next — or forget and close it. An edge-triggered client whose
+// read budget ran out (Next::again) is served again in the next round without
+// waiting for a report, and the wait does not sleep meanwhile.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/echo_session.hpp"
 
@@ -58,9 +62,12 @@ class EchoDriver {
         loop_.acceptor.on_watch(
             [this](bool on) { backend_.watch(loop_.acceptor.fd(), on, false); });
         while (!loop_.stop.requested()) {
-            backend_.wait(loop_.acceptor.timeout_ms(),
-                          [this](int fd, Ready r) { return on_ready(fd, r); });
+            // Clients left with bytes unread (edge-triggered, read budget
+            // spent) will get no report for them: do not sleep.
+            const int timeout = again_.empty() ? loop_.acceptor.timeout_ms() : 0;
+            backend_.wait(timeout, [this](int fd, Ready r) { return on_ready(fd, r); });
             loop_.acceptor.resume_due();
+            serve_again();
         }
     }
 
@@ -77,6 +84,10 @@ class EchoDriver {
         Client& c = loop_.clients[fd];
         const Next n = loop_.session.serve(c, r.read, r.write, r.error, r.hangup);
         if (n.close.empty()) {
+            if (n.again && !c.again) {
+                c.again = true;
+                again_.push_back(fd);
+            }
             std::string why = backend_.watch(fd, n.read, n.write);
             if (why.empty()) return n.moved;
             close(c, why);
@@ -84,6 +95,18 @@ class EchoDriver {
             close(c, n.close);
         }
         return true;
+    }
+
+    // The clients whose read budget ran out last round, as if reported
+    // readable again (each once: Client::again).
+    void serve_again() {
+        std::swap(again_, serving_again_);
+        for (int fd : serving_again_) {
+            if (!loop_.clients.is_open(fd) || !loop_.clients[fd].again) continue;
+            loop_.clients[fd].again = false;
+            on_ready(fd, Ready{.read = true});
+        }
+        serving_again_.clear();
     }
 
     std::size_t accept_ready() {
@@ -112,6 +135,7 @@ class EchoDriver {
 
     EchoLoop& loop_;
     Backend& backend_;
+    std::vector<int> again_, serving_again_;  // descriptors to serve without a report
 };
 
 }  // namespace iolab

@@ -30,6 +30,7 @@ Client& ClientTable::open(Fd fd, std::string peer) {
     c.peer = std::move(peer);
     c.out = OutQueue(out_limit_);
     c.eof = false;
+    c.again = false;
     c.index = open_.size();
     open_.push_back(static_cast<int>(n));
     return c;
@@ -83,16 +84,17 @@ Next EchoSession::serve(Client& c, bool readable, bool writable, bool error, boo
     }
     if (readable && n.close.empty()) n = read_and_echo(c, std::move(n));
     if (n.close.empty()) {
-        const bool moved = n.moved;
+        const bool moved = n.moved, again = n.again;
         n = next(c);
         n.moved = moved;
+        n.again = again && n.read;
     }
     n.moved = n.moved || !n.close.empty();
     return n;
 }
 
 Next EchoSession::read_and_echo(Client& c, Next n) {
-    for (;;) {
+    for (int reads = 1;; ++reads) {
         // Never read more than the queue could hold if the socket takes none
         // of it: nothing read is ever left over.
         const std::size_t want = c.eof ? 0 : std::min(buf_.size(), c.out.room());
@@ -125,6 +127,10 @@ Next EchoSession::read_and_echo(Client& c, Next n) {
         // Level-triggered: one read per report; the socket is reported again
         // while bytes remain. Edge-triggered: on until EAGAIN or a full queue.
         if (!edge_) return n;
+        if (reads == kEdgeReadBudget) {
+            n.again = true;  // the budget is spent; the rest next round
+            return n;
+        }
     }
 }
 

@@ -33,6 +33,7 @@ struct Client {
     OutQueue out;           // echo bytes the socket did not take yet
     bool eof = false;       // the client sent FIN: finish the echo, then close
     std::size_t index = 0;  // its place in ClientTable::fds()
+    bool again = false;     // on the driver's serve-again list (Next::again)
 };
 
 // The clients, in a vector indexed by descriptor number: the kernel hands out
@@ -71,12 +72,18 @@ struct Next {
     bool write = false;  // watch for writability (bytes are queued)
     std::string close;   // not empty: close the client; why ("eof", "read: ...")
     bool moved = false;  // some byte moved or the state changed
+    // Edge-triggered: the read budget ran out before EAGAIN. Bytes may wait
+    // that no report will announce: serve it again in the next round.
+    bool again = false;
 };
 
 class EchoSession {
   public:
     // `edge`: read until EAGAIN (edge-triggered readiness, where a socket is
-    // reported once per change); otherwise one read per report (level).
+    // reported once per change) or for kEdgeReadBudget reads at most, so that
+    // one client that never stops sending cannot hold the loop (Next::again);
+    // otherwise one read per report (level).
+    static constexpr int kEdgeReadBudget = 4;
     explicit EchoSession(ServerStats& stats, bool edge = false);
 
     // Serves a client the loop found ready: sends what is queued first (that

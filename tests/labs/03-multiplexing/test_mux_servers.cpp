@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
@@ -182,6 +183,47 @@ TEST_CASE("echo-epoll --edge echoes payloads larger than the socket buffers", "[
         CHECK(s->bytes_in == (16u << 20) + 21);
         CHECK(s->bytes_out == s->bytes_in);
     }
+}
+
+// Two clients that send and read as fast as they can: with edge triggering a
+// server that reads each one "until EAGAIN" may never get there, and a third
+// client's echo waited up to a second before the read budget
+// (EchoSession::kEdgeReadBudget). Not a speed test: a bound 100 times what a
+// served client sees, far below what a starved one did.
+TEST_CASE("echo-epoll --edge: two flooding clients do not starve a third", "[integration]") {
+    ServerProcess server({bin("echo-epoll"), "--port", "0", "--edge"});
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> flooders;
+    for (int i = 0; i < 2; ++i)
+        flooders.emplace_back([&stop, port = server.port()] {
+            iolab::Fd fd = connect_local(port);
+            std::thread reader([&stop, raw = fd.get()] {
+                std::vector<char> buf(1 << 20);
+                while (!stop && ::recv(raw, buf.data(), buf.size(), 0) > 0) {
+                }
+            });
+            const std::string chunk(64 * 1024, 'f');
+            while (!stop && ::send(fd.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL) > 0) {
+            }
+            ::shutdown(fd.get(), SHUT_RDWR);  // ends the reader's recv
+            reader.join();
+        });
+    std::this_thread::sleep_for(300ms);  // the flood is on
+    iolab::Fd pinger = connect_local(server.port());
+    Clock::duration worst{};
+    for (int i = 0; i < 100; ++i) {
+        const auto t0 = Clock::now();
+        REQUIRE(!iolab::write_all(pinger.get(), std::string_view("ping")).error());
+        REQUIRE(read_with_timeout(pinger.get(), 4, 5s) == "ping");
+        worst = std::max(worst, Clock::now() - t0);
+    }
+    stop = true;
+    for (auto& t : flooders)
+        t.join();
+    INFO("slowest of 100 echoes: "
+         << std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() << " ms");
+    CHECK(worst < 300ms);
+    CHECK(server.stop(SIGTERM, 15s) == 0);
 }
 
 TEST_CASE("backpressure: a client that never reads is held back and stalls no one",
