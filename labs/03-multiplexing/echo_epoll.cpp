@@ -16,7 +16,8 @@
 // (unread bytes, room to write), as by poll(2); one read per report will do.
 // --edge (EPOLLET): it is reported when its state changes (new bytes, freed
 // space), not while it stays ready; each handler goes on until EAGAIN, or
-// the rest would never be reported.
+// the rest would never be reported (or for a budget of reads, after which
+// the driver serves the client again next round: see LAB.md).
 //
 //                 epoll_ctl(ADD/MOD/DEL)          epoll_wait()
 //   server  ───────────────────────────▶ kernel ◀──────────────── server
