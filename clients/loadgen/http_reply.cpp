@@ -375,6 +375,11 @@ HttpReply::Result HttpReply::feed(std::string_view data, std::size_t& used) {
                 if (*p++ != '\n') return stop(fail(code(Error::bad_chunk)));
                 s_ = S::chunk_size;
                 break;
+            // The trailer section has the shape of the header section
+            // (line_start above) and is parsed the same way, on purpose: its
+            // empty line ends the message instead of the head, and its fields
+            // are skipped. One shared helper would put a branch on every byte
+            // of every header line.
             case S::trailer_start: {
                 const char c = *p;
                 if (c == '\r' || c == '\n') {
