@@ -11,6 +11,12 @@
 # loadgen / wrk. Goal: >= 1.05 on every row. Default time: 4 rows x 2 tools x
 # 5 runs x 5 s = 200 s, plus start-up.
 #
+# Each run's client CPU (user + system seconds of the tool, from bash's
+# `time`) is divided by its requests: the client's CPU µs per request, median
+# per row. When nginx is the bottleneck (the static file: its worker at 100%
+# of its CPU whichever tool drives it) requests/s can only tie; the CPU a
+# generator spends per request is then what tells the two apart.
+#
 # Usage: scripts/bench-loadgen.sh [--build-dir DIR] [--runs 5] [--duration 5]
 #                                 [--connections "50 100"] [--nginx-cpu 0] [--client-cpu 1]
 # Needs nginx (nginx-light) and wrk. Loopback only. Exit 0 when every row
@@ -73,6 +79,15 @@ done
 echo "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on $base (1 worker on CPU $nginx_cpu), clients on CPU $client_cpu, $(nproc) cores"
 echo "each run: 1 thread, ${duration}s; $runs runs per tool and row, alternating; load average $(cut -d" " -f1-3 /proc/loadavg)"
 
+# timed OUT CMD...: runs CMD with its stdout in OUT; CPU_S = its user+system
+# seconds.
+timed() {
+  local out=$1 t TIMEFORMAT='%U %S'
+  shift
+  t=$({ time "$@" >"$out" 2>/dev/null; } 2>&1)
+  CPU_S=$(awk '{ print $1 + $2 }' <<<"$t")
+}
+
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 rows=()
@@ -82,26 +97,41 @@ for workload in static return200; do
   for c in $connections; do
     wrk_rates=()
     lg_rates=()
+    wrk_cpu=()
+    lg_cpu=()
     for i in $(seq "$runs"); do
-      w=$(pin "$client_cpu" wrk -t1 -c"$c" -d"${duration}s" "$url" | awk '/^Requests\/sec:/ {print $2}')
-      l=$(pin "$client_cpu" "$loadgen" --mode http --url "$url" -c "$c" --threads 1 -d "$duration" -q \
-        | awk '/^Requests\/sec:/ {print $2}' || true)
+      timed "$tmp/wrk.out" pin "$client_cpu" wrk -t1 -c"$c" -d"${duration}s" "$url" || true
+      w=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.out")
+      wc=$CPU_S
+      timed "$tmp/lg.out" pin "$client_cpu" "$loadgen" --mode http --url "$url" -c "$c" --threads 1 \
+        -d "$duration" -q || true
+      l=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/lg.out")
+      lc=$CPU_S
       [[ -n "$w" && -n "$l" ]] || die "$label, $c connections, run $i: no Requests/sec line (wrk '$w', loadgen '$l')"
       wrk_rates+=("$w")
       lg_rates+=("$l")
-      printf '%-13s c=%-4d run %d: wrk %9.0f req/s   loadgen %9.0f req/s\n' "$label" "$c" "$i" "$w" "$l"
+      # µs of client CPU per request: CPU seconds / (requests/s x seconds)
+      wrk_cpu+=("$(awk -v c="$wc" -v r="$w" -v d="$duration" 'BEGIN {printf "%.2f", c * 1e6 / (r * d)}')")
+      lg_cpu+=("$(awk -v c="$lc" -v r="$l" -v d="$duration" 'BEGIN {printf "%.2f", c * 1e6 / (r * d)}')")
+      printf '%-13s c=%-4d run %d: wrk %9.0f req/s %6s us/req   loadgen %9.0f req/s %6s us/req\n' \
+        "$label" "$c" "$i" "$w" "${wrk_cpu[-1]}" "$l" "${lg_cpu[-1]}"
     done
     mw=$(median "${wrk_rates[@]}")
     ml=$(median "${lg_rates[@]}")
+    cw=$(median "${wrk_cpu[@]}")
+    cl=$(median "${lg_cpu[@]}")
     ratio=$(awk -v l="$ml" -v w="$mw" 'BEGIN {printf "%.2f", l / w}')
+    cratio=$(awk -v l="$cl" -v w="$cw" 'BEGIN {printf "%.2f", w / l}')
     awk -v r="$ratio" 'BEGIN {exit !(r < 1.05)}' && missed=$((missed + 1))
-    rows+=("$(printf '| %-12s | %5d | %11.0f | %13.0f | %5sx |' "$label" "$c" "$mw" "$ml" "$ratio")")
+    rows+=("$(printf '| %-12s | %5d | %11.0f | %13.0f | %5sx | %7.2f | %7.2f | %5sx |' \
+      "$label" "$c" "$mw" "$ml" "$ratio" "$cw" "$cl" "$cratio")")
   done
 done
 
 echo
-echo "| workload     | conns | wrk req/s   | loadgen req/s | ratio  |"
-echo "|--------------|-------|-------------|---------------|--------|"
+echo "| workload     | conns | wrk req/s   | loadgen req/s | ratio  | wrk us/req | loadgen us/req | CPU ratio |"
+echo "|--------------|-------|-------------|---------------|--------|---------|---------|--------|"
 printf '%s\n' "${rows[@]}"
-echo "medians of $runs alternating runs of ${duration}s; goal: loadgen/wrk >= 1.05 on every row ($missed missed)"
+echo "medians of $runs alternating runs of ${duration}s; us/req: client CPU per request; CPU ratio: wrk / loadgen (above 1: loadgen spends less)"
+echo "goal: loadgen/wrk requests/s >= 1.05 on every row ($missed missed)"
 ((missed == 0)) || exit 1
