@@ -179,10 +179,14 @@ TEST_CASE("http-testd stops with requests still waiting on a timer", "[http][int
 }
 
 TEST_CASE("http-testd --max-clients answers 503 beyond the limit", "[http][integration]") {
-    Testd t({"--max-clients", "1"});
+    Testd t({"--max-clients", "1", "-v"});
     Process slow({bin("http-get"), t.url("/delay/1500")});
-    // The first client's request is in flight once /stats is refused (the
-    // slot is taken) or shows it.
+    // Wait until the server has admitted the slow client (its -v line), so
+    // that no probe of ours takes the one slot first and gets it refused.
+    for (int i = 0; i < 2000 && t.proc.err().find("connection from") == std::string::npos; ++i)
+        std::this_thread::sleep_for(10ms);
+    REQUIRE(t.proc.err().find("connection from") != std::string::npos);
+    // Its request is in flight: /stats is refused (the slot is taken).
     bool busy = false;
     for (int i = 0; i < 100 && !busy; ++i) {
         RunResult r = http_get({"-i", t.url("/stats")});
