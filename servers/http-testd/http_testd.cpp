@@ -300,6 +300,13 @@ class Stream : public Pending {
         } else {
             queue_pieces();
         }
+        // evhttp turns reading back on with every chunk, to hear the client
+        // close; but a client that half-closes after its request
+        // (shutdown(SHUT_WR)) gives the same EOF, and evhttp would drop the
+        // response after its first window. While we stream, reading stays
+        // off: a client that really goes away shows up as a failed write
+        // (its RST), and one that vanishes as the write timeout.
+        bufferevent_disable(evhttp_connection_get_bufferevent(conn->evcon), EV_READ);
         filling_ = false;
     }
 
@@ -357,7 +364,13 @@ class Stream : public Pending {
     void finish() {
         std::unique_ptr<Pending> self = std::move(conn->pending);
         server->end_request();
+        bufferevent* bev = evhttp_connection_get_bufferevent(conn->evcon);
         evhttp_send_reply_end(req);
+        // Chunked: evhttp has queued the last chunk ("0\r\n\r\n"), so the
+        // connection is still there, and has turned reading back on. Off again
+        // until those bytes are out (see fill()); evhttp turns it on for the
+        // next request.
+        if (chunked_) bufferevent_disable(bev, EV_READ);
     }
 
     uint64_t total_;

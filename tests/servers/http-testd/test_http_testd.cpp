@@ -3,6 +3,7 @@
 // framing (RFC 9112 section 6.3) checked with raw requests.
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "common/http.hpp"
 #include "common/io.hpp"
@@ -278,6 +280,36 @@ TEST_CASE("http-testd: kept-alive chunked responses do not wait for delayed ACKs
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
     INFO("10 requests on one connection: " << ms.count() << " ms");
     CHECK(ms < 300ms);
+    REQUIRE(t.proc.stop(SIGTERM, 10s) == 0);
+}
+
+// A client may shut its sending side once the request is out. evhttp reads
+// that as the client leaving and dropped a streamed response after its first
+// window (16 KiB of 10 MB arrived); the whole response must arrive.
+TEST_CASE("http-testd: a client that half-closes after its request gets the whole stream",
+          "[http][integration]") {
+    Testd t;
+    for (const char* path : {"/bytes/10000000", "/chunked/1000000", "/chunked/100000?chunk=7"}) {
+        INFO(path);
+        iolab::Fd fd = connect_local(t.proc.port());
+        const std::string req =
+            std::string("GET ") + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        REQUIRE(!iolab::write_all(fd.get(), {req.data(), req.size()}).error());
+        REQUIRE(::shutdown(fd.get(), SHUT_WR) == 0);
+        std::string got;
+        std::vector<char> buf(1 << 20);
+        for (ssize_t n; (n = ::read(fd.get(), buf.data(), buf.size())) > 0;)
+            got.append(buf.data(), static_cast<std::size_t>(n));
+        iolab::http::ResponseParser parser;  // the whole body, framed as sent
+        parser.feed(got);
+        parser.feed_eof();
+        REQUIRE(parser.done());
+        const std::string_view last =
+            std::string_view(path).substr(std::string_view(path).rfind('/') + 1);
+        const std::size_t n = std::stoul(std::string(last.substr(0, last.find('?'))));
+        CHECK(parser.response().body.size() == n);
+        CHECK(parser.response().body == testd_pattern(n));
+    }
     REQUIRE(t.proc.stop(SIGTERM, 10s) == 0);
 }
 
