@@ -79,12 +79,12 @@ done
 echo "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on $base (1 worker on CPU $nginx_cpu), clients on CPU $client_cpu, $(nproc) cores"
 echo "each run: 1 thread, ${duration}s; $runs runs per tool and row, alternating; load average $(cut -d" " -f1-3 /proc/loadavg)"
 
-# timed OUT CMD...: runs CMD with its stdout in OUT; CPU_S = its user+system
-# seconds.
+# timed OUT CMD...: runs CMD with its stdout in OUT and its stderr in
+# OUT.err; CPU_S = its user+system seconds.
 timed() {
   local out=$1 t TIMEFORMAT='%U %S'
   shift
-  t=$({ time "$@" >"$out" 2>/dev/null; } 2>&1)
+  t=$({ time "$@" >"$out" 2>"$out.err"; } 2>&1)
   CPU_S=$(awk '{ print $1 + $2 }' <<<"$t")
 }
 
@@ -107,7 +107,7 @@ for workload in static return200; do
         -d "$duration" -q || true
       l=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/lg.out")
       lc=$CPU_S
-      [[ -n "$w" && -n "$l" ]] || die "$label, $c connections, run $i: no Requests/sec line (wrk '$w', loadgen '$l')"
+      [[ -n "$w" && -n "$l" ]] || die "$label, $c connections, run $i: no Requests/sec line (wrk '$w': $(tail -n 2 "$tmp/wrk.out.err" | tr '\n' ' '); loadgen '$l': $(tail -n 2 "$tmp/lg.out.err" | tr '\n' ' '))"
       wrk_rates+=("$w")
       lg_rates+=("$l")
       # µs of client CPU per request: CPU seconds / (requests/s x seconds)

@@ -13,23 +13,13 @@
 #include <vector>
 
 #include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace iolab::test;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() : path(fs::temp_directory_path() / ("compare-test-" + std::to_string(::getpid()))) {
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 std::vector<std::string> split(const std::string& line) {
     std::vector<std::string> out;
@@ -64,7 +54,7 @@ std::vector<std::map<std::string, std::string>> read_csv(const fs::path& p) {
 }  // namespace
 
 TEST_CASE("compare-multiplexing.sh --quick: a CSV row per server and point", "[compare]") {
-    TempDir out;
+    TempDir out("compare-test");
     std::vector<std::string> servers = {"echo-select", "echo-poll", "echo-epoll",
                                         "echo-epoll--edge"};
     if (fs::exists(bin("echo-uring"))) {
@@ -131,7 +121,7 @@ TEST_CASE("compare-multiplexing.sh --quick: a CSV row per server and point", "[c
 TEST_CASE("compare-multiplexing.sh writes under the build directory unless --out says otherwise",
           "[compare]") {
     // A fake build directory: its bin/ links to the real programs.
-    TempDir build;
+    TempDir build("compare-test");
     fs::create_directory_symlink(IOLAB_BIN_DIR, build.path / "bin");
     const fs::path results = fs::path(IOLAB_SOURCE_DIR) / "results" / "multiplexing.csv";
     std::error_code ec;

@@ -12,25 +12,13 @@
 
 #include "tests/support/asan.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace iolab::test;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& tag)
-        : path(fs::temp_directory_path() /
-               ("soak-test-" + tag + "-" + std::to_string(::getpid()))) {
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 const std::string kScript = std::string(IOLAB_SOURCE_DIR) + "/scripts/soak.sh";
 
@@ -62,7 +50,7 @@ std::map<std::string, std::vector<std::string>> table(const std::string& out) {
 
 TEST_CASE("soak.sh --seconds 30: every built server, no errors, nothing lost, flat, clean exit",
           "[soak]") {
-    TempDir out("all");
+    TempDir out("soak-test-all");
     // Under AddressSanitizer RSS is the sanitizer's allocator (quarantine,
     // shadow memory), not the server's: 15-65 MiB of growth in 30 s in one
     // run. There the flatness bound is widened to 96 MiB; the default preset
@@ -123,7 +111,7 @@ TEST_CASE("soak.sh --seconds 30: every built server, no errors, nothing lost, fl
 TEST_CASE("soak.sh fails when a server misses a goal, and skips servers not built", "[soak]") {
     // A build directory whose bin/ holds loadgen, the real echo-epoll, and an
     // "echo-poll" that echoes but dies on SIGTERM with status 1 and no summary.
-    TempDir build("fake");
+    TempDir build("soak-test-fake");
     fs::create_directories(build.path / "bin");
     fs::create_symlink(bin("loadgen"), build.path / "bin" / "loadgen");
     fs::create_symlink(bin("echo-epoll"), build.path / "bin" / "echo-epoll");

@@ -4,11 +4,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "common/fd.hpp"
+#include "tests/support/process.hpp"
 
 namespace iolab::test {
 
@@ -65,6 +67,12 @@ bool closed_by_server(int fd, std::chrono::milliseconds timeout);
 // `argv` (a server with --port 0) refuses a third client past --max-clients 2
 // and counts it: connections=2 refused=1.
 void check_max_clients(std::vector<std::string> argv);
+// `argv` (a server with --port 0) run with 64 descriptors: 10 clients served,
+// then 100 more connections than it has descriptors for. It keeps running,
+// uses under half a CPU meanwhile, says "Too many open files", still serves
+// the first 10, serves a newcomer once the flood is gone, and exits 0 on
+// SIGTERM. Returns its summary line, parsed.
+std::optional<Summary> check_emfile_survived(const std::vector<std::string>& argv);
 // The command-line conventions every server shares: a busy port is exit 1
 // naming bind and the address; --version; --bogus is a one-line usage error.
 void check_server_arguments(const std::string& program);

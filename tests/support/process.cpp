@@ -199,4 +199,13 @@ std::optional<Summary> parse_summary(const std::string& text) {
                    std::stoull(m[4].str())};
 }
 
+long proc_status_value(pid_t pid, const std::string& field) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    const std::string prefix = field + ":";
+    std::string line;
+    while (std::getline(status, line))
+        if (line.starts_with(prefix)) return std::stol(line.substr(prefix.size()));
+    return -1;
+}
+
 }  // namespace iolab::test

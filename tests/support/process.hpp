@@ -95,4 +95,14 @@ struct Summary {
 };
 std::optional<Summary> parse_summary(const std::string& stdout_text);
 
+// The number after "FIELD:" in /proc/PID/status ("VmRSS" in KiB, "Threads");
+// -1 when the process or the field is not there.
+long proc_status_value(pid_t pid, const std::string& field);
+inline long rss_kib(pid_t pid) {
+    return proc_status_value(pid, "VmRSS");
+}
+inline long thread_count(pid_t pid) {
+    return proc_status_value(pid, "Threads");
+}
+
 }  // namespace iolab::test

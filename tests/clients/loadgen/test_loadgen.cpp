@@ -31,6 +31,7 @@
 #include "common/server.hpp"
 #include "common/socket.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace iolab::test;
 using namespace std::chrono_literals;
@@ -143,17 +144,6 @@ void ping_handler(int fd, const iolab::SockAddr&) {
         if (!send_all(fd, line == "PING\r\n" ? "+PONG\r\n" : "-ERR\r\n")) return;
 }
 
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/loadgen-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    [[nodiscard]] std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
 json read_json(const std::string& path) {
     std::ifstream f(path);
     REQUIRE(f);
@@ -180,7 +170,7 @@ uint64_t error_count(const json& j, const std::string& kind, int code) {
 
 TEST_CASE("loadgen echo: -n requests, every byte verified", "[integration]") {
     ServerProcess server({bin("echo-threaded"), "--port", "0"});
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     RunResult r =
         run_loadgen({"127.0.0.1:" + std::to_string(server.port()), "-c", "8", "--threads", "2",
                      "-n", "3000", "--size", "1000", "--verify", "--json", tmp.file("r.json")});
@@ -226,7 +216,7 @@ TEST_CASE("loadgen echo --verify catches a server that alters bytes", "[integrat
                 return;
         }
     });
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     RunResult r = run_loadgen({server.addr(), "-c", "2", "--threads", "1", "-n", "10", "--verify",
                                "--timeout", "5", "--json", tmp.file("r.json")});
     INFO(r.out << r.err);
@@ -239,7 +229,7 @@ TEST_CASE("loadgen echo --verify catches a server that alters bytes", "[integrat
 TEST_CASE("loadgen http: Content-Length and chunked bodies, keep-alive, status codes",
           "[integration]") {
     TestServer server(http_handler);
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     const std::string base = "http://" + server.addr();
     RunResult r =
         run_loadgen({"--mode", "http", "--url", base + "/cl", "--url", base + "/chunked", "-c", "4",
@@ -258,7 +248,7 @@ TEST_CASE("loadgen http: Content-Length and chunked bodies, keep-alive, status c
 TEST_CASE("loadgen http: Connection: close is followed, 404 counts as a failed request",
           "[integration]") {
     TestServer server(http_handler);
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     const std::string base = "http://" + server.addr();
     RunResult closing = run_loadgen({"--mode", "http", "--url", base + "/close", "-c", "2",
                                      "--threads", "1", "-n", "50", "--json", tmp.file("c.json")});
@@ -283,7 +273,7 @@ TEST_CASE("loadgen http: Connection: close is followed, 404 counts as a failed r
 
 TEST_CASE("loadgen raw: Redis-style PING with --expect-line and --expect-bytes", "[integration]") {
     TestServer server(ping_handler);
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     RunResult line =
         run_loadgen({"--mode", "raw", server.addr(), "--send", "PING\\r\\n", "--expect-line", "-c",
                      "3", "--threads", "1", "-n", "300", "--json", tmp.file("l.json")});
@@ -311,7 +301,7 @@ TEST_CASE("loadgen raw: Redis-style PING with --expect-line and --expect-bytes",
 
 TEST_CASE("loadgen idle --active: most connections hold still, a few run echo", "[integration]") {
     ServerProcess server({bin("echo-threaded"), "--port", "0"});
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     RunResult r =
         run_loadgen({"--mode", "idle", "127.0.0.1:" + std::to_string(server.port()), "-c", "40",
                      "--active", "4", "--threads", "2", "-d", "1", "--json", tmp.file("r.json")});
@@ -332,7 +322,7 @@ TEST_CASE("loadgen idle --active: most connections hold still, a few run echo", 
 TEST_CASE("loadgen idle -n: a worker with only idle connections ends with the others",
           "[integration]") {
     ServerProcess server({bin("echo-threaded"), "--port", "0"});
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     // One active connection: the second worker has none and must not wait forever.
     RunResult r =
         run_loadgen({"--mode", "idle", "127.0.0.1:" + std::to_string(server.port()), "-c", "10",
@@ -346,7 +336,7 @@ TEST_CASE("loadgen idle -n: a worker with only idle connections ends with the ot
 }
 
 TEST_CASE("loadgen classifies errors: refused, reset, timeout", "[integration]") {
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     SECTION("refused") {
         uint16_t port = 0;
         {
@@ -400,7 +390,7 @@ TEST_CASE("loadgen --rate holds its target within 5 %", "[integration]") {
     // 3 s counted after a 1 s warm-up, so that a slow start on a loaded machine
     // (connections joining the schedule late) does not count against the rate.
     ServerProcess server({bin("echo-threaded"), "--port", "0"});
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     RunResult r =
         run_loadgen({"127.0.0.1:" + std::to_string(server.port()), "-c", "20", "--threads", "2",
                      "-d", "4", "--warmup", "1", "--rate", "2000", "--json", tmp.file("r.json")});
@@ -418,7 +408,7 @@ TEST_CASE("loadgen --rate holds its target within 5 %", "[integration]") {
 
 TEST_CASE("loadgen --json shape, and merge adds runs exactly", "[integration]") {
     ServerProcess server({bin("echo-threaded"), "--port", "0"});
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     const std::string target = "127.0.0.1:" + std::to_string(server.port());
     REQUIRE(run_loadgen(
                 {target, "-c", "2", "--threads", "1", "-n", "500", "--json", tmp.file("a.json")})
@@ -568,7 +558,7 @@ TEST_CASE("loadgen option helpers", "[unit]") {
 TEST_CASE("loadgen backs off before reopening connections the server closes", "[integration]") {
     // Accepts and closes at once, as a server at its descriptor limit does.
     TestServer server([](int, const iolab::SockAddr&) {});
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     RunResult r = run_loadgen({"--mode", "idle", server.addr(), "-c", "10", "--threads", "1", "-d",
                                "2", "--allow-errors", "--json", tmp.file("r.json")});
     INFO(r.out << r.err);
@@ -636,7 +626,7 @@ struct EchoRecorder {
 TEST_CASE("loadgen --start-at starts within 10 ms of the instant", "[integration]") {
     EchoRecorder rec;
     TestServer server(rec.handler());
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     const double instant = unix_now() + 1.0;
     char text[64];
     std::snprintf(text, sizeof text, "%.6f", instant);
@@ -664,7 +654,7 @@ TEST_CASE("loadgen --processes forks loadgens over the source addresses and merg
           "[integration]") {
     EchoRecorder rec;
     TestServer server(rec.handler());
-    TempDir tmp;
+    TempDir tmp("loadgen-test");
     RunResult r =
         run_loadgen({server.addr(), "--processes", "3", "-c", "7", "-n", "900", "--source-addrs",
                      "127.0.0.2-127.0.0.4", "--json", tmp.file("r.json")},

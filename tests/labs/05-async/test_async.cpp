@@ -24,18 +24,6 @@ IOLAB_ECHO_FIXTURE_CASES("echo-aio", (EchoServerSpec{"echo-aio", {}}))
 IOLAB_ECHO_FIXTURE_CASES("echo-aio --aio-threads 4",
                          (EchoServerSpec{"echo-aio", {"--aio-threads", "4"}}))
 
-namespace {
-
-int thread_count(pid_t pid) {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(status, line))
-        if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
-    return -1;
-}
-
-}  // namespace
-
 TEST_CASE("echo-aio: with more idle clients than aio threads, a newcomer waits in glibc's queue",
           "[integration]") {
     // glibc runs each aio_read in a helper thread that blocks in read(2). Two
@@ -133,12 +121,7 @@ TEST_CASE("echo-uring: idle clients cost no thread, and all are closed at stop",
     }
     // 50 recv requests wait in the kernel; the process stays single-threaded
     // (socket recv is driven by poll wake-ups, not by io-wq worker threads).
-    std::ifstream status("/proc/" + std::to_string(server.pid()) + "/status");
-    std::string line;
-    int threads = -1;
-    while (std::getline(status, line))
-        if (line.rfind("Threads:", 0) == 0) threads = std::stoi(line.substr(8));
-    CHECK(threads == 1);
+    CHECK(thread_count(server.pid()) == 1);
     REQUIRE(server.stop(SIGINT, 15s) == 0);
     auto s = parse_summary(server.out());
     REQUIRE(s.has_value());
@@ -167,54 +150,7 @@ TEST_CASE("aio uring: EMFILE is survived without spinning", "[integration]") {
         INFO(prog[0] << (prog.size() > 1 ? " " + prog[1] : ""));
         std::vector<std::string> argv{bin(prog[0]), "--port", "0"};
         argv.insert(argv.end(), prog.begin() + 1, prog.end());
-        ServerProcess server(argv, SpawnOptions{.nofile = 64});
-        const uint16_t port = server.port();
-        std::mt19937_64 rng(51);
-        std::vector<iolab::Fd> first;
-        for (int i = 0; i < 10; ++i) {
-            first.push_back(connect_local(port));
-            EchoOutcome o = echo_over(first.back().get(), random_payload(rng, 3000), 20s);
-            INFO("first client " << i << ": " << o.error);
-            REQUIRE(o.ok);
-        }
-        // 100 more connections than the server has descriptors for: the
-        // kernel completes every handshake; accept fails with EMFILE.
-        std::vector<iolab::Fd> flood;
-        for (int i = 0; i < 100; ++i)
-            flood.push_back(connect_local(port));
-        const double cpu0 = server.cpu_seconds();
-        const auto t0 = std::chrono::steady_clock::now();
-        std::this_thread::sleep_for(1500ms);
-        const double elapsed =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double cpu = server.cpu_seconds() - cpu0;
-        std::string err = server.err();
-        INFO("server CPU " << cpu << " s in " << elapsed << " s; stderr: " << err.substr(0, 800));
-        REQUIRE(server.running());
-        CHECK(cpu < 0.5 * elapsed);
-        CHECK(err.find("Too many open files") != std::string::npos);
-        // The clients being served never noticed.
-        for (std::size_t i = 0; i < first.size(); ++i) {
-            EchoOutcome o = echo_over(first[i].get(), random_payload(rng, 70000), 20s);
-            INFO("first client " << i << " during the flood: " << o.error);
-            CHECK(o.ok);
-        }
-        flood.clear();
-        first.clear();
-        // Descriptors free again: a newcomer is served (retried: the server
-        // may first have to work through the backlog of closed connections).
-        bool served = false;
-        std::string last_error;
-        for (int attempt = 0; attempt < 50 && !served; ++attempt) {
-            EchoOutcome o = echo_roundtrip(port, random_payload(rng, 1000), 5s);
-            served = o.ok;
-            last_error = o.error;
-            if (!served) std::this_thread::sleep_for(100ms);
-        }
-        INFO("newcomer: " << last_error);
-        CHECK(served);
-        REQUIRE(server.stop(SIGTERM, 15s) == 0);
-        CHECK(parse_summary(server.out()).has_value());
+        CHECK(check_emfile_survived(argv).has_value());
     }
 }
 

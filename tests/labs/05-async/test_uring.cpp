@@ -28,14 +28,6 @@ IOLAB_ECHO_FIXTURE_CASES("echo-uring --buffers 1",
 
 namespace {
 
-long rss_kib(pid_t pid) {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(status, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    return -1;
-}
-
 // The byte at position i of the stream the non-reader sends.
 char pattern(std::size_t i) {
     return static_cast<char>('a' + (i * 7 + i / 4096) % 26);

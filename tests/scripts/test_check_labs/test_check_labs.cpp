@@ -15,6 +15,7 @@
 #include <string>
 
 #include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace iolab::test;
 using namespace std::chrono_literals;
@@ -25,16 +26,6 @@ namespace {
 const std::string kScript = std::string(IOLAB_SOURCE_DIR) + "/scripts/check-labs.sh";
 const std::string kFixture = std::string(IOLAB_SOURCE_DIR) + "/tests/scripts/test_check_labs/labs";
 const std::string kBuild = fs::path(IOLAB_BIN_DIR).parent_path().string();
-
-struct TempDir {
-    fs::path path;
-    TempDir()
-        : path(fs::temp_directory_path() / ("check-labs-test-" + std::to_string(::getpid()))) {}
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 // exercise id -> its verdict line ("lab | id | predicted: … | observed: … | PASS").
 std::map<std::string, std::string> verdicts(const std::string& out) {
@@ -57,7 +48,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 }  // namespace
 
 TEST_CASE("check-labs passes true predictions and fails false ones", "[check-labs]") {
-    TempDir scratch;
+    TempDir scratch("check-labs-test");
     auto r = run({kScript, "--labs-dir", kFixture, "--build-dir", kBuild, "--scratch",
                   scratch.path.string()},
                  90s);
@@ -95,7 +86,7 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
 }
 
 TEST_CASE("check-labs exits 0 when every selected exercise passes", "[check-labs]") {
-    TempDir scratch;
+    TempDir scratch("check-labs-test");
     auto r = run({kScript, "--labs-dir", kFixture, "--build-dir", kBuild, "--scratch",
                   scratch.path.string(), "--exercise", "pass-forms", "--exercise", "pass-solution"},
                  60s);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace iolab::test;
 using namespace std::chrono_literals;
@@ -20,18 +21,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir()
-        : path(fs::temp_directory_path() / ("multi-host-test-" + std::to_string(::getpid()))) {
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 json read_json(const fs::path& p) {
     std::ifstream in(p);
@@ -54,7 +43,7 @@ TEST_CASE("multi-host.sh with two namespaces merges their reports exactly", "[sc
         WARN("SKIPPED: multi-host.sh needs root to create network namespaces");
         return;
     }
-    TempDir out;
+    TempDir out("multi-host-test");
     const int conns = 200;
     RunResult r =
         run({"/bin/bash", std::string(IOLAB_SOURCE_DIR) + "/scripts/multi-host.sh", "--build-dir",

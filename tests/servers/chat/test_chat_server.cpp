@@ -700,21 +700,6 @@ TEST_CASE("chat-server: server conventions (--version, bad flags, IPv6)", "[chat
 
 namespace {
 
-// VmRSS of a process, in KiB (-1 if unreadable).
-long rss_kib(pid_t pid) {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    std::string key;
-    long value = -1;
-    while (status >> key) {
-        if (key == "VmRSS:") {
-            status >> value;
-            return value;
-        }
-        status.ignore(4096, '\n');
-    }
-    return -1;
-}
-
 // Raises this process's descriptor limit to `want` (at most the hard limit);
 // returns the soft limit now in force.
 rlim_t raise_own_nofile(rlim_t want) {

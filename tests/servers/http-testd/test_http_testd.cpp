@@ -31,15 +31,11 @@ nlohmann::json stats(Testd& t) {
     return nlohmann::json::parse(t.stats_text());
 }
 
-// VmRSS of a process, in KiB, from /proc/PID/status.
-long rss_kib(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
-    }
-    FAIL("no VmRSS for pid " << pid);
-    return 0;
+// VmRSS of the server, in KiB; the test fails when there is none.
+long server_rss_kib(pid_t pid) {
+    const long kib = rss_kib(pid);
+    if (kib < 0) FAIL("no VmRSS for pid " << pid);
+    return kib;
 }
 
 // One GET /bytes/1 on a new connection: milliseconds until the whole answer
@@ -68,7 +64,7 @@ StreamRun stream_while_probing(Testd& t, const std::string& target, uint64_t lim
                                std::size_t per_read, std::chrono::milliseconds pause) {
     StreamRun run;
     REQUIRE(probe_bytes1_ms(t.proc.port()) >= 0);  // warm: the first request's allocations
-    run.idle_kib = run.peak_kib = rss_kib(t.proc.pid());
+    run.idle_kib = run.peak_kib = server_rss_kib(t.proc.pid());
     iolab::Fd fd = connect_local(t.proc.port());
     std::string req = "GET " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     REQUIRE(iolab::write_all(fd.get(), {req.data(), req.size()}).bytes == req.size());
@@ -93,13 +89,13 @@ StreamRun stream_while_probing(Testd& t, const std::string& target, uint64_t lim
             parser.feed({buf.data(), static_cast<std::size_t>(n)});
         }
         if (Clock::now() >= next_probe) {
-            run.peak_kib = std::max(run.peak_kib, rss_kib(t.proc.pid()));
+            run.peak_kib = std::max(run.peak_kib, server_rss_kib(t.proc.pid()));
             run.probes_ms.push_back(probe_bytes1_ms(t.proc.port()));
             next_probe = Clock::now() + 50ms;
         }
         if (pause.count() > 0) std::this_thread::sleep_for(pause);
     }
-    run.peak_kib = std::max(run.peak_kib, rss_kib(t.proc.pid()));
+    run.peak_kib = std::max(run.peak_kib, server_rss_kib(t.proc.pid()));
     run.done = parser.done();
     return run;
 }
