@@ -54,6 +54,7 @@
 # latest; every process it started is stopped by pid at exit.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/scale.sh"
 
 conns=100000
 rate=10000
@@ -87,10 +88,7 @@ done
 
 require_bin echo-epoll loadgen
 require_cmd python3 python3
-# The system's interpreter, not a version manager's shim (seconds to start
-# under load, and a different pid until it execs).
-py=/usr/bin/python3
-[[ -x "$py" ]] || py=python3
+py=$SCALE_PY
 loadgen="$BUILD_DIR/bin/loadgen"
 # The script itself too: on a loaded machine its own forks (spawning the
 # clients one by one) would otherwise stagger their start by seconds.
@@ -108,7 +106,6 @@ total=$((warmup + measure))
 
 # ---- preflight: what this machine allows ------------------------------------
 
-sysctl_get() { tr '\t' ' ' <"/proc/sys/${1//.//}"; }
 nofile_soft=$(ulimit -Sn)
 nofile_hard=$(ulimit -Hn)
 [[ "$nofile_hard" == unlimited ]] && nofile_hard=1048576
@@ -168,17 +165,8 @@ printf '  time          ramp %d s, warm-up %d s, counted %d s, at most %d s in a
 
 # ---- temporary sysctls (restored at exit) ------------------------------------
 
-# raise KEY MIN: set KEY to MIN when it is lower, and put the old value back
-# at exit. Only as root, only upwards, only what the run needs.
-raise_sysctl() {
-  local key=$1 want=$2 file="/proc/sys/${1//.//}" old
-  [[ -w "$file" ]] || return 0
-  old=$(cat "$file")
-  ((old >= want)) && return 0
-  echo "$want" >"$file" || { echo "  ($key: cannot raise $old -> $want)"; return 0; }
-  at_exit "echo $old > $file && echo '$SCRIPT: restored $key = $old'"
-  echo "  tuned         $key $old -> $want for this run (restored at exit)"
-}
+# raise_sysctl (scale.sh): only as root, only upwards, only what the run
+# needs, the old value put back at exit.
 if ((tune)) && [[ $(id -u) -eq 0 ]]; then
   raise_sysctl net.ipv4.tcp_max_syn_backlog 8192
   raise_sysctl net.core.somaxconn 8192
@@ -223,98 +211,9 @@ echo "server: $server_mode, --max-clients $max_per_server each, ports ${server_p
 
 # ---- watch: memory, CPU, sockets, every half second ---------------------------
 
-cat >"$tmp/sample.py" <<'PY'
-# Samples until every client pid is gone: Slab, the servers' (and their
-# children's) and the clients' RSS and CPU ticks, per-CPU /proc/stat, sockets.
-# It starts before the clients (its first sample is the baseline); their pids
-# arrive in a file once they are all started.
-import json, os, sys, time
-out, limit, pidfile = sys.argv[1], float(sys.argv[2]), sys.argv[4]
-servers = [int(p) for p in sys.argv[3].split(",")]
-clients = None
-
-def family(pid):
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return pids
-
-def proc(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            return None
-        with open(f"/proc/{pid}/status") as f:
-            rss = next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
-        return int(fields[11]), int(fields[12]), rss
-    except (OSError, IndexError, ValueError):
-        return None
-
-def meminfo():
-    with open("/proc/meminfo") as f:
-        return {l.split(":")[0]: int(l.split()[1]) for l in f}
-
-def cpus():
-    with open("/proc/stat") as f:
-        return {l.split()[0]: [int(x) for x in l.split()[1:]] for l in f if l.startswith("cpu")}
-
-CACHES = ("TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi", "eventpoll_pwq",
-          "request_sock_TCP", "tcp_bind_bucket", "tcp_bind2_bucket")
-
-def slabinfo():
-    # Active objects x object size of the caches a connection uses.
-    out = {}
-    try:
-        with open("/proc/slabinfo") as f:
-            for l in f:
-                w = l.split()
-                if w and w[0] in CACHES:
-                    out[w[0]] = [int(w[1]), int(w[3])]
-    except OSError:
-        pass
-    return out
-
-def tcp():
-    with open("/proc/net/sockstat") as f:
-        for l in f:
-            if l.startswith("TCP:"):
-                w = l.split()
-                return dict(zip(w[1::2], map(int, w[2::2])))
-    return {}
-
-start = time.time()
-with open(out, "w") as f:
-    while time.time() - start < limit:
-        s = {"t": time.time(), "slab": meminfo()["Slab"], "caches": slabinfo(), "cpu": cpus(), "tcp": tcp()}
-        # Per pid, so that a process that has exited does not make a sum drop.
-        if clients is None and os.path.exists(pidfile):
-            with open(pidfile) as pf:
-                clients = [int(p) for p in pf.read().split()]
-        for name, pids in (("server", servers), ("client", clients or [])):
-            s[name] = {}
-            for top in pids:
-                for p in family(top):
-                    v = proc(p)
-                    if v:
-                        s[name][str(p)] = v
-        f.write(json.dumps(s) + "\n")
-        f.flush()
-        if clients is not None and not s["client"]:
-            break
-        time.sleep(0.5)
-PY
 samples="$tmp/samples.jsonl"
-spawn --out "$tmp/sample.out" --err "$tmp/sample.err" "$py" "$tmp/sample.py" "$samples" $((total + 70)) \
-  "$(IFS=,; echo "${server_pids[*]}")" "$tmp/client.pids"
-sampler=$SPAWN_PID
-wait_for_line "$samples" . 10 "$sampler" || die "the sampler did not start: $(cat "$tmp/sample.err")"
+start_sampler "$samples" $((total + 70)) "$(IFS=,; echo "${server_pids[*]}")" "$tmp/client.pids"
+sampler=$SAMPLER_PID
 
 # ---- clients -----------------------------------------------------------------
 
@@ -323,11 +222,6 @@ instant=$(date -d '+2 seconds' +%s.%N)
 start_at=(--start-at "$instant")
 echo "clients: $clients loadgen processes, --start-at $instant (one wall-clock instant)"
 
-# TcpExt counters: SYNs dropped at a full accept queue, retransmission timeouts.
-tcpext() {
-  awk '/^TcpExt:/ { if (!n) { for (i = 2; i <= NF; i++) k[i] = $i; n = 1 } else for (i = 2; i <= NF; i++) v[k[i]] = $i }
-       END { print v["ListenOverflows"] + 0, v["TCPTimeouts"] + 0 }' /proc/net/netstat
-}
 read -r overflows_before timeouts_before <<<"$(tcpext)"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 slab_before=$(awk '/^Slab:/ { print $2 }' /proc/meminfo)
