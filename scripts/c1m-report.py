@@ -67,7 +67,7 @@ pages = peak["tcp"].get("mem", 0) - base["tcp"].get("mem", 0)
 avail = base.get("avail", 0) - peak.get("avail", 0)
 print(f"  kernel memory      Slab +{slab / 1024:.0f} MiB = {per_conn(slab):.0f} B per connection "
       f"(SUnreclaim +{sunr / 1024:.0f} MiB = {per_conn(sunr):.0f} B); TCP buffer pages (sockstat mem) "
-      f"{base['tcp'].get('mem', 0)} -> {peak['tcp'].get('mem', 0)} = {per_conn(pages * 4):.1f} B per connection")
+      f"{base['tcp'].get('mem', 0)} -> {peak['tcp'].get('mem', 0)} = {per_conn(max(pages, 0) * 4):.1f} B per connection")
 print(f"                     both ends of each connection; MemAvailable fell {avail / 1024:.0f} MiB "
       f"= {per_conn(avail):.0f} B per connection (kernel and user together)")
 ct = [s.get("conntrack") for s in samples if s.get("conntrack") is not None]
@@ -83,6 +83,20 @@ if merged:
           f"{merged['requests_per_s']:.0f}/s (asked {rate}/s over {active} active connections): "
           f"p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us, p99.9 {lat['p99_9']:.0f} us, max {lat['max']:.0f} us "
           f"(from the intended send)")
+
+
+def cpu_split(a, b):
+    # Whole machine, both CPUs together: % of the time in each state.
+    names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq"]
+    d = [y - x for x, y in zip(a["cpu"]["cpu"], b["cpu"]["cpu"])]
+    tot = sum(d[:8]) or 1
+    return "  ".join(f"{n} {100 * v / tot:.0f}%" for n, v in zip(names, d) if n in ("user", "system", "softirq", "idle"))
+
+
+print(f"  CPU, connecting    {cpu_split(base, peak)} ({peak['t'] - t0:.1f} s to the peak; whole machine)")
+last = [s for s in samples if s["tcp"].get("inuse", 0) >= peak["tcp"].get("inuse", 0) * 0.99]
+if len(last) >= 2:
+    print(f"  CPU, holding       {cpu_split(last[0], last[-1])} ({last[-1]['t'] - last[0]['t']:.1f} s with all up)")
 print(f"  server             {summary or 'printed no summary'}")
 ok = bool(merged) and merged["max_open"] >= conns and merged["errors_total"] == 0 and merged["connect_failures"] == 0
 print(f"  goal {conns} established, 0 errors: {'met' if ok else 'MISSED'}")

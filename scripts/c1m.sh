@@ -301,5 +301,9 @@ fi
 grep -h '^preflight' "$tmp/loadgen.err" | head -n 1 | sed 's/^/  loadgen /' || true
 tail -n 8 "$tmp/loadgen.out"
 echo
+rc=0
 "$SCALE_PY" "$ROOT/scripts/c1m-report.py" "$tmp/merged.json" "$samples" "$server_out" "$conns" "$active" "$rate" \
-  "$((overflows_after - overflows_before))" "$((timeouts_after - timeouts_before))" "$load_now" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  "$((overflows_after - overflows_before))" "$((timeouts_after - timeouts_before))" "$load_now" "$(cut -d' ' -f1-3 /proc/loadavg)" ||
+  rc=$?
+echo "  script             $SECONDS s in all (started $(date -u -d "@$((EPOCHSECONDS - SECONDS))" +%Y-%m-%dT%H:%M:%SZ))"
+exit "$rc"
