@@ -11,6 +11,7 @@
 # connections up at that moment (half the sockets: both ends are here).
 # Exit 0 when all N were up and nothing failed, 1 otherwise.
 import json
+import os
 import sys
 
 merged_path, samples_path, server_out = sys.argv[1:4]
@@ -93,10 +94,25 @@ def cpu_split(a, b):
     return "  ".join(f"{n} {100 * v / tot:.0f}%" for n, v in zip(names, d) if n in ("user", "system", "softirq", "idle"))
 
 
-print(f"  CPU, connecting    {cpu_split(base, peak)} ({peak['t'] - t0:.1f} s to the peak; whole machine)")
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def ours(a, b):
+    # CPU of the servers and of the loadgens between two samples, % of one CPU
+    # (user + system; a process not yet there in a counts from 0).
+    secs = (b["t"] - a["t"]) or 1
+    out = []
+    for side in ("server", "client"):
+        ticks = sum(v[0] + v[1] - sum(a.get(side, {}).get(pid, [0, 0])[:2]) for pid, v in b.get(side, {}).items())
+        out.append(f"{'servers' if side == 'server' else 'loadgens'} {100 * ticks / HZ / secs:.0f}%")
+    return ", ".join(out) + " of one CPU"
+
+
+print(f"  CPU, connecting    {cpu_split(base, peak)} ({peak['t'] - t0:.1f} s to the peak; whole machine); {ours(base, peak)}")
 last = [s for s in samples if s["tcp"].get("inuse", 0) >= peak["tcp"].get("inuse", 0) * 0.99]
 if len(last) >= 2:
-    print(f"  CPU, holding       {cpu_split(last[0], last[-1])} ({last[-1]['t'] - last[0]['t']:.1f} s with all up)")
+    print(f"  CPU, holding       {cpu_split(last[0], last[-1])} ({last[-1]['t'] - last[0]['t']:.1f} s with all up); "
+          f"{ours(last[0], last[-1])}")
 print(f"  server             {summary or 'printed no summary'}")
 ok = bool(merged) and merged["max_open"] >= conns and merged["errors_total"] == 0 and merged["connect_failures"] == 0
 print(f"  goal {conns} established, 0 errors: {'met' if ok else 'MISSED'}")
