@@ -254,14 +254,8 @@ mv "$tmp/client.pids.new" "$tmp/client.pids"
 deadline=$((SECONDS + total + 60))
 client_rc=()
 for p in "${client_pids[@]}"; do
-  while lib_alive "$p" && ((SECONDS < deadline)); do sleep 0.5; done
-  if lib_alive "$p"; then
-    echo "$SCRIPT: loadgen pid $p still running at the deadline: stopping it" >&2
-    kill -TERM "$p" 2>/dev/null || true
-  fi
   rc=0
-  wait "$p" || rc=$?
-  unregister_pid "$p"
+  finish_by "$p" "$deadline" loadgen || rc=$?
   client_rc+=("$rc")
 done
 wait "$sampler" || true

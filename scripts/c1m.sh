@@ -275,13 +275,8 @@ while lib_alive "$client_pid" && ((SECONDS < deadline)); do
   fi
   sleep 1
 done
-if lib_alive "$client_pid"; then
-  echo "$SCRIPT: loadgen pid $client_pid still running at the deadline: stopping it" >&2
-  kill -TERM "$client_pid" 2>/dev/null || true
-fi
 client_rc=0
-wait "$client_pid" || client_rc=$?
-unregister_pid "$client_pid"
+finish_by "$client_pid" "$deadline" loadgen || client_rc=$?
 wait "$SAMPLER_PID" || true
 unregister_pid "$SAMPLER_PID"
 

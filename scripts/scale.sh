@@ -15,6 +15,10 @@
 #                             sysctl_set KEY MIN when KEY is below MIN; only as
 #                             root (silently nothing otherwise)
 #   tcpext                    "ListenOverflows TCPTimeouts" from /proc/net/netstat
+#   finish_by PID DEADLINE WHAT
+#                             let PID run until it exits or $SECONDS reaches
+#                             DEADLINE, then stop it (lib.sh stop_server: SIGTERM,
+#                             then SIGKILL); returns its exit status
 #   start_sampler OUT SECONDS SERVER_PIDS PIDFILE
 #                             scale-sample.py in the background (SAMPLER_PID),
 #                             first sample written before it returns
@@ -54,6 +58,15 @@ raise_sysctl() {
 tcpext() {
   awk '/^TcpExt:/ { if (!n) { for (i = 2; i <= NF; i++) k[i] = $i; n = 1 } else for (i = 2; i <= NF; i++) v[k[i]] = $i }
        END { print v["ListenOverflows"] + 0, v["TCPTimeouts"] + 0 }' /proc/net/netstat
+}
+
+finish_by() {
+  local pid=$1 deadline=$2 what=$3
+  while lib_alive "$pid" && ((SECONDS < deadline)); do sleep 0.5; done
+  if lib_alive "$pid"; then
+    echo "$SCRIPT: $what (pid $pid) still running at the deadline: stopping it" >&2
+  fi
+  stop_server "$pid"
 }
 
 # The system's interpreter, not a version manager's shim (seconds to start
