@@ -2,7 +2,7 @@
 # c1m-report.py — the report of scripts/c1m.sh (run by it, not by hand):
 #
 #   c1m-report.py MERGED.json SAMPLES.jsonl SERVER.out N ACTIVE RATE
-#                 LISTEN_OVERFLOWS TCP_TIMEOUTS "LOAD BEFORE" "LOAD AFTER"
+#                 LISTEN_OVERFLOWS TCP_TIMEOUTS "LOAD BEFORE" "LOAD AFTER" WARMUP_S
 #
 # MERGED.json is loadgen's merged report (may be missing when the run broke
 # off); SAMPLES.jsonl the lines of scale-sample.py, the first one taken before
@@ -18,6 +18,7 @@ merged_path, samples_path, server_out = sys.argv[1:4]
 conns, active, rate = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 overflows, timeouts = int(sys.argv[7]), int(sys.argv[8])
 load_before, load_after = sys.argv[9], sys.argv[10]
+warmup = float(sys.argv[11])
 
 try:
     with open(merged_path) as f:
@@ -84,6 +85,9 @@ if merged:
           f"{merged['requests_per_s']:.0f}/s (asked {rate}/s over {active} active connections): "
           f"p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us, p99.9 {lat['p99_9']:.0f} us, max {lat['max']:.0f} us "
           f"(from the intended send)")
+    if merged.get("all_up_s") is None or merged["all_up_s"] > warmup:
+        print(f"    (not all up by the end of the {warmup:.0f} s not counted: the counted window overlaps the "
+              f"connecting, and so does this latency; give a longer --ramp or fewer connections)")
 
 
 def cpu_split(a, b):
