@@ -81,10 +81,10 @@ progress_step 1 "preflight"
 # ---- what one connection costs (measured here, see docs/SCALING.md) ---------
 #
 # Kernel: both ends of a loopback connection (2 TCP sockets, 2 socket inodes,
-# 2 files and dentries, 2 epoll items): Slab grew 10,134-10,285 B per
-# connection in c100k.sh runs (2,000 and 100,000 connections); planned 11 KiB.
-# User: echo-epoll ~220 B, loadgen ~500 B per connection at 100,000; planned
-# 1 KiB. On top of the need: a quarter for what the estimate misses, and 1 GiB
+# 2 files and dentries, 2 epoll items): Slab grew 9,869-10,231 B per
+# connection in the runs of this script from 100,000 to 1,000,000 connections
+# (10,134-10,285 B in c100k.sh's); planned 11 KiB. User: echo-epoll 216-222 B,
+# loadgen 396-477 B per connection; planned 1 KiB. On top of the need: a quarter for what the estimate misses, and 1 GiB
 # left to everything else on the machine.
 kernel_plan_b=11264
 user_plan_b=1024
