@@ -7,12 +7,15 @@
 # An exercise is a fenced block of a LAB.md whose info string is
 #     ```sh exercise=ID timeout=SECONDS [solution=solutions/NAME.patch targets=T1,T2]
 # Its body is a bash script run from the repository root (stdin /dev/null,
-# bounded by its timeout: default 30 s, at most 120). Its comment lines
-#     # expect: /ERE/            some stdout line matches
-#     # expect: !/ERE/           no stdout line matches
-#     # expect: KEY in LO..HI    the last stdout line KEY=NUMBER has LO <= NUMBER <= HI
-#     # expect: A/B in LO..HI    the ratio of the last A=NUMBER and B=NUMBER lines
-# are checked against its stdout; the block must also exit 0.
+# bounded by its timeout: default 30 s, at most 120). Its predictions are the
+# lines of the next fenced block when that is an ```expect fence (in the
+# sheet it sits inside <details>, after the block the student pastes):
+#     /ERE/            some stdout line matches
+#     !/ERE/           no stdout line matches
+#     KEY in LO..HI    the last stdout line KEY=NUMBER has LO <= NUMBER <= HI
+#     A/B in LO..HI    the ratio of the last A=NUMBER and B=NUMBER lines
+# checked against its stdout; the block must also exit 0. (During the
+# transition, "# expect: SPEC" comment lines inside the block count too.)
 # solution= names a patch relative to the lab's folder (made with `git diff`,
 # applied from the repository root). The checker copies the tracked files of
 # the working tree once into DIR/check-labs/src, configures that copy once
@@ -75,24 +78,24 @@ at_exit remove_scratch
 
 # ---- 1. extract the exercise blocks ------------------------------------------
 # One record per block in $work/index (fields separated by \037: lab, id, timeout,
-# solution, targets, body file, LAB.md line), the body in $work/blocks/N.sh.
-mkdir -p "$work/blocks"
-: >"$work/index"
-n=0
-for sheet in "$labs_dir"/*/LAB.md; do
-    [[ -f "$sheet" ]] || continue
-    lab="$(basename "$(dirname "$sheet")")"
-    if ((${#lab_filters[@]})); then
-        keep=0
-        for f in "${lab_filters[@]}"; do [[ "$lab" == "$f"* ]] && keep=1; done
-        ((keep)) || continue
-    fi
-    # awk writes the bodies and prints one index line per block.
-    awk -v lab="$lab" -v dir="$work/blocks" -v start="$n" '
+# solution, targets, write, body file, LAB.md line), the body in
+# $work/blocks/N.sh and its predictions (the ```expect fence that follows it,
+# plus any inline "# expect:" line) in $work/blocks/N.expect.
+extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
+    awk -v lab="$2" -v dir="$work/blocks" -v start="$3" '
         function fail(msg) { printf "%s: %s:%d: %s\n", "check-labs", FILENAME, NR, msg > "/dev/stderr"; bad = 1 }
+        function strip(s) { if (indent > 0 && substr(s, 1, indent) ~ /^[ \t]*$/) s = substr(s, indent + 1); return s }
+        function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
+        # After an exercise block: the next fence decides whether it has predictions.
+        after && /^[ \t]*```/ {
+            after = 0
+            if ($0 ~ /^[ \t]*```expect[ \t]*$/) { in_expect = 1; next }
+        }
+        in_expect && /^[ \t]*```[ \t]*$/ { in_expect = 0; close(efile); next }
+        in_expect { e = trim($0); if (e != "") print e > efile; next }
         !inside && /^[ \t]*```sh[ \t]+.*exercise=/ {
             match($0, /^[ \t]*/); indent = RLENGTH
-            id = ""; timeout = 30; solution = ""; targets = ""
+            id = ""; timeout = 30; solution = ""; targets = ""; write = 0
             n = split(substr($0, indent + 6), kv, /[ \t]+/)
             for (i = 1; i <= n; i++) {
                 if (kv[i] == "") continue
@@ -102,33 +105,56 @@ for sheet in "$labs_dir"/*/LAB.md; do
                 else if (k == "timeout") timeout = v
                 else if (k == "solution") solution = v
                 else if (k == "targets") targets = v
+                else if (k == "write") write = v
                 else fail("unknown key \"" k "\" in the info string")
             }
             if (id !~ /^[A-Za-z0-9_.-]+$/) fail("bad exercise id \"" id "\"")
             if (timeout !~ /^[0-9]+$/ || timeout + 0 < 1 || timeout + 0 > 120) fail("timeout must be 1..120 seconds")
             if (id in seen) fail("exercise id \"" id "\" used twice")
             if (targets != "" && solution == "") fail("targets= without solution=")
+            if (write != "0" && write != "1") fail("write= must be 0 or 1")
+            if (write == "1" && (solution == "" || targets == ""))
+                fail("exercise \"" id "\": write=1 needs solution= and targets= (the unpatched build must fail the check)")
             seen[id] = 1
-            start++; file = dir "/" start ".sh"; line = NR
-            printf "" > file
+            start++; file = dir "/" start ".sh"; efile = dir "/" start ".expect"; line = NR
+            printf "" > file; printf "" > efile
             inside = 1; next
         }
         inside && /^[ \t]*```[ \t]*$/ {
-            close(file); inside = 0
-            printf "%s\037%s\037%s\037%s\037%s\037%s\037%d\n", lab, id, timeout, solution, targets, file, line
+            close(file); inside = 0; after = 1
+            printf "%s\037%s\037%s\037%s\037%s\037%s\037%s\037%d\n", lab, id, timeout, solution, targets, write, file, line
             next
         }
         inside {
-            body = $0
-            if (indent > 0 && substr(body, 1, indent) ~ /^[ \t]*$/) body = substr(body, indent + 1)
+            body = strip($0)
+            if (body ~ /^[ \t]*#[ \t]*expect:/) {
+                e = body; sub(/^[ \t]*#[ \t]*expect:[ \t]*/, "", e)
+                print trim(e) > efile
+            }
             print body > file
         }
         END {
             if (inside) fail("exercise \"" id "\" has no closing fence")
+            if (in_expect) fail("the expect fence after exercise \"" id "\" has no closing fence")
             exit bad
-        }' "$sheet" >>"$work/index" || die "$sheet: malformed exercise block"
+        }' "$1"
+}
+mkdir -p "$work/blocks"
+: >"$work/index"
+n=0
+malformed=0
+for sheet in "$labs_dir"/*/LAB.md; do
+    [[ -f "$sheet" ]] || continue
+    lab="$(basename "$(dirname "$sheet")")"
+    if ((${#lab_filters[@]})); then
+        keep=0
+        for f in "${lab_filters[@]}"; do [[ "$lab" == "$f"* ]] && keep=1; done
+        ((keep)) || continue
+    fi
+    extract_sheet "$sheet" "$lab" "$n" >>"$work/index" || malformed=1
     n="$(wc -l <"$work/index")"
 done
+((malformed == 0)) || die "malformed exercise blocks (see above)"
 
 if ((${#exercise_filters[@]})); then
     awk -F '\037' -v ids="${exercise_filters[*]}" 'BEGIN { split(ids, a, " "); for (i in a) want[a[i]] = 1 } $2 in want' \
@@ -140,9 +166,9 @@ if [[ ! -s "$work/index" ]]; then
     exit 2
 fi
 
-# The predictions of a block, one per line, without the "# expect:" prefix.
+# The predictions of a block (body file $1), one per line.
 expectations() {
-    sed -n 's/^[[:space:]]*#[[:space:]]*expect:[[:space:]]*//p' "$1" | sed 's/[[:space:]]*$//'
+    cat "${1%.sh}.expect"
 }
 joined_expectations() {
     local out=""
@@ -151,9 +177,10 @@ joined_expectations() {
 }
 
 if ((list_only)); then
-    while IFS=$'\037' read -r lab id timeout solution targets file _; do
+    while IFS=$'\037' read -r lab id timeout solution targets write file _; do
         extra=""
         [[ -n "$solution" ]] && extra=" solution=$solution targets=$targets"
+        ((write)) && extra+=" write=1"
         echo "$lab | $id | timeout=${timeout}s$extra | predicted: $(joined_expectations "$file")"
     done <"$work/index"
     exit 0
@@ -277,7 +304,7 @@ common_parent() {
 # ---- 4. run every exercise --------------------------------------------------------
 passed=0
 failed=0
-while IFS=$'\037' read -r lab id timeout solution targets file line <&3; do
+while IFS=$'\037' read -r lab id timeout solution targets write file line <&3; do
     predicted="$(joined_expectations "$file")"
     observed=()
     ok=1
@@ -313,7 +340,7 @@ while IFS=$'\037' read -r lab id timeout solution targets file line <&3; do
     fi
     if ((ok)); then
         if [[ -z "$(expectations "$file")" ]]; then
-            observed+=("the block predicts nothing (no '# expect:' line)")
+            observed+=("the block predicts nothing (no \`\`\`expect fence after it)")
             ok=0
         fi
         status=0
