@@ -157,6 +157,9 @@ at_least fs.file-max $((files_open + 2 * conns + 65536)) \
   "open files on the whole machine: a socket is a file, 2 per loopback connection"
 if ((nofile_raise)); then
   at_least fs.nr_open "$nofile_run" "the ceiling of RLIMIT_NOFILE a process may be given"
+else
+  plan_limit fs.nr_open "$nr_open" "$nr_open" \
+    "the ceiling of RLIMIT_NOFILE; unused: the hard limit stays, connections are spread over processes"
 fi
 plan_limit net.ipv4.ip_local_port_range "$port_lo $port_hi" "$run_lo $run_hi" \
   "ephemeral ports per (source, destination) pair: $per_client connections per loadgen process"
