@@ -23,6 +23,11 @@
 # the patch, builds only the targets, runs the block from the copy (its
 # build/bin first on PATH, then DIR/bin for every other program), then
 # reverts the patch.
+# write=1 (it needs solution= and targets=) marks a write-it-yourself
+# exercise: the targets are first built WITHOUT the patch and the block must
+# FAIL there (non-zero exit or a prediction unmet: the check detects the
+# missing student code), then with the patch it must PASS. The line shows
+# both: "unpatched: FAIL as it must (...); patched: ...".
 #
 # Prints one line per exercise — lab | exercise | predicted | observed | PASS/FAIL
 # — then `N passed, N failed`. Exit 0 when none failed, 1 when some did,
@@ -302,91 +307,141 @@ common_parent() {
 }
 
 # ---- 4. run every exercise --------------------------------------------------------
+# Each step appends what it saw to the array `observed` and returns non-zero
+# when the exercise cannot pass.
+
+# run_block FILE TIMEOUT DIR BUILD: run the block from DIR with BUILD/bin first
+# on PATH (a patched run finds the patched targets there, every other program
+# in the main build); check its exit status and its predictions.
+run_block() {
+    local file="$1" timeout="$2" dir="$3" build="$4" status=0 ok=0 spec o
+    if [[ ! -s "${file%.sh}.expect" ]]; then
+        observed+=("the block predicts nothing (no \`\`\`expect fence after it)")
+        ok=1
+    fi
+    (cd "$dir" && PATH="$build_dir/bin:$PATH" IOLAB_BUILD_DIR="$build" \
+        timeout --kill-after=5 "$timeout" bash "$file" </dev/null >"$work/out" 2>"$work/err") || status=$?
+    if ((status == 124 || status == 137)); then
+        observed+=("timed out after ${timeout}s")
+        ok=1
+    elif ((status != 0)); then
+        observed+=("exit $status")
+        ok=1
+    fi
+    while IFS= read -r spec; do
+        o="$(check_one "$spec" "$work/out")" || ok=1
+        observed+=("$o")
+    done < <(expectations "$file")
+    return "$ok"
+}
+
+# build_targets T1,T2: build them in the scratch copy (configured on first use).
+build_targets() {
+    local tlist=()
+    IFS=',' read -r -a tlist <<<"$1"
+    ((${#tlist[@]})) || return 0
+    if ! configure_scratch; then
+        observed+=("$scratch_broken")
+        return 1
+    fi
+    if ! timeout "$BUILD_TIMEOUT" cmake --build "$scratch/src/build" --target "${tlist[@]}" \
+        >"$work/build.log" 2>&1; then
+        observed+=("build failed: $(grep -m1 -E 'error|Error' "$work/build.log" | cut -c1-120)")
+        return 1
+    fi
+}
+
+# run_unpatched FILE TIMEOUT TARGETS (write=1): the targets built without the
+# solution must FAIL the block, or the check cannot tell missing code.
+run_unpatched() {
+    local saved=("${observed[@]}") inner
+    observed=()
+    echo "-- $lab/$id: building $3 without the solution (it must fail)" >&2
+    if ! build_targets "$3"; then
+        inner="${observed[*]}"
+        observed=("${saved[@]}" "unpatched: ${inner} (the skeleton must compile)")
+        return 1
+    fi
+    if run_block "$1" "$2" "$scratch/src" "$scratch/src/build"; then
+        inner="$(joined observed)"
+        observed=("${saved[@]}" "unpatched: PASS but must FAIL ($inner)")
+        return 1
+    fi
+    inner="$(joined observed)"
+    observed=("${saved[@]}" "unpatched: FAIL as it must ($inner)")
+}
+joined() { # NAME of an array: its elements joined with "; "
+    local -n arr="$1"
+    local out="" e
+    for e in "${arr[@]}"; do out+="${out:+; }$e"; done
+    echo "$out"
+}
+
+# run_patched FILE TIMEOUT PATCH TARGETS: apply, build, run, revert.
+run_patched() {
+    local file="$1" timeout="$2" patch="$3" targets="$4" ok=0
+    if ! (cd "$scratch/src" && git apply "$patch") 2>"$work/apply.err"; then
+        observed+=("patch does not apply: $(head -c 120 "$work/apply.err" | tr '\n' ' ')")
+        return 1
+    fi
+    echo "-- $lab/$id: building ${targets:-nothing} with $solution" >&2
+    if build_targets "$targets"; then
+        run_block "$file" "$timeout" "$scratch/src" "$scratch/src/build" || ok=1
+    else
+        ok=1
+    fi
+    (cd "$scratch/src" && git apply -R "$patch") || die "cannot revert $patch in $scratch/src"
+    return "$ok"
+}
+
+# run_exercise: the fields of one index record are in the loop's variables.
+run_exercise() {
+    if [[ -z "$solution" ]]; then
+        run_block "$file" "$timeout" "$ROOT" "$build_dir"
+        return
+    fi
+    local patch="$labs_dir/$lab/$solution"
+    if [[ ! -f "$patch" ]]; then
+        observed+=("no patch $solution")
+        return 1
+    fi
+    if ! prepare_scratch; then
+        observed+=("$scratch_broken")
+        return 1
+    fi
+    ((write)) || {
+        run_patched "$file" "$timeout" "$patch" "$targets"
+        return
+    }
+    run_unpatched "$file" "$timeout" "$targets" || return 1
+    local first="${#observed[@]}" ok=0
+    run_patched "$file" "$timeout" "$patch" "$targets" || ok=1
+    observed[first]="patched: ${observed[first]:-}"
+    return "$ok"
+}
+
+report_failure() { # the tail of the failed block's output, on stderr
+    echo "   ($labs_dir/$lab/LAB.md:$line) last lines of its stdout and stderr:" >&2
+    tail -n 8 "$work/out" 2>/dev/null | sed 's/^/   out: /' >&2 || true
+    tail -n 8 "$work/err" 2>/dev/null | sed 's/^/   err: /' >&2 || true
+    if [[ -f "$work/build.log" ]]; then
+        grep -m3 -E 'error' "$work/build.log" | sed 's/^/   build: /' >&2 || true
+    fi
+}
+
 passed=0
 failed=0
 while IFS=$'\037' read -r lab id timeout solution targets write file line <&3; do
-    predicted="$(joined_expectations "$file")"
     observed=()
-    ok=1
-    run_dir="$ROOT"
-    run_build="$build_dir"
-    patch=""
-    if [[ -n "$solution" ]]; then
-        patch="$labs_dir/$lab/$solution"
-        if [[ ! -f "$patch" ]]; then
-            observed+=("no patch $solution")
-            ok=0
-        elif ! prepare_scratch; then
-            observed+=("$scratch_broken")
-            ok=0
-        elif ! (cd "$scratch/src" && git apply "$patch") 2>"$work/apply.err"; then
-            observed+=("patch does not apply: $(head -c 120 "$work/apply.err" | tr '\n' ' ')")
-            ok=0
-            patch=""
-        else
-            echo "-- $lab/$id: building ${targets:-nothing} with $solution" >&2
-            IFS=',' read -r -a tlist <<<"$targets"
-            if ((${#tlist[@]})) && ! configure_scratch; then
-                observed+=("$scratch_broken")
-                ok=0
-            elif ((${#tlist[@]})) && ! timeout "$BUILD_TIMEOUT" cmake --build "$scratch/src/build" --target "${tlist[@]}" \
-                >"$work/build.log" 2>&1; then
-                observed+=("build failed: $(grep -m1 -E 'error|Error' "$work/build.log" | cut -c1-120)")
-                ok=0
-            fi
-            run_dir="$scratch/src"
-            run_build="$scratch/src/build"
-        fi
-    fi
-    if ((ok)); then
-        if [[ -z "$(expectations "$file")" ]]; then
-            observed+=("the block predicts nothing (no \`\`\`expect fence after it)")
-            ok=0
-        fi
-        status=0
-        # A patched run finds the patched targets first (lab.sh puts
-        # IOLAB_BUILD_DIR/bin first), every other program in the main build.
-        (cd "$run_dir" && PATH="$build_dir/bin:$PATH" IOLAB_BUILD_DIR="$run_build" \
-            timeout --kill-after=5 "$timeout" bash "$file" </dev/null >"$work/out" 2>"$work/err") || status=$?
-        if ((status == 124 || status == 137)); then
-            observed+=("timed out after ${timeout}s")
-            ok=0
-        elif ((status != 0)); then
-            observed+=("exit $status")
-            ok=0
-        fi
-        while IFS= read -r spec; do
-            if o="$(check_one "$spec" "$work/out")"; then
-                observed+=("$o")
-            else
-                observed+=("$o")
-                ok=0
-            fi
-        done < <(expectations "$file")
-    fi
-    if [[ -n "$patch" ]]; then
-        (cd "$scratch/src" && git apply -R "$patch") || {
-            die "cannot revert $patch in $scratch/src"
-        }
-    fi
-    obs=""
-    for o in "${observed[@]}"; do obs+="${obs:+; }$o"; done
-    if ((ok)); then
+    if run_exercise; then
         verdict=PASS
         passed=$((passed + 1))
     else
         verdict=FAIL
         failed=$((failed + 1))
     fi
-    echo "$lab | $id | predicted: $predicted | observed: $obs | $verdict"
-    if ((!ok)); then
-        echo "   ($labs_dir/$lab/LAB.md:$line) last lines of its stdout and stderr:" >&2
-        tail -n 8 "$work/out" 2>/dev/null | sed 's/^/   out: /' >&2 || true
-        tail -n 8 "$work/err" 2>/dev/null | sed 's/^/   err: /' >&2 || true
-        if [[ -f "$work/build.log" ]]; then
-            grep -m3 -E 'error' "$work/build.log" | sed 's/^/   build: /' >&2 || true
-        fi
-    fi
+    echo "$lab | $id | predicted: $(joined_expectations "$file") | observed: $(joined observed) | $verdict"
+    [[ "$verdict" == PASS ]] || report_failure
     rm -f "$work/out" "$work/err" "$work/build.log"
 done 3<"$work/index"
 

@@ -1,8 +1,10 @@
 // scripts/check-labs.sh against its fixture labs/00-selftest: every exercise
 // whose id starts with "pass" passes and every one starting with "fail" fails
 // (a wrong range, a missing line, a forbidden line, a wrong ratio, a non-zero
-// exit, a timeout, no prediction, a patch that does not apply), the closing
+// exit, a timeout, no prediction, a patch that does not apply, a write=1
+// exercise whose check also passes without the student's code), the closing
 // count matches, the exit code is 1, and servers the blocks started are gone.
+// labs-bad holds sheets the checker must refuse before running anything.
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,6 +27,8 @@ namespace {
 
 const std::string kScript = std::string(IOLAB_SOURCE_DIR) + "/scripts/check-labs.sh";
 const std::string kFixture = std::string(IOLAB_SOURCE_DIR) + "/tests/scripts/test_check_labs/labs";
+const std::string kBadFixture =
+    std::string(IOLAB_SOURCE_DIR) + "/tests/scripts/test_check_labs/labs-bad";
 const std::string kBuild = fs::path(IOLAB_BIN_DIR).parent_path().string();
 
 // exercise id -> its verdict line ("lab | id | predicted: … | observed: … | PASS").
@@ -67,14 +71,21 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
             ++fail;
         }
     }
-    CHECK(pass == 6);
-    CHECK(fail == 9);
-    CHECK(r.out.find("\n6 passed, 9 failed\n") != std::string::npos);
+    CHECK(pass == 7);
+    CHECK(fail == 10);
+    CHECK(r.out.find("\n7 passed, 10 failed\n") != std::string::npos);
     // What the failures observed, so a FAIL is for the stated reason.
     CHECK(v["fail-range"].find("observed: value=5 |") != std::string::npos);
     CHECK(v["fail-exit"].find("exit 3") != std::string::npos);
     CHECK(v["fail-timeout"].find("timed out after 1s") != std::string::npos);
     CHECK(v["fail-solution-conflict"].find("patch does not apply") != std::string::npos);
+    // write=1: the unpatched build fails the check, then the patched one passes.
+    CHECK(v["pass-write"].find("observed: unpatched: FAIL as it must (answer=42); patched: "
+                               "answer=43 | PASS") != std::string::npos);
+    CHECK(v["fail-write-unpatched-passes"].find("unpatched: PASS but must FAIL (answer=42)") !=
+          std::string::npos);
+    // The expect fence belongs to the block right before it, not to a later one.
+    CHECK(v["fail-no-prediction"].find("predicted: (none)") != std::string::npos);
     // The server the pass-cleanup block left running was stopped with it.
     std::smatch m;
     REQUIRE(std::regex_search(r.out, m, std::regex(R"(left_running=([0-9]+))")));
@@ -93,6 +104,15 @@ TEST_CASE("check-labs exits 0 when every selected exercise passes", "[check-labs
     INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
     CHECK(r.exit_code == 0);
     CHECK(r.out.find("\n2 passed, 0 failed\n") != std::string::npos);
+}
+
+TEST_CASE("check-labs refuses malformed sheets before running anything", "[check-labs]") {
+    auto r = run({kScript, "--labs-dir", kBadFixture, "--build-dir", kBuild}, 20s);
+    INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("passed") == std::string::npos);
+    CHECK(r.err.find("00-write-alone/LAB.md:5: exercise \"write-alone\": write=1 needs solution= "
+                     "and targets=") != std::string::npos);
 }
 
 TEST_CASE("check-labs lists without running and refuses bad usage", "[check-labs]") {
