@@ -14,8 +14,9 @@
 #     !/ERE/           no stdout line matches
 #     KEY in LO..HI    the last stdout line KEY=NUMBER has LO <= NUMBER <= HI
 #     A/B in LO..HI    the ratio of the last A=NUMBER and B=NUMBER lines
-# checked against its stdout; the block must also exit 0. (During the
-# transition, "# expect: SPEC" comment lines inside the block count too.)
+# checked against its stdout; the block must also exit 0. A "# expect:" line
+# inside the block is an error (the student would read the answer before
+# predicting): the exercise fails, naming LAB.md:LINE.
 # solution= names a patch relative to the lab's folder (made with `git diff`,
 # applied from the repository root). The checker copies the tracked files of
 # the working tree once into DIR/check-labs/src, configures that copy once
@@ -29,13 +30,26 @@
 # missing student code), then with the patch it must PASS. The line shows
 # both: "unpatched: FAIL as it must (...); patched: ...".
 #
+# A figure quoted in the prose is marked right after its number (or range):
+#     the first byte comes back after about 35 ms<!-- figure: ID KEY -->
+# It must lie inside exercise ID's `KEY in LO..HI` (converted between s, ms
+# and us, or B, KiB and MiB, when the quoted unit and the unit in KEY's name
+# differ). Each figure gets its own line after its exercise, with the value
+# that run observed; a marker with no number before it, or naming an unknown
+# exercise or a KEY the exercise does not predict, fails. Lint (a warning on
+# stderr, not a failure, since the same unit also names timeouts and sleeps):
+# a number with a unit (ms, µs/us, s, KiB, MiB, B, %, req/s) in the prose of a
+# section (between two headings) whose exercise predicts `KEY in` for a KEY
+# of that unit (…_ms, …_us, …_s, …_kib, …_mib, …_bytes, …_pct, …_rps), with
+# no marker.
+#
 # Prints one line per exercise — lab | exercise | predicted | observed | PASS/FAIL
-# — then `N passed, N failed`. Exit 0 when none failed, 1 when some did,
+# — and per figure, then `N passed, N failed` (exercises and figures). Exit 0 when none failed, 1 when some did,
 # 2 on bad usage, 3 when DIR/bin does not exist (build first).
 #   --build-dir DIR   the build to test (default build/)
 #   --lab NN          only the labs whose folder name starts with NN (repeatable)
 #   --exercise ID     only the exercises named ID (repeatable)
-#   --list            list the exercises and their predictions; run nothing
+#   --list            list the exercises, their predictions and the figures; run nothing
 #   --labs-dir DIR    where the NN-*/LAB.md folders are (default labs/)
 #   --scratch DIR     where to copy the tree for the patches (default DIR/check-labs)
 #   --keep-scratch    leave the copy in place (it is removed at the end)
@@ -132,10 +146,7 @@ extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
         }
         inside {
             body = strip($0)
-            if (body ~ /^[ \t]*#[ \t]*expect:/) {
-                e = body; sub(/^[ \t]*#[ \t]*expect:[ \t]*/, "", e)
-                print trim(e) > efile
-            }
+            if (body ~ /^[ \t]*#[ \t]*expect:/) print NR > (dir "/" start ".inline")
             print body > file
         }
         END {
@@ -144,23 +155,109 @@ extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
             exit bad
         }' "$1"
 }
+# ---- figures quoted in the prose (format B) and the lint ------------------------
+# scan_figures SHEET LAB WARN: one record per <!-- figure: ID KEY --> marker on
+# stdout (lab, LAB.md line, id, key, quoted low, quoted high, quoted text; low
+# empty when no number precedes the marker). With WARN=1, warns on stderr about
+# a number with a unit (ms, µs/us, s, KiB, MiB, B, %, req/s) in the prose of a
+# section (between headings) whose exercise predicts `KEY in LO..HI` for a KEY
+# of that unit (latency_ms, rss_kib, cut_after_s, cpu_pct, epoll_rps, ...)
+# when that number carries no marker. A warning, not a failure: the same unit
+# also names things no exercise measures (a timeout, a sleep, a buffer size).
+scan_figures() {
+    awk -v lab="$2" -v warn="$3" '
+        function unit_of_key(key,   n, t, i, u) {
+            if (index(key, "/")) return ""
+            n = split(tolower(key), t, "_"); u = ""
+            for (i = 1; i <= n; i++) {
+                if (t[i] == "ms" || t[i] == "us" || t[i] == "kib" || t[i] == "mib" || t[i] == "pct" || t[i] == "rps") u = t[i]
+                else if (t[i] == "s" && (i == 1 || t[i - 1] != "per")) u = "s"
+                else if (t[i] == "bytes") u = "b"
+            }
+            return u
+        }
+        function canon(u) { u = tolower(u); if (u == "µs") return "us"; if (u == "%") return "pct"; if (u == "req/s") return "rps"; return u }
+        function flush(   i, l, m, u) {
+            for (i = 1; i <= np; i++) {
+                l = prose[i]
+                gsub(/`[^`]*`/, "", l)
+                gsub(/[0-9][0-9,.]*([ \t]*(–|-)[ \t]*[0-9][0-9,.]*)?[ \t]*[^ \t0-9<>()]*<!-- *figure:[^>]*-->/, "", l)
+                gsub(/<!--[^>]*-->/, "", l)
+                while (match(l, /(^|[^A-Za-z0-9_.])[0-9][0-9,]*(\.[0-9]+)?([ \t]*(–|-)[ \t]*[0-9][0-9,]*(\.[0-9]+)?)?[ \t]?(ms|µs|us|s|KiB|MiB|B|%|req\/s)([^A-Za-z0-9]|$)/)) {
+                    m = substr(l, RSTART, RLENGTH); l = substr(l, RSTART + RLENGTH)
+                    sub(/^[^0-9]/, "", m); sub(/[^A-Za-z%\/]$/, "", m)
+                    match(m, /(ms|µs|us|s|KiB|MiB|B|%|req\/s)$/); u = canon(substr(m, RSTART))
+                    if (u in sec_key)
+                        printf "check-labs: warning: %s:%d: \"%s\" in the prose of exercise %s, which measures %s, has no <!-- figure: %s %s --> marker\n", \
+                            FILENAME, pline[i], m, sec_ex[u], sec_key[u], sec_ex[u], sec_key[u] > "/dev/stderr"
+                }
+            }
+            np = 0; split("", sec_key); split("", sec_ex)
+        }
+        function note_key(spec,   k) {
+            if (!match(spec, /^[A-Za-z_][A-Za-z0-9_\/]*[ \t]+in[ \t]/)) return
+            k = spec; sub(/[ \t].*$/, "", k)
+            if (unit_of_key(k) != "") { sec_key[unit_of_key(k)] = k; sec_ex[unit_of_key(k)] = ex }
+        }
+        function figures(line,   pre, inner, f, q, txt, t, lo, hi) {
+            while (match(line, /<!-- *figure:[^>]*-->/)) {
+                pre = substr(line, 1, RSTART - 1)
+                inner = substr(line, RSTART, RLENGTH); line = substr(line, RSTART + RLENGTH)
+                sub(/^<!-- *figure:[ \t]*/, "", inner); sub(/[ \t]*-->$/, "", inner)
+                split(inner, f, /[ \t]+/)
+                q = pre; sub(/[ \t]+$/, "", q); lo = ""; hi = ""; txt = ""
+                if (match(q, /[0-9][0-9,.]*([ \t]*(–|-|to)[ \t]*[0-9][0-9,.]*)?[ \t]*[^ \t0-9<>()]*$/)) {
+                    txt = substr(q, RSTART); t = txt
+                    match(t, /^[0-9][0-9,.]*/); lo = substr(t, 1, RLENGTH); t = substr(t, RLENGTH + 1)
+                    hi = lo
+                    if (match(t, /[0-9][0-9,.]*/)) hi = substr(t, RSTART, RLENGTH)
+                    gsub(/,/, "", lo); gsub(/,/, "", hi); sub(/\.$/, "", lo); sub(/\.$/, "", hi)
+                }
+                printf "%s\037%d\037%s\037%s\037%s\037%s\037%s\n", lab, NR, f[1], f[2], lo, hi, txt
+            }
+        }
+        /^[ \t]*```/ {
+            if (!fence) {
+                fence = 1; expect = ($0 ~ /^[ \t]*```expect/)
+                if (match($0, /exercise=[A-Za-z0-9_.-]+/)) ex = substr($0, RSTART + 9, RLENGTH - 9)
+            } else fence = 0
+            next
+        }
+        fence && expect { s = $0; sub(/^[ \t]+/, "", s); note_key(s); next }
+        fence { if ($0 ~ /^[ \t]*#[ \t]*expect:/) { s = $0; sub(/^[ \t]*#[ \t]*expect:[ \t]*/, "", s); note_key(s) }; next }
+        /^#+[ \t]/ { flush(); ex = ""; next }
+        { figures($0); if (warn) { prose[++np] = $0; pline[np] = NR } }
+        END { flush() }' "$1"
+}
+
 mkdir -p "$work/blocks"
 : >"$work/index"
+: >"$work/figures"
 n=0
 malformed=0
 for sheet in "$labs_dir"/*/LAB.md; do
     [[ -f "$sheet" ]] || continue
     lab="$(basename "$(dirname "$sheet")")"
-    if ((${#lab_filters[@]})); then
-        keep=0
-        for f in "${lab_filters[@]}"; do [[ "$lab" == "$f"* ]] && keep=1; done
-        ((keep)) || continue
-    fi
     extract_sheet "$sheet" "$lab" "$n" >>"$work/index" || malformed=1
+    warn=1
+    if ((${#lab_filters[@]})); then
+        warn=0
+        for f in "${lab_filters[@]}"; do [[ "$lab" == "$f"* ]] && warn=1; done
+    fi
+    scan_figures "$sheet" "$lab" "$warn" >>"$work/figures" || malformed=1
     n="$(wc -l <"$work/index")"
 done
 ((malformed == 0)) || die "malformed exercise blocks (see above)"
 
+cp "$work/index" "$work/all-exercises"
+if ((${#lab_filters[@]})); then
+    for f in "$work/index" "$work/figures"; do
+        awk -F '\037' -v labs="${lab_filters[*]}" '
+            BEGIN { n = split(labs, a, " ") }
+            { for (i = 1; i <= n; i++) if (index($1, a[i]) == 1) { print; next } }' "$f" >"$f.f"
+        mv "$f.f" "$f"
+    done
+fi
 if ((${#exercise_filters[@]})); then
     awk -F '\037' -v ids="${exercise_filters[*]}" 'BEGIN { split(ids, a, " "); for (i in a) want[a[i]] = 1 } $2 in want' \
         "$work/index" >"$work/index.f"
@@ -188,6 +285,9 @@ if ((list_only)); then
         ((write)) && extra+=" write=1"
         echo "$lab | $id | timeout=${timeout}s$extra | predicted: $(joined_expectations "$file")"
     done <"$work/index"
+    while IFS=$'\037' read -r lab fline fid fkey _ _ ftxt; do
+        echo "$lab | figure LAB.md:$fline | $fid $fkey | quoted: ${ftxt:-(no number)}"
+    done <"$work/figures"
     exit 0
 fi
 
@@ -396,6 +496,11 @@ run_patched() {
 
 # run_exercise: the fields of one index record are in the loop's variables.
 run_exercise() {
+    local inline="${file%.sh}.inline"
+    if [[ -s "$inline" ]]; then
+        observed+=("inline '# expect:' at $labs_dir/$lab/LAB.md:$(head -n 1 "$inline"): move it into the \`\`\`expect fence after the block")
+        return 1
+    fi
     if [[ -z "$solution" ]]; then
         run_block "$file" "$timeout" "$ROOT" "$build_dir"
         return
@@ -429,19 +534,84 @@ report_failure() { # the tail of the failed block's output, on stderr
     fi
 }
 
+# ---- 5. figures quoted in the prose ----------------------------------------------
+# scaled NUMBER FROM TO: NUMBER in unit FROM expressed in unit TO (s/ms/us,
+# B/KiB/MiB; "" or another unit: unchanged).
+scaled() {
+    awk -v v="$1" -v from="$2" -v to="$3" 'BEGIN {
+        f["s"] = 1e6; f["ms"] = 1e3; f["us"] = 1; f["µs"] = 1
+        g["B"] = 1; g["KiB"] = 1024; g["MiB"] = 1048576
+        if ((from in f) && (to in f)) v = v * f[from] / f[to]
+        else if ((from in g) && (to in g)) v = v * g[from] / g[to]
+        print v }'
+}
+key_unit() { # KEY: the unit its name carries (latency_ms -> ms), or nothing
+    local t u=""
+    IFS=_ read -r -a parts <<<"$1"
+    for t in "${parts[@]}"; do
+        case "$t" in ms | us) u="$t" ;; s) u=s ;; kib) u=KiB ;; mib) u=MiB ;; bytes) u=B ;; esac
+    done
+    echo "$u"
+}
+# check_figure LINE-FIELDS...: one verdict line for a figure of the exercise
+# that just ran ($work/out holds its stdout).
+check_figure() {
+    local fline="$1" fid="$2" fkey="$3" lo="$4" hi="$5" txt="$6" expect="$7" spec="" o="" ok=1 unit qlo qhi
+    [[ -f "$expect" ]] && spec="$(awk -v k="$fkey" '$1 == k && $2 == "in"' "$expect" | head -n 1)"
+    if [[ -z "$lo" ]]; then
+        o="no number right before the marker"
+    elif [[ -z "$spec" ]]; then
+        o="exercise $fid predicts no '$fkey in LO..HI'"
+    else
+        o="$(check_one "$spec" "$work/out")" || true
+        unit="${txt##*[0-9]}"
+        unit="${unit#"${unit%%[! ]*}"}"
+        qlo="$(scaled "$lo" "$unit" "$(key_unit "$fkey")")"
+        qhi="$(scaled "$hi" "$unit" "$(key_unit "$fkey")")"
+        read -r _ _ range <<<"$spec"
+        if in_range "$qlo" "${range%%..*}" "${range##*..}" && in_range "$qhi" "${range%%..*}" "${range##*..}"; then
+            ok=0
+        else
+            o="quoted figure outside $spec; $o"
+        fi
+    fi
+    record "$lab | figure LAB.md:$fline $fid $fkey | predicted: '$txt' within ${spec:-?} | observed: $o" "$ok"
+}
+figures_of() { # ID: check the figures quoting exercise ID
+    local flab fline fid fkey lo hi txt
+    while IFS=$'\037' read -r flab fline fid fkey lo hi txt; do
+        [[ "$fid" == "$1" ]] || continue
+        lab="$flab" check_figure "$fline" "$fid" "$fkey" "$lo" "$hi" "$txt" "${file%.sh}.expect"
+    done <"$work/figures"
+}
+unknown_figures() { # figures naming no exercise of any sheet
+    local flab fline fid fkey txt
+    while IFS=$'\037' read -r flab fline fid fkey _ _ txt; do
+        if ! awk -F '\037' -v id="$fid" '$2 == id { found = 1 } END { exit !found }' "$work/all-exercises"; then
+            lab="$flab" record "$flab | figure LAB.md:$fline $fid $fkey | predicted: '$txt' | observed: no exercise $fid" 1
+        fi
+    done <"$work/figures"
+}
+record() { # LINE STATUS: print the verdict line, count it
+    if (($2 == 0)); then
+        passed=$((passed + 1))
+        echo "$1 | PASS"
+    else
+        failed=$((failed + 1))
+        echo "$1 | FAIL"
+    fi
+}
+
 passed=0
 failed=0
+((${#exercise_filters[@]})) || unknown_figures
 while IFS=$'\037' read -r lab id timeout solution targets write file line <&3; do
     observed=()
-    if run_exercise; then
-        verdict=PASS
-        passed=$((passed + 1))
-    else
-        verdict=FAIL
-        failed=$((failed + 1))
-    fi
-    echo "$lab | $id | predicted: $(joined_expectations "$file") | observed: $(joined observed) | $verdict"
-    [[ "$verdict" == PASS ]] || report_failure
+    status=0
+    run_exercise || status=1
+    record "$lab | $id | predicted: $(joined_expectations "$file") | observed: $(joined observed)" "$status"
+    ((status == 0)) || report_failure
+    figures_of "$id"
     rm -f "$work/out" "$work/err" "$work/build.log"
 done 3<"$work/index"
 

@@ -71,9 +71,10 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
             ++fail;
         }
     }
-    CHECK(pass == 7);
-    CHECK(fail == 10);
-    CHECK(r.out.find("\n7 passed, 10 failed\n") != std::string::npos);
+    CHECK(pass == 8);
+    CHECK(fail == 11);
+    // 8 + 2 figures passed, 11 + 3 figures failed.
+    CHECK(r.out.find("\n10 passed, 14 failed\n") != std::string::npos);
     // What the failures observed, so a FAIL is for the stated reason.
     CHECK(v["fail-range"].find("observed: value=5 |") != std::string::npos);
     CHECK(v["fail-exit"].find("exit 3") != std::string::npos);
@@ -84,6 +85,27 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
                                "answer=43 | PASS") != std::string::npos);
     CHECK(v["fail-write-unpatched-passes"].find("unpatched: PASS but must FAIL (answer=42)") !=
           std::string::npos);
+    CHECK(v["fail-inline-expect"].find("inline '# expect:' at " + kFixture +
+                                       "/00-selftest/LAB.md:") != std::string::npos);
+    // Figures quoted in the prose (format B): in range (also in another unit),
+    // out of range, unknown exercise, unknown key; the observed value beside.
+    auto has = [&](const std::string& s) { return r.out.find(s) != std::string::npos; };
+    CHECK(has(
+        "| predicted: '33–37 ms' within latency_ms in 30..40 | observed: latency_ms=35 | PASS\n"));
+    CHECK(has(
+        "| predicted: '0.035 s' within latency_ms in 30..40 | observed: latency_ms=35 | PASS\n"));
+    CHECK(
+        has("| predicted: '25 ms' within latency_ms in 30..40 | observed: quoted figure outside "
+            "latency_ms in 30..40; latency_ms=35 | FAIL\n"));
+    CHECK(
+        has("no-such-exercise latency_ms | predicted: '12 ms' | observed: no exercise "
+            "no-such-exercise | FAIL\n"));
+    CHECK(has("observed: exercise pass-figure predicts no 'other_ms in LO..HI' | FAIL\n"));
+    // The lint: a number with the measured unit and no marker is a warning.
+    CHECK(r.err.find("warning: " + kFixture + "/00-selftest/LAB.md:") != std::string::npos);
+    CHECK(r.err.find("\"36 ms\" in the prose of exercise pass-figure, which measures latency_ms, "
+                     "has no <!-- figure: pass-figure latency_ms --> marker") != std::string::npos);
+    CHECK(r.err.find("\"33") == std::string::npos);
     // The expect fence belongs to the block right before it, not to a later one.
     CHECK(v["fail-no-prediction"].find("predicted: (none)") != std::string::npos);
     // The server the pass-cleanup block left running was stopped with it.
