@@ -41,7 +41,8 @@
 # a number with a unit (ms, µs/us, s, KiB, MiB, B, %, req/s) in the prose of a
 # section (between two headings) whose exercise predicts `KEY in` for a KEY
 # of that unit (…_ms, …_us, …_s, …_kib, …_mib, …_bytes, …_pct, …_rps), with
-# no marker.
+# no marker. A "Why this range:" paragraph (bounds and observed spreads, not
+# figures) is not linted.
 #
 # Prints one line per exercise — lab | exercise | predicted | observed | PASS/FAIL
 # — and per figure, then `N passed, N failed` (exercises and figures). Exit 0 when none failed, 1 when some did,
@@ -194,10 +195,13 @@ scan_figures() {
             }
             np = 0; split("", sec_key); split("", sec_ex)
         }
-        function note_key(spec,   k) {
+        function note_key(spec,   k, u) {
             if (!match(spec, /^[A-Za-z_][A-Za-z0-9_\/]*[ \t]+in[ \t]/)) return
             k = spec; sub(/[ \t].*$/, "", k)
-            if (unit_of_key(k) != "") { sec_key[unit_of_key(k)] = k; sec_ex[unit_of_key(k)] = ex }
+            u = unit_of_key(k)
+            if (u == "") return
+            if (!(u in sec_key)) { sec_key[u] = k; sec_ex[u] = ex }
+            else if (index("|" sec_key[u] "|", "|" k "|") == 0) sec_key[u] = sec_key[u] "|" k
         }
         function figures(line,   pre, inner, f, q, txt, t, lo, hi) {
             while (match(line, /<!-- *figure:[^>]*-->/)) {
@@ -226,7 +230,9 @@ scan_figures() {
         fence && expect { s = $0; sub(/^[ \t]+/, "", s); note_key(s); next }
         fence { if ($0 ~ /^[ \t]*#[ \t]*expect:/) { s = $0; sub(/^[ \t]*#[ \t]*expect:[ \t]*/, "", s); note_key(s) }; next }
         /^#+[ \t]/ { flush(); ex = ""; next }
-        { figures($0); if (warn) { prose[++np] = $0; pline[np] = NR } }
+        /^Why this range:/ { why = 1 }
+        /^[ \t]*$/ { why = 0 }
+        { figures($0); if (warn && !why) { prose[++np] = $0; pline[np] = NR } }
         END { flush() }' "$1"
 }
 
