@@ -244,13 +244,19 @@ malformed=0
 for sheet in "$labs_dir"/*/LAB.md; do
     [[ -f "$sheet" ]] || continue
     lab="$(basename "$(dirname "$sheet")")"
-    extract_sheet "$sheet" "$lab" "$n" >>"$work/index" || malformed=1
-    warn=1
+    # Every sheet is read (a figure may name another sheet's exercise), but
+    # only the selected ones may stop the run or warn.
+    selected=1
     if ((${#lab_filters[@]})); then
-        warn=0
-        for f in "${lab_filters[@]}"; do [[ "$lab" == "$f"* ]] && warn=1; done
+        selected=0
+        for f in "${lab_filters[@]}"; do [[ "$lab" == "$f"* ]] && selected=1; done
     fi
-    scan_figures "$sheet" "$lab" "$warn" >>"$work/figures" || malformed=1
+    if ((selected)); then
+        extract_sheet "$sheet" "$lab" "$n" >>"$work/index" || malformed=1
+    else
+        extract_sheet "$sheet" "$lab" "$n" >>"$work/index" 2>/dev/null || true
+    fi
+    scan_figures "$sheet" "$lab" "$selected" >>"$work/figures"
     n="$(wc -l <"$work/index")"
 done
 ((malformed == 0)) || die "malformed exercise blocks (see above)"
@@ -608,10 +614,18 @@ record() { # LINE STATUS: print the verdict line, count it
     fi
 }
 
+show_progress() { # I N WHAT: format D, once lib.sh provides it
+    if declare -F progress >/dev/null; then progress "$@"; fi
+}
+
 passed=0
 failed=0
+total="$(wc -l <"$work/index")"
+done_count=0
 ((${#exercise_filters[@]})) || unknown_figures
 while IFS=$'\037' read -r lab id timeout solution targets write file line <&3; do
+    done_count=$((done_count + 1))
+    show_progress "$done_count" "$total" "$lab/$id"
     observed=()
     status=0
     run_exercise || status=1
@@ -620,6 +634,7 @@ while IFS=$'\037' read -r lab id timeout solution targets write file line <&3; d
     figures_of "$id"
     rm -f "$work/out" "$work/err" "$work/build.log"
 done 3<"$work/index"
+if declare -F progress_done >/dev/null; then progress_done; fi
 
 echo "$passed passed, $failed failed"
 ((failed == 0))
