@@ -5,7 +5,7 @@
 #                              [--labs-dir DIR] [--scratch DIR] [--keep-scratch]
 #
 # An exercise is a fenced block of a LAB.md whose info string is
-#     ```sh exercise=ID timeout=SECONDS [solution=solutions/NAME.patch targets=T1,T2]
+#     ```sh exercise=ID timeout=SECONDS [solution=solutions/NAME.patch targets=T1,T2] [write=1]
 # Its body is a bash script run from the repository root (stdin /dev/null,
 # bounded by its timeout: default 30 s, at most 120). Its predictions are the
 # lines of the next fenced block when that is an ```expect fence (in the
@@ -34,9 +34,10 @@
 #     the first byte comes back after about 35 ms<!-- figure: ID KEY -->
 # It must lie inside exercise ID's `KEY in LO..HI` (converted between s, ms
 # and us, or B, KiB and MiB, when the quoted unit and the unit in KEY's name
-# differ). Each figure gets its own line after its exercise, with the value
-# that run observed; a marker with no number before it, or naming an unknown
-# exercise or a KEY the exercise does not predict, fails. Lint (a warning on
+# differ). Each figure gets its own line after its exercise's, with the value
+# that run observed; a marker with no number before it or a KEY the exercise
+# does not predict fails there, one naming no exercise of any sheet fails
+# before the first exercise runs. Lint (a warning on
 # stderr, not a failure, since the same unit also names timeouts and sleeps):
 # a number with a unit (ms, µs/us, s, KiB, MiB, B, %, req/s) in the prose of a
 # section (between two headings) whose exercise predicts `KEY in` for a KEY
@@ -45,8 +46,12 @@
 # figures) is not linted.
 #
 # Prints one line per exercise — lab | exercise | predicted | observed | PASS/FAIL
-# — and per figure, then `N passed, N failed` (exercises and figures). Exit 0 when none failed, 1 when some did,
-# 2 on bad usage, 3 when DIR/bin does not exist (build first).
+# — and per figure, then `N passed, N failed` (exercises and figures); on a
+# terminal, progress on stderr (lib.sh's `progress`, when it provides one).
+# Exit 0 when none failed, 1 when some did or a selected sheet has a malformed
+# block (unknown key, bad id or timeout, write=1 without solution= and
+# targets=, no closing fence: reported before anything runs), 2 on bad usage,
+# 3 when DIR/bin does not exist (build first).
 #   --build-dir DIR   the build to test (default build/)
 #   --lab NN          only the labs whose folder name starts with NN (repeatable)
 #   --exercise ID     only the exercises named ID (repeatable)
