@@ -135,6 +135,12 @@ TEST_CASE("check-labs refuses malformed sheets before running anything", "[check
     CHECK(r.out.find("passed") == std::string::npos);
     CHECK(r.err.find("00-write-alone/LAB.md:5: exercise \"write-alone\": write=1 needs solution= "
                      "and targets=") != std::string::npos);
+    // A malformed sheet outside --lab does not stop a run of other labs.
+    auto other =
+        run({kScript, "--labs-dir", kBadFixture, "--build-dir", kBuild, "--lab", "99"}, 20s);
+    CHECK(other.exit_code == 2);
+    CHECK(other.err.find("malformed") == std::string::npos);
+    CHECK(other.err.find("no exercise found") != std::string::npos);
 }
 
 TEST_CASE("check-labs lists without running and refuses bad usage", "[check-labs]") {
@@ -143,6 +149,10 @@ TEST_CASE("check-labs lists without running and refuses bad usage", "[check-labs
     CHECK(list.out.find("00-selftest | fail-range | timeout=10s | predicted: value in 10..20") !=
           std::string::npos);
     CHECK(list.out.find("passed") == std::string::npos);
+    CHECK(list.out.find("00-selftest | pass-write | timeout=10s solution=solutions/answer.patch "
+                        "targets=check-labs-fixture write=1 | predicted: answer in 43..43") !=
+          std::string::npos);
+    CHECK(list.out.find("| pass-figure latency_ms | quoted: 33–37 ms\n") != std::string::npos);
     auto bad = run({kScript, "--bogus"}, 20s);
     CHECK(bad.exit_code == 2);
     CHECK(bad.err == "check-labs: unknown argument '--bogus' (--help)\n");
