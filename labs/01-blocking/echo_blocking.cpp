@@ -35,6 +35,7 @@ using namespace iolab;
 // Echoes one client until it closes; returns why it ended, for the log line.
 std::string serve(int fd, ServerStats& stats) {
     std::array<char, 64 * 1024> buf;
+    // [lab:serve]
     for (;;) {
         // read() blocks until at least one byte is in the receive buffer, the
         // peer sends FIN (returns 0), or the connection fails.
@@ -50,6 +51,7 @@ std::string serve(int fd, ServerStats& stats) {
         stats.add_out(w.bytes);
         if (!w.ok()) return "write: " + errno_text(w.err);
     }
+    // [/lab:serve]
 }
 
 class Server {
@@ -67,6 +69,7 @@ class Server {
             ::shutdown(listener_.get(), SHUT_RDWR);
             open.shutdown_all();
         });
+        // [lab:accept]
         while (!stop_.requested()) {
             Accepted client = accept_client(listener_.get());
             if (!client) {
@@ -83,6 +86,7 @@ class Server {
             open.remove(client.fd.get());
             log_.info("disconnect " + peer + " (" + why + ")");
         }
+        // [/lab:accept]
         print_summary(stats_);
         return 0;
     }

@@ -98,6 +98,7 @@ struct Server {
 
     // --pool: a worker takes the next queued connection, or ends at stop.
     void worker() {
+        // [lab:worker]
         for (;;) {
             Client c;
             {
@@ -111,6 +112,7 @@ struct Server {
             serve(std::move(c));
             finished();
         }
+        // [/lab:worker]
     }
 };
 
@@ -153,6 +155,7 @@ int run(const ServerOptions& opts, StopSignals& stop, unsigned pool, std::size_t
         server.stats.connections.fetch_add(1);
         server.log.info("connect " + c.peer);
         server.open.add(c.fd.get());
+        // [lab:handoff]
         if (pool == 0) {
             server.spawn(std::move(c));
         } else {
@@ -160,6 +163,7 @@ int run(const ServerOptions& opts, StopSignals& stop, unsigned pool, std::size_t
             server.queue.push_back(std::move(c));
             server.changed.notify_one();
         }
+        // [/lab:handoff]
     }
 
     {
