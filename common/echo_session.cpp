@@ -97,6 +97,7 @@ Next EchoSession::read_and_echo(Client& c, Next n) {
     for (int reads = 1;; ++reads) {
         // Never read more than the queue could hold if the socket takes none
         // of it: nothing read is ever left over.
+        // [lab:read]
         const std::size_t want = c.eof ? 0 : std::min(buf_.size(), c.out.room());
         if (want == 0) return n;
         IoResult r = read_some(c.fd.get(), std::span<char>(buf_.data(), want));
@@ -124,6 +125,8 @@ Next EchoSession::read_and_echo(Client& c, Next n) {
         // The rest waits in the queue, behind what is there (it fits: we
         // read at most room()).
         c.out.append(std::span<const char>(buf_.data() + sent, r.bytes - sent));
+        // [/lab:read]
+        // [lab:edge]
         // Level-triggered: one read per report; the socket is reported again
         // while bytes remain. Edge-triggered: on until EAGAIN or a full queue.
         if (!edge_) return n;
@@ -131,6 +134,7 @@ Next EchoSession::read_and_echo(Client& c, Next n) {
             n.again = true;  // the budget is spent; the rest next round
             return n;
         }
+        // [/lab:edge]
     }
 }
 

@@ -72,6 +72,7 @@ class TryEverything {
     void wait(int /*timeout_ms: nothing to wait in*/, Fired&& fired) {
         // One round: try everything. Most of these calls say EAGAIN.
         // Backwards: see common/fd_array.hpp for why that skips none.
+        // [lab:wait]
         bool progress = false;
         std::vector<Ready>& all = list_.items();
         for (std::size_t i = all.size(); i-- > 0;) {
@@ -80,6 +81,7 @@ class TryEverything {
         }
         // Nothing moved: all of those calls were wasted. Sleep, if asked to.
         if (!progress && idle_sleep_us_ > 0) ::usleep(idle_sleep_us_);
+        // [/lab:wait]
     }
 
   private:
