@@ -61,6 +61,7 @@ class EpollSet {
     std::string watch(int fd, bool read, bool write) {
         const auto f = static_cast<std::size_t>(fd);
         if (f >= mask_.size()) mask_.resize(f + 1, kNone);
+        // [lab:watch]
         const uint32_t want = (read ? EPOLLIN : 0u) | (write ? EPOLLOUT : 0u) | et_;
         if (mask_[f] == want) return {};  // told the kernel only on change: a system call each
         // data.fd: what epoll_wait hands back. MOD re-checks the socket: bytes
@@ -70,6 +71,7 @@ class EpollSet {
             return "epoll_ctl: " + iolab::errno_text(errno);
         mask_[f] = want;
         return {};
+        // [/lab:watch]
     }
 
     void forget(int fd) {
@@ -80,6 +82,7 @@ class EpollSet {
     template <class Fired>
     void wait(int timeout_ms, Fired&& fired) {
         // Sleep until something is ready; get back only the ready ones.
+        // [lab:wait]
         const int n = ::epoll_wait(ep_.get(), events_, kMaxEvents, timeout_ms);
         if (n < 0 && errno == EINTR) return;
         if (n < 0) iolab::throw_sys("epoll_wait", "echo-epoll");
@@ -91,6 +94,7 @@ class EpollSet {
                                             .error = (ev & EPOLLERR) != 0,
                                             .hangup = (ev & EPOLLHUP) != 0});
         }
+        // [/lab:wait]
     }
 
   private:

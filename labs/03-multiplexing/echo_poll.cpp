@@ -64,6 +64,7 @@ class PollSet {
     template <class Fired>
     void wait(int timeout_ms, Fired&& fired) {
         // The whole array goes in; every entry's revents comes back.
+        // [lab:wait]
         std::vector<pollfd>& a = fds_.items();
         const int n = ::poll(a.data(), a.size(), timeout_ms);
         if (n < 0 && errno == EINTR) return;
@@ -78,6 +79,7 @@ class PollSet {
                                  .error = (ev & (POLLERR | POLLNVAL)) != 0,
                                  .hangup = (ev & POLLHUP) != 0});
         }
+        // [/lab:wait]
     }
 
   private:

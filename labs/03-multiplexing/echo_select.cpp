@@ -65,6 +65,7 @@ class SelectSet {
         if (fd >= FD_SETSIZE)
             return "descriptor " + std::to_string(fd) + " >= FD_SETSIZE (" +
                    std::to_string(FD_SETSIZE) + "), select() cannot watch it";
+        // [lab:watch]
         if (read)
             FD_SET(fd, &read_);
         else
@@ -74,6 +75,7 @@ class SelectSet {
         else
             FD_CLR(fd, &write_);
         if (fd > maxfd_) maxfd_ = fd;
+        // [/lab:watch]
         return {};
     }
 
@@ -87,6 +89,7 @@ class SelectSet {
 
     template <class Fired>
     void wait(int timeout_ms, Fired&& fired) {
+        // [lab:wait]
         fd_set r = read_, w = write_;  // select() overwrites them with its answer
         // NULL: sleep until something is ready (a timeout only while
         // accepting is paused).
@@ -102,6 +105,7 @@ class SelectSet {
             const bool rd = FD_ISSET(fd, &r), wr = FD_ISSET(fd, &w);
             if (rd || wr) fired(fd, Ready{.read = rd, .write = wr});
         }
+        // [/lab:wait]
     }
 
   private:
