@@ -66,6 +66,7 @@ constexpr int kBudget = 16;                  // reads per client per turn (fairn
 // Asks the kernel to signal this process with `sig` whenever `fd`'s wait queue
 // is woken, and makes the descriptor non-blocking (so "do I/O until EAGAIN" works).
 void arm_async(int fd, int sig, std::string_view what) {
+    // [lab:arm]
     if (::fcntl(fd, F_SETOWN, ::getpid()) < 0) throw_sys("fcntl F_SETOWN", what);
     // Without F_SETSIG (or with 0) the kernel sends plain SIGIO and fills in
     // no si_fd. With a realtime signal, each event is queued separately.
@@ -74,6 +75,7 @@ void arm_async(int fd, int sig, std::string_view what) {
     if (flags < 0) throw_sys("fcntl F_GETFL", what);
     if (::fcntl(fd, F_SETFL, flags | O_ASYNC | O_NONBLOCK) < 0)
         throw_sys("fcntl F_SETFL O_ASYNC", what);
+    // [/lab:arm]
 }
 
 std::string band_text(long band) {
@@ -142,6 +144,7 @@ class SigioServer {
             drain_ready();
             // Wait for the next event: not at all if clients are still owed a
             // turn, briefly while accept is backing off, otherwise up to 1 s.
+            // [lab:wait]
             timespec ts{1, 0};
             if (!ready_.empty() || listener_more_)
                 ts = {0, 0};
@@ -168,6 +171,7 @@ class SigioServer {
             }
             ++count_.rt;
             on_event(si.si_fd, si.si_band);
+            // [/lab:wait]
         }
 
         if (opts_.verbose)
