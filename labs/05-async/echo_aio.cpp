@@ -224,6 +224,7 @@ class AioServer {
     }
 
     bool submit_read(Client& c) {
+        // [lab:submit]
         prepare(c, c.buf.get(), kBufSize);
         c.writing = false;
         // aio_read returns at once: the request is queued for a helper thread.
@@ -235,6 +236,7 @@ class AioServer {
         }
         c.in_flight = true;
         return true;
+        // [/lab:submit]
     }
 
     bool submit_write(Client& c) {
@@ -260,6 +262,7 @@ class AioServer {
     // The outcome of a finished request, counted in the stats.
     enum class Next { read, write, close };
     Next collect(Client& c) {
+        // [lab:collect]
         int err = ::aio_error(c.cb.get());
         ssize_t n = ::aio_return(c.cb.get());  // frees glibc's record of the request
         c.in_flight = false;
@@ -277,6 +280,7 @@ class AioServer {
             c.len = static_cast<std::size_t>(n);
             return Next::write;
         }
+        // [/lab:collect]
         if (err != 0 || n <= 0) {
             err = err != 0 ? err : EIO;
             c.reason =

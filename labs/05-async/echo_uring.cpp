@@ -299,6 +299,7 @@ class UringServer {
     }
 
     void reap(bool wait) {
+        // [lab:reap]
         io_uring* r = ring_->get();
         int n = wait ? io_uring_submit_and_wait(r, 1) : io_uring_submit(r);
         if (n < 0 && n != -EINTR) throw_sys("io_uring_enter", where_, -n);
@@ -311,6 +312,7 @@ class UringServer {
             handle(io_uring_cqe_get_data64(cqe), cqe->res, cqe->flags);
         }
         io_uring_cq_advance(r, seen);  // hand the CQ slots back to the kernel
+        // [/lab:reap]
     }
 
     void handle(uint64_t data, int res, unsigned flags) {
@@ -424,6 +426,7 @@ class UringServer {
     // ---- recv and send --------------------------------------------------------
 
     void arm_recv(Client& c) {
+        // [lab:recv]
         io_uring_sqe* s = ring_->sqe();
         if (f_.buffer_ring) {
             // No buffer given: IOSQE_BUFFER_SELECT lets the kernel take one
@@ -437,6 +440,7 @@ class UringServer {
         io_uring_sqe_set_data64(s, tag(c.id, kRecv));
         queued();
         c.recv_armed = true;
+        // [/lab:recv]
         c.recv_cancelled = false;
     }
 
