@@ -705,6 +705,7 @@ bool looks_like_scheme(std::string_view ref) {
 
 std::string build_request(std::string_view method, const Url& url, std::string_view user_agent,
                           bool keep_alive) {
+    // [lab:request]
     std::string r;
     r.reserve(128 + url.target.size());
     r.append(method).append(" ").append(url.target).append(" HTTP/1.1\r\n");
@@ -714,6 +715,7 @@ std::string build_request(std::string_view method, const Url& url, std::string_v
     if (!keep_alive) r.append("Connection: close\r\n");
     r.append("\r\n");
     return r;
+    // [/lab:request]
 }
 
 uint16_t default_port(std::string_view scheme) noexcept {

@@ -228,6 +228,7 @@ Hop exchange(const http::Url& url, const Options& o, Output& out, Clock::time_po
         }
         log_line(">");
     }
+    // [lab:send]
     std::size_t sent = 0;
     while (sent < request.size()) {
         if (!wait_for(fd.get(), POLLOUT, deadline, "send " + peer)) {
@@ -238,6 +239,7 @@ Hop exchange(const http::Url& url, const Options& o, Output& out, Clock::time_po
         if (n < 0) throw Failure{io_error, sys_message("send", peer, errno)};
         sent += static_cast<std::size_t>(n);
     }
+    // [/lab:send]
 
     Hop hop;
     http::Limits limits;
@@ -276,6 +278,7 @@ Hop exchange(const http::Url& url, const Options& o, Output& out, Clock::time_po
         if (write_body) out.write(piece);
     });
 
+    // [lab:read]
     std::array<char, 16384> buf;
     while (!parser.done() && !parser.failed()) {
         if (!wait_for(fd.get(), POLLIN, deadline, "recv " + peer)) {
@@ -293,6 +296,7 @@ Hop exchange(const http::Url& url, const Options& o, Output& out, Clock::time_po
         // end would be a server bug, and are ignored like curl does.
         parser.feed({buf.data(), static_cast<std::size_t>(n)});
     }
+    // [/lab:read]
     if (parser.failed()) {
         throw Failure{protocol, "response from " + peer + ": " + parser.error_message()};
     }
