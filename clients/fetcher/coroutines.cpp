@@ -110,6 +110,7 @@ struct FdWait {
     short fired = 0;
     std::coroutine_handle<> handle;
 
+    // [lab:fdwait]
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) {
         handle = h;
@@ -129,6 +130,7 @@ void resume_cb(evutil_socket_t, short what, void* arg) {
     auto* w = static_cast<FdWait*>(arg);
     w->fired = what;
     w->handle.resume();
+    // [/lab:fdwait]
 }
 
 // co_await resolve(...): evdns_getaddrinfo without blocking the loop; a
@@ -300,6 +302,7 @@ Task<Result> fetch(EventLoop& loop, const Options& opts, iolab::http::Url url) {
 
     auto parser = make_parser(opts);
     std::array<char, 16384> buf;
+    // [lab:read]
     while (!parser.done() && !parser.failed()) {
         if (!co_await FdWait{loop.base(), fd.get(), EV_READ, deadline}) {
             co_return failed("recv " + peer + ": timed out");
@@ -313,6 +316,7 @@ Task<Result> fetch(EventLoop& loop, const Options& opts, iolab::http::Url url) {
             parser.feed({buf.data(), static_cast<std::size_t>(n)});
         }
     }
+    // [/lab:read]
     if (parser.failed()) co_return failed("response from " + peer + ": " + parser.error_message());
     take_response(parser, r);
     r.ms = ms_since(start);
@@ -327,6 +331,7 @@ struct Runner {
 
     // One coroutine per job: wait for a slot, fetch, hand the result over, and
     // spawn coroutines for the jobs the result made (crawl).
+    // [lab:job]
     Detached job(Job j) {
         co_await slots.acquire();
         Result r = co_await fetch(loop, opts, j.url);
@@ -335,6 +340,7 @@ struct Runner {
         spawn_queued();
         if (coord.finished()) event_base_loopexit(loop.base(), nullptr);
     }
+    // [/lab:job]
     void spawn_queued() {
         while (auto j = coord.next())
             job(std::move(*j));
