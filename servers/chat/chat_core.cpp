@@ -167,6 +167,7 @@ void Hub::deliver(Session& to, std::string_view line) {
 }
 
 void Hub::broadcast(Room& room, std::string_view line, const Session* except) {
+    // [lab:broadcast]
     std::string text(line);
     text += '\n';
     for (Session* m : room.members_) {
@@ -179,6 +180,7 @@ void Hub::broadcast(Room& room, std::string_view line, const Session* except) {
         m->conn_.send(text);
         ++stats_.delivered;
     }
+    // [/lab:broadcast]
 }
 
 void Hub::notice(Room& room, std::string_view line, const Session* except) {
@@ -356,6 +358,7 @@ std::size_t Hub::process(Session& s, std::string_view bytes, Clock::time_point n
                        " bytes; it was dropped");
         settle();
     };
+    // [lab:lines]
     std::size_t used = 0;
     while (used < bytes.size()) {
         if (!s.open_) return bytes.size();  // quit or cut off: the rest means nothing
@@ -373,6 +376,7 @@ std::size_t Hub::process(Session& s, std::string_view bytes, Clock::time_point n
         used += nl + 1;
     }
     return used;
+    // [/lab:lines]
 }
 
 void Hub::check_held(Session& s) {

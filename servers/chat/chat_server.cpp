@@ -475,6 +475,7 @@ void Conn::send(std::string_view bytes) {
 }
 
 void Conn::flush() {
+    // [lab:flush]
     dirty_ = false;
     if (state_ != State::open && state_ != State::flushing) return;
     if (bufferevent_get_enabled(bev_) & EV_WRITE) return;  // libevent has a backlog going
@@ -494,6 +495,7 @@ void Conn::flush() {
     } else if (state_ == State::flushing) {
         begin_drain();
     }
+    // [/lab:flush]
 }
 
 void Conn::readable() {
