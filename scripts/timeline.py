@@ -177,7 +177,7 @@ def classify(c):
 
 for c in calls:
     c["class"], c["eagain"] = classify(c)
-    mm = re.match(r"^(\d+)", c["args"])
+    mm = re.match(r"^(\d+)(?:,|$)", c["args"])
     c["fd"] = int(mm.group(1)) if mm and c["name"] not in WAIT_CALLS else None
 
 # Descriptor of each client on the server: accept's peer port (strace decodes sockaddr).
@@ -203,11 +203,15 @@ requests.sort(key=lambda r: (r["client"], r["n"]))
 for r in requests:
     ts = r["send_s"]
     served = []
-    for i, c in enumerate(calls):
-        if c["class"] == "wait" and c["start_abs"] <= ts <= c["start_abs"] + c["dur_s"]:
-            served.append(i)
     fdt = fd_of_port.get(r["port"])
     r["server_fd"] = fdt[0] if fdt else None
+    for i, c in enumerate(calls):
+        # a readiness/completion wait (no descriptor), or a blocking call on this client's
+        if c["class"] == "wait" and \
+                (c["name"] in WAIT_CALLS or c["name"] == "io_uring_enter" or
+                 (fdt and c["fd"] == fdt[0] and c["name"] in BLOCKABLE)) and \
+                c["start_abs"] <= ts <= c["start_abs"] + c["dur_s"]:
+            served.append(i)
     if fdt:
         got = 0
         for i, c in enumerate(calls):
@@ -241,6 +245,8 @@ for r in requests:
 for ln in lanes[:len(tids)]:
     ln["counts"] = {"wait": 0, "copy": 0, "other": 0, "eagain": 0}
 for c in calls:
+    if c["start_s"] + c["dur_s"] < 0:
+        continue  # start-up: not counted
     ln = lanes[c["lane"]]
     ln["counts"][c["class"]] += 1
     ln["counts"]["eagain"] += c["eagain"]
@@ -272,8 +278,10 @@ doc = {"server": name, "command": [os.path.basename(prog), "--port", "0", *extra
        "workload": {"clients": CLIENTS, "echoes_each": ECHOES, "bytes": SIZE,
                     "slow_client": SLOW, "slow_gap_s": SLOW_GAP},
        "lanes": lanes, "calls": out_calls, "requests": requests, "signals": signals,
-       "totals": {k: sum(1 for c in calls if c["class"] == k) for k in ("wait", "copy", "other")}
-       | {"eagain": sum(c["eagain"] for c in calls), "calls": len(calls),
+       "totals": {k: sum(1 for c in calls if c["class"] == k and c["start_s"] + c["dur_s"] >= 0)
+                  for k in ("wait", "copy", "other")}
+       | {"eagain": sum(c["eagain"] for c in calls if c["start_s"] + c["dur_s"] >= 0),
+          "calls": len(calls),
           "drawn": len(keep), "cut": cut, "startup": startup}}
 with open(os.path.join(outdir, name + ".json"), "w") as f:
     json.dump(doc, f, indent=1)

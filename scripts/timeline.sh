@@ -28,7 +28,8 @@
 #   OUT/SERVER.json  the same data (format E in the project's coordination
 #                    notes): server, lanes (name, kind, counts per class),
 #                    calls (lane, name, start_s, dur_s, class, ret, args, fd,
-#                    eagain, drawn), requests (client, send_s, recv_s,
+#                    eagain, drawn; start_s < 0: start-up, not drawn or counted),
+#                    requests (client, send_s, recv_s,
 #                    served_by = indices into calls), signals, totals.
 #   OUT/index.html   every SERVER.svg of this run, one under the other, inline
 #                    (no external file), for reading side by side.
