@@ -398,7 +398,12 @@ void start_stream(const Call& c, uint64_t n, uint64_t chunk, bool chunked) {
         return c.s.end_request();
     }
     evhttp_send_reply_start(c.req, 200, "OK");
-    auto stream = std::make_unique<Stream>(n, chunk, chunked);
+    // evhttp frames chunks only when it chose chunked encoding (an HTTP/1.1
+    // client); an HTTP/1.0 client gets the body bare, ended by the close. The
+    // Stream frames small chunks itself, so it must know what evhttp chose.
+    const bool framed = chunked && evhttp_find_header(evhttp_request_get_output_headers(c.req),
+                                                      "Transfer-Encoding") != nullptr;
+    auto stream = std::make_unique<Stream>(n, chunk, framed);
     stream->server = &c.s;
     stream->conn = c.conn;
     stream->req = c.req;

@@ -311,6 +311,32 @@ TEST_CASE("http-testd: a client that half-closes after its request gets the whol
 
 // ---- framing --------------------------------------------------------------------
 
+// HTTP/1.0 has no chunked encoding: /chunked/N must reach an HTTP/1.0 client
+// as the bare N bytes, ended by the close. Chunks under 1 KiB took a path that
+// framed them itself and put chunk-size lines into the HTTP/1.0 body (3,174
+// bytes for /chunked/3000?chunk=100).
+TEST_CASE("http-testd: an HTTP/1.0 client gets /chunked/N unframed", "[http][integration]") {
+    Testd t;
+    for (const char* path : {"/chunked/3000?chunk=100", "/chunked/10?chunk=4",
+                             "/chunked/200000?chunk=7", "/chunked/100000"}) {
+        INFO(path);
+        RawReply r = raw_exchange(t.proc.port(), std::string("GET ") + path + " HTTP/1.0\r\n\r\n");
+        REQUIRE(r.closed);
+        const std::size_t head_end = r.bytes.find("\r\n\r\n");
+        REQUIRE(head_end != std::string::npos);
+        const std::string head = r.bytes.substr(0, head_end);
+        CHECK(head.find("Transfer-Encoding") == std::string::npos);
+        const std::string body = r.bytes.substr(head_end + 4);
+        const std::string_view p(path);
+        const std::string num(p.substr(
+            9, p.find('?') == std::string_view::npos ? std::string_view::npos : p.find('?') - 9));
+        const std::size_t n = std::stoul(num);
+        CHECK(body.size() == n);
+        CHECK(body == testd_pattern(n));
+    }
+    REQUIRE(t.proc.stop(SIGTERM, 10s) == 0);
+}
+
 TEST_CASE("http-testd refuses ambiguous framing and answers nothing smuggled behind it",
           "[http][integration]") {
     Testd t;
