@@ -379,7 +379,7 @@ for r in requests:
     y = TOP + r["lane"] * LANE_H
     x1, x2 = X(r["send_s"]), X(r["recv_s"])
     o.append(f'<rect x="{x1:.1f}" y="{y + 6}" width="{max(1.5, x2 - x1):.1f}" height="{LANE_H - 12}" '
-             f'fill="{COL["client"]}"><title>client {r["client"]} echo {r["n"]}: sent at '
+             f'fill="{COL["client"]}" stroke="#fff" stroke-width="0.8"><title>client {r["client"]} echo {r["n"]}: sent at '
              f'{r["send_s"] * 1000:.3f} ms, echo back after {(r["recv_s"] - r["send_s"]) * 1e6:.0f} us; '
              f'server fd {r["server_fd"]}</title></rect>')
     for i in r["served_by"]:
