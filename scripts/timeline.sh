@@ -31,8 +31,8 @@
 #                    eagain, drawn; start_s < 0: start-up, not drawn or counted),
 #                    requests (client, send_s, recv_s,
 #                    served_by = indices into calls), signals, totals.
-#   OUT/index.html   every SERVER.svg of this run, one under the other, inline
-#                    (no external file), for reading side by side.
+#   OUT/index.html   every SERVER.svg of this run inline (no external file),
+#                    two to a row, for reading side by side.
 # Default OUT is DIR/timeline.
 #
 # Why strace: it sees every thread and every system call with its arguments,
@@ -86,11 +86,13 @@ if declare -F progress_done >/dev/null; then progress_done; fi
   echo '<!DOCTYPE html><html><head><meta charset="utf-8"><title>iolab timelines</title></head>'
   echo '<body style="font-family:sans-serif;margin:8px">'
   echo '<h1 style="font-size:18px">System calls of each I/O model for the same 12 echoes</h1>'
+  echo '<div style="display:grid;grid-template-columns:1fr 1fr;gap:8px">'
   for s in "${servers[@]}"; do
     echo "<div>"
-    cat "$out/$s.svg"
+    sed '1s/<svg /<svg style="width:100%;height:auto" /' "$out/$s.svg"
     echo "</div>"
   done
+  echo '</div>'
   echo '</body></html>'
 } >"$out/index.html"
 echo "$SCRIPT: wrote $out/{$(IFS=,; echo "${servers[*]}")}.{svg,json} and $out/index.html"
