@@ -8,7 +8,7 @@ and OUTDIR/NAME.svg."""
 import bisect, html, json, os, re, signal, socket, subprocess, sys, tempfile, threading, time
 
 CLIENTS, ECHOES, SIZE, SLOW, SLOW_GAP = 3, 4, 32, 1, 0.15
-MAX_DRAWN = 700           # calls drawn per SVG at most; the rest are counted
+MAX_DRAWN = 400           # calls drawn per SVG at most; the rest are counted
 BLOCKED_S = 0.001         # a read/accept longer than this was asleep (phase 1)
 
 WAIT_CALLS = {"select", "pselect6", "poll", "ppoll", "epoll_wait", "epoll_pwait", "epoll_pwait2",

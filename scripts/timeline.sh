@@ -23,7 +23,7 @@
 #                    descriptor is found from accept's peer port). Hover any box
 #                    for the call, arguments, return value and duration. Pauses
 #                    over 4 ms are drawn compressed with their real length; at
-#                    most 700 calls are drawn (EAGAIN retries are thinned
+#                    most 400 calls are drawn (EAGAIN retries are thinned
 #                    first), the title says how many were left out.
 #   OUT/SERVER.json  the same data (format E in the project's coordination
 #                    notes): server, lanes (name, kind, counts per class),
