@@ -2,8 +2,25 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 namespace iolab::chat {
+
+namespace {
+// The bucket holds one second's worth of lines, but at least one line: with
+// less than one token saved up, a slow rate (0.5 a second) would never let
+// a line through.
+double burst_of(double rate) {
+    return std::max(1.0, rate);
+}
+
+// "20", "0.5", "0.25": the rate as a person wrote it.
+std::string rate_text(double rate) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", rate);
+    return buf;
+}
+}  // namespace
 
 namespace {
 
@@ -266,7 +283,7 @@ Session* Hub::connect(Connection& conn, std::string peer, Clock::time_point now)
         return nullptr;
     }
     std::string nick = next_guest();
-    double burst = limits_.rate_limit;
+    double burst = burst_of(limits_.rate_limit);
     auto owned =
         std::make_unique<Session>(conn, std::move(peer), nick, limits_.max_line, now, burst);
     Session& s = *owned;
@@ -339,11 +356,12 @@ Clock::time_point Hub::resume_at(const Session& s) const {
 void Hub::refill(Session& s, Clock::time_point now) {
     if (limits_.rate_limit == 0 || now <= s.refilled_) return;
     const double rate = limits_.rate_limit;
+    const double burst = burst_of(rate);
     const double elapsed = std::chrono::duration<double>(now - s.refilled_).count();
     s.refilled_ = now;
-    s.tokens_ = std::min(rate, s.tokens_ + elapsed * rate);
+    s.tokens_ = std::min(burst, s.tokens_ + elapsed * rate);
     // A full bucket means a calm client: the next hold is news again.
-    if (s.tokens_ >= rate) s.throttled_ = false;
+    if (s.tokens_ >= burst) s.throttled_ = false;
 }
 
 std::size_t Hub::process(Session& s, std::string_view bytes, Clock::time_point now) {
@@ -390,7 +408,7 @@ void Hub::check_held(Session& s) {
             " bytes of input waiting (more than " + limit + ")");
         end(s,
             "error: disconnected: flooding (more than " + limit +
-                " bytes of your input waiting at " + std::to_string(limits_.rate_limit) +
+                " bytes of your input waiting at " + rate_text(limits_.rate_limit) +
                 " lines per second)",
             "flooding", true);
         std::string().swap(s.inbox_);
@@ -401,7 +419,7 @@ void Hub::check_held(Session& s) {
     if (!s.throttled_) {
         s.throttled_ = true;
         ++stats_.delayed;
-        deliver(s, "*** flood control: more than " + std::to_string(limits_.rate_limit) +
+        deliver(s, "*** flood control: more than " + rate_text(limits_.rate_limit) +
                        " lines per second; your next lines are delayed, not dropped");
         settle();
     }
@@ -556,7 +574,7 @@ void Hub::cmd_help(Session& s) {
     for (auto l : lines)
         deliver(s, l);
     std::string lim = "*** limits: lines up to " + std::to_string(limits_.max_line) + " bytes";
-    if (limits_.rate_limit) lim += ", " + std::to_string(limits_.rate_limit) + " lines per second";
+    if (limits_.rate_limit) lim += ", " + rate_text(limits_.rate_limit) + " lines per second";
     if (limits_.idle_timeout)
         lim += ", disconnect after " + std::to_string(limits_.idle_timeout) + " s idle";
     lim += ", " + std::to_string(limits_.max_queue) + " bytes of unread output";

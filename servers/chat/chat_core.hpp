@@ -39,9 +39,10 @@ using Clock = std::chrono::steady_clock;
 struct Limits {
     std::size_t max_line = 4096;         // bytes per input line
     std::size_t max_queue = 256 * 1024;  // output bytes queued for one client
-    // Flood control: lines per second per client (burst: one second's worth);
-    // 0 = off. Lines past the rate are delayed, never dropped.
-    unsigned rate_limit = 20;
+    // Flood control: lines per second per client, a real number (0.5 = one
+    // line every 2 s); burst: one second's worth, at least one line. 0 = off.
+    // Lines past the rate are delayed, never dropped.
+    double rate_limit = 20;
     // Input received (the kernel's share, Connection::unread, plus ours) and
     // not yet processed, for a client held back by flood control.
     std::size_t max_input = 256 * 1024;

@@ -667,9 +667,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
         ->capture_default_str();
     app.add_option("--rate-limit", limits.rate_limit,
-                   "Lines per second per client (flood control: faster lines are delayed, not "
-                   "dropped); 0 turns it off")
-        ->check(CLI::Range(0u, 1000000u))
+                   "Lines per second per client, a real number (0.5 = one line every 2 s; "
+                   "flood control: faster lines are delayed, not dropped); 0 turns it off")
+        ->check(CLI::Range(0.0, 1000000.0))
         ->capture_default_str();
     app.add_option("--max-input", limits.max_input,
                    "Bytes of input (ours plus the kernel's) a client held back by flood control "

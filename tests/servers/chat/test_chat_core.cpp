@@ -598,3 +598,33 @@ TEST_CASE("chat core: join/leave notices stop above notices_max", "[chat][unit]"
     w.say(*w.clients[4], "/nick eve\n");  // nick changes are always told
     CHECK(a.conn.take() == std::vector<std::string>{"*** guest5 is now known as eve"});
 }
+
+TEST_CASE("chat core: a fractional rate lets one line through every 1/rate seconds",
+          "[chat][unit]") {
+    // 0.5 lines a second: one line every 2 s. The bucket holds at least one
+    // token (with 0.5 it would never reach one), and nothing is dropped.
+    Limits l;
+    l.rate_limit = 0.5;
+    World w(l);
+    Client& a = w.connect();
+    Client& b = w.connect();
+    w.drain();
+    w.say(a, "one\ntwo\nthree\n");
+    CHECK(b.conn.take() == std::vector<std::string>{"<guest1> one"});
+    CHECK(a.session->held());
+    const auto t0 = w.now;
+    for (const char* line : {"<guest1> two", "<guest1> three"}) {
+        const auto at = w.hub->resume_at(*a.session);
+        CHECK(at - w.now > 1999ms);
+        CHECK(at - w.now < 2001ms);
+        w.now = at - 1ms;  // just before: still held, nothing new
+        w.hub->resume(*a.session, w.now);
+        CHECK(b.conn.take().empty());
+        w.now = at;
+        w.hub->resume(*a.session, w.now);
+        CHECK(b.conn.take() == std::vector<std::string>{line});
+    }
+    CHECK(w.now - t0 > 3998ms);
+    CHECK_FALSE(a.session->held());
+    CHECK(a.session->open());
+}
