@@ -40,6 +40,11 @@
 #   pin CPU CMD...            run CMD on CPU with taskset when available
 #   wait_for_line FILE REGEX SECONDS [PID]
 #   rss_kb PID                resident set of PID in KiB (0 when gone)
+#   progress I N "what"       show "[I/N] what (elapsed Ns)" on stderr, rewriting
+#                             one line; only when stderr is a terminal and
+#                             IOLAB_PROGRESS is not 0 (elapsed: since the script
+#                             started)
+#   progress_done             end the progress line (no-op when none is shown)
 #
 # At exit (normal, die, Ctrl-C or SIGTERM) every registered pid still running
 # gets SIGTERM, then SIGKILL after 5 s; then the at_exit commands run; then the
@@ -59,6 +64,8 @@ LIB_SHIFT=0
 LIB_PIDS=()
 LIB_EXIT_CMDS=()
 LIB_TMP=$(mktemp -d "/tmp/iolab-$SCRIPT.XXXXXX")
+LIB_START_S=$EPOCHSECONDS
+LIB_PROGRESS_SHOWN=0
 
 # ---- messages and exits ------------------------------------------------------
 
@@ -71,16 +78,19 @@ usage() {
 }
 
 die() {
+  progress_done
   echo "$SCRIPT: $*" >&2
   exit 1
 }
 
 usage_error() {
+  progress_done
   echo "$SCRIPT: $*" >&2
   exit 2
 }
 
 cannot_run() {
+  progress_done
   echo "$SCRIPT: $*" >&2
   exit 4
 }
@@ -255,6 +265,25 @@ rss_kb() {
   awk '/^VmRSS:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
+# ---- progress on stderr (format D) -------------------------------------------
+
+# progress I N "what": step I of N has begun. The line is rewritten in place
+# (carriage return, clear to end of line), so a terminal shows one line that
+# moves on; nothing at all is written when stderr is not a terminal (a log, a
+# pipe, ctest) or when IOLAB_PROGRESS=0.
+progress() {
+  [[ "${IOLAB_PROGRESS:-1}" != 0 && -t 2 ]] || return 0
+  printf '\r\033[K[%s/%s] %s (elapsed %ss)' "$1" "$2" "$3" "$((EPOCHSECONDS - LIB_START_S))" >&2
+  LIB_PROGRESS_SHOWN=1
+}
+
+# Ends the progress line so that what follows starts on a line of its own.
+progress_done() {
+  ((LIB_PROGRESS_SHOWN)) || return 0
+  printf '\n' >&2
+  LIB_PROGRESS_SHOWN=0
+}
+
 # ---- scratch space and exit --------------------------------------------------
 
 # A fresh directory inside this run's temporary area, which goes at exit;
@@ -271,6 +300,7 @@ lib_cleanup() {
   local rc=$? p i alive
   trap - EXIT INT TERM
   set +e # clean up as much as possible, whatever fails
+  progress_done
   if ((${#LIB_PIDS[@]})); then
     for p in "${LIB_PIDS[@]}"; do
       lib_alive "$p" && kill -TERM "$p" 2>/dev/null
