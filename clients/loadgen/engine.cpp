@@ -25,6 +25,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,8 +35,11 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
+#include <sstream>
 
 #include "clients/loadgen/http_reply.hpp"
 #include "clients/loadgen/plan.hpp"
@@ -48,6 +52,60 @@ uint64_t now_ns() noexcept {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+ProcessUsage process_usage(int pid) {
+    ProcessUsage u;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return u;
+    // The command name is in parentheses and may hold spaces: count fields
+    // from the last ')'. Then: state(3) ... utime(14) stime(15).
+    const std::size_t paren = line.rfind(')');
+    if (paren == std::string::npos) return u;
+    std::istringstream rest(line.substr(paren + 1));
+    std::string field;
+    uint64_t utime = 0, stime = 0;
+    for (int k = 3; k <= 15 && rest >> field; ++k) {
+        if (k == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+        if (k == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+    }
+    const long hz = ::sysconf(_SC_CLK_TCK);
+    u.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(hz > 0 ? hz : 100);
+    // Switches are counted per thread: add up the threads alive now.
+    std::error_code ec;
+    for (const auto& t :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+        std::ifstream st(t.path() / "status");
+        std::string l;
+        while (std::getline(st, l)) {
+            if (l.rfind("voluntary_ctxt_switches:", 0) == 0)
+                u.vcsw += std::strtoull(l.c_str() + 24, nullptr, 10);
+            else if (l.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+                u.ivcsw += std::strtoull(l.c_str() + 27, nullptr, 10);
+        }
+    }
+    u.ok = true;
+    return u;
+}
+
+namespace {
+
+// This thread's CPU time and context switches so far.
+struct ThreadUsage {
+    uint64_t cpu_ns = 0, vcsw = 0, ivcsw = 0;
+};
+ThreadUsage thread_usage() noexcept {
+    rusage ru{};
+    ::getrusage(RUSAGE_THREAD, &ru);
+    auto ns = [](const timeval& tv) {
+        return static_cast<uint64_t>(tv.tv_sec) * 1'000'000'000u +
+               static_cast<uint64_t>(tv.tv_usec) * 1000u;
+    };
+    return {ns(ru.ru_utime) + ns(ru.ru_stime), static_cast<uint64_t>(ru.ru_nvcsw),
+            static_cast<uint64_t>(ru.ru_nivcsw)};
+}
+
+}  // namespace
 
 const char* error_kind_name(ErrorKind k) noexcept {
     switch (k) {
@@ -111,6 +169,9 @@ void Counts::add(const Counts& o) {
     connect_failures += o.connect_failures;
     reconnects += o.reconnects;
     max_open += o.max_open;
+    client_cpu_ns += o.client_cpu_ns;
+    client_vcsw += o.client_vcsw;
+    client_ivcsw += o.client_ivcsw;
 }
 
 uint64_t Results::error_total() const {
@@ -357,6 +418,7 @@ class Worker {
     uint64_t cursor_ = 0;
     uint64_t measure_from_ = 0;  // end of --warmup
     bool warm_ = true;
+    ThreadUsage usage_at_start_;  // at the start of the measured window
 
     // live
     mutable std::mutex live_mu_;
@@ -736,8 +798,10 @@ void Worker::run(uint64_t start) {
     next_publish_ = start + 1'000'000'000;
     measure_from_ = start + static_cast<uint64_t>(opts_.warmup_s * 1e9);
     warm_ = opts_.warmup_s <= 0;
+    const uint64_t spin_ns = static_cast<uint64_t>(opts_.busy_poll_us * 1e3);
     std::array<epoll_event, 256> events;
     uint64_t now = now_ns();
+    usage_at_start_ = thread_usage();
     while (!done(now)) {
         if (!warm_ && now >= measure_from_) {
             // Warm-up over: what came before (connection setup, caches, the
@@ -747,20 +811,41 @@ void Worker::run(uint64_t start) {
             fig_.requests = fig_.bytes_in = fig_.bytes_out = 0;
             fig_.latency.clear();
             fig_.uncorrected.clear();
+            usage_at_start_ = thread_usage();
         }
         run_timers(now);
         if (opts_.live && now >= next_publish_) publish(now);
         if (done(now)) break;
-        const int64_t wait = next_wait(now);
-        timespec ts{};
-        timespec* tsp = nullptr;
-        if (wait >= 0) {
-            ts.tv_sec = wait / 1'000'000'000;
-            ts.tv_nsec = wait % 1'000'000'000;
-            tsp = &ts;
+        int64_t wait = next_wait(now);
+        int n = 0;
+        // [lab:spin]
+        // Spin, then block: look for events without sleeping (timeout 0) for
+        // up to --busy-poll, and only then sleep in epoll_wait. A reply that
+        // arrives while the thread is still on its CPU wakes nobody: the
+        // sender's kernel finds no sleeper to wake (no try_to_wake_up, no
+        // context switch on either side).
+        if (spin_ns > 0 && wait != 0) {
+            const uint64_t until =
+                now + (wait > 0 ? std::min(spin_ns, static_cast<uint64_t>(wait)) : spin_ns);
+            const timespec zero{};
+            do {
+                n = ::epoll_pwait2(ep_.get(), events.data(), static_cast<int>(events.size()), &zero,
+                                   nullptr);
+            } while (n == 0 && now_ns() < until);
+            if (n == 0) wait = next_wait(now_ns());
         }
-        const int n =
-            ::epoll_pwait2(ep_.get(), events.data(), static_cast<int>(events.size()), tsp, nullptr);
+        if (n == 0) {
+            timespec ts{};
+            timespec* tsp = nullptr;
+            if (wait >= 0) {
+                ts.tv_sec = wait / 1'000'000'000;
+                ts.tv_nsec = wait % 1'000'000'000;
+                tsp = &ts;
+            }
+            n = ::epoll_pwait2(ep_.get(), events.data(), static_cast<int>(events.size()), tsp,
+                               nullptr);
+        }
+        // [/lab:spin]
         if (n < 0 && errno != EINTR) {
             count_error(ErrorKind::read, errno);  // epoll itself failed: stop this worker
             break;
@@ -774,6 +859,10 @@ void Worker::run(uint64_t start) {
         }
         now = now_ns();
     }
+    const ThreadUsage used = thread_usage();
+    fig_.client_cpu_ns = used.cpu_ns - usage_at_start_.cpu_ns;
+    fig_.client_vcsw = used.vcsw - usage_at_start_.vcsw;
+    fig_.client_ivcsw = used.ivcsw - usage_at_start_.ivcsw;
     fig_.finished_at = std::min(now, end_ ? std::max(end_, start_) : now);
     if (opts_.live) publish(now);
     for (Conn& c : conns_)

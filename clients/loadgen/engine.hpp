@@ -47,6 +47,12 @@ struct Counts {
     uint64_t connect_failures = 0;  // handshakes that failed
     uint64_t reconnects = 0;        // connections opened again after a close or failure
     uint64_t max_open = 0;          // the most connections open at once (sum of threads)
+    // What the workers themselves cost over the measured window (getrusage
+    // RUSAGE_THREAD of each worker thread, summed): CPU time and how often
+    // they gave up the CPU (voluntary: blocked in epoll_wait) or lost it.
+    uint64_t client_cpu_ns = 0;
+    uint64_t client_vcsw = 0;
+    uint64_t client_ivcsw = 0;
     void add(const Counts& o);
 };
 
@@ -59,6 +65,12 @@ struct Results : Counts {
     // (kind name, code) -> (text, count)
     std::map<std::pair<std::string, int>, std::pair<std::string, uint64_t>> errors;
     std::map<int, uint64_t> status;  // http status codes
+    // --server-pid: what the server spent over the measured window (all its
+    // threads): /proc/PID/stat utime + stime, /proc/PID/task/*/status switches.
+    int server_pid = 0;  // 0: not measured
+    double server_cpu_s = 0;
+    uint64_t server_vcsw = 0;
+    uint64_t server_ivcsw = 0;
     [[nodiscard]] uint64_t error_total() const;
 };
 
@@ -115,6 +127,8 @@ class Engine {
     Results join();
     // The sum of the workers' latest snapshots.
     LiveSnapshot live() const;
+    // The instant the run started (valid after start()).
+    [[nodiscard]] uint64_t started_at() const noexcept { return start_ns_; }
 
   private:
     const Options& opts_;
@@ -127,5 +141,15 @@ class Engine {
 
 // CLOCK_MONOTONIC in ns.
 uint64_t now_ns() noexcept;
+
+// A process's CPU time (all its threads) and context switches, read from
+// /proc/PID/stat and /proc/PID/task/*/status. ok false when the process is gone.
+struct ProcessUsage {
+    bool ok = false;
+    double cpu_s = 0;  // utime + stime, in clock ticks' resolution
+    uint64_t vcsw = 0;
+    uint64_t ivcsw = 0;
+};
+ProcessUsage process_usage(int pid);
 
 }  // namespace loadgen

@@ -54,6 +54,70 @@ void write_json(const std::string& path, const nlohmann::json& j) {
     if (!f) throw std::runtime_error("write " + path + " failed");
 }
 
+void write_text(const std::string& path, const std::string& text) {
+    std::ofstream f(path);
+    if (!f) throw std::runtime_error("cannot write " + path);
+    f << text;
+    if (!f) throw std::runtime_error("write " + path + " failed");
+}
+
+// The files a run writes besides the summary: --json and --hdr-log.
+void write_outputs(const Options& o, const Results& r) {
+    if (!o.json_path.empty()) write_json(o.json_path, to_json(o, r));
+    if (!o.hdr_log_path.empty()) write_text(o.hdr_log_path, hgrm_text(r.latency));
+}
+
+// --server-pid: the server's CPU time and switches from the start of the
+// measured window (taken on time by the waiting loop) to its end.
+class ServerWindow {
+  public:
+    explicit ServerWindow(int pid) : pid_(pid) {}
+    // Takes the first reading once `now` has reached `from` (monotonic ns).
+    void maybe_begin(uint64_t now, uint64_t from) {
+        if (pid_ <= 0 || begun_ || now < from) return;
+        first_ = process_usage(pid_);
+        begun_ = true;
+    }
+    // Takes the last reading once `now` has reached `to` (0: at the finish).
+    void maybe_end(uint64_t now, uint64_t to) {
+        if (pid_ <= 0 || !begun_ || ended_ || to == 0 || now < to) return;
+        last_ = process_usage(pid_);
+        ended_ = true;
+    }
+    // How long the waiting loop may sleep before the next reading is due.
+    [[nodiscard]] uint64_t sleep_ns(uint64_t now, uint64_t from, uint64_t to, uint64_t dflt) const {
+        if (pid_ <= 0) return dflt;
+        uint64_t next = 0;
+        if (!begun_)
+            next = from;
+        else if (!ended_ && to != 0)
+            next = to;
+        else
+            return dflt;
+        return next <= now ? 0 : std::min(dflt, next - now);
+    }
+    void finish(Results& r) {
+        if (pid_ <= 0) return;
+        if (!ended_) last_ = process_usage(pid_);
+        if (!begun_ || !first_.ok || !last_.ok) {
+            iolab::log_line(fmt::format(
+                "loadgen: --server-pid {}: the process could not be read over the whole run "
+                "(gone?): no server figures",
+                pid_));
+            return;
+        }
+        r.server_pid = pid_;
+        r.server_cpu_s = last_.cpu_s - first_.cpu_s;
+        r.server_vcsw = last_.vcsw - first_.vcsw;
+        r.server_ivcsw = last_.ivcsw - first_.ivcsw;
+    }
+
+  private:
+    int pid_;
+    bool begun_ = false, ended_ = false;
+    ProcessUsage first_, last_;
+};
+
 void print(const std::string& text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
@@ -117,22 +181,36 @@ int run_load(Options& o, bool print_summary = true) {
     o.live = !o.quiet && ::isatty(STDERR_FILENO);
 
     Engine engine(o);
-    engine.start(start_instant(o));
+    ServerWindow server(o.server_pid);
+    const uint64_t asked = start_instant(o);
+    // With no warm-up and no later start the window opens now: read the
+    // server before the workers run.
+    if (o.warmup_s <= 0 && asked == 0) server.maybe_begin(1, 0);
+    engine.start(asked);
+    const uint64_t from = engine.started_at() + static_cast<uint64_t>(o.warmup_s * 1e9);
+    const uint64_t to =
+        o.duration_s > 0 ? engine.started_at() + static_cast<uint64_t>(o.duration_s * 1e9) : 0;
     {
         LiveLine live(now_ns());
         while (!engine.finished()) {
+            const uint64_t sleep = server.sleep_ns(now_ns(), from, to, 50'000'000);
+            const timespec ts{0, static_cast<long>(sleep)};
             pollfd pfd{stop.fd(), POLLIN, 0};
-            ::poll(&pfd, 1, 50);
+            ::ppoll(&pfd, 1, &ts, nullptr);
             if (stop.check()) {
                 engine.request_stop();
                 break;
             }
-            if (o.live) live.tick(engine, now_ns());
+            const uint64_t now = now_ns();
+            server.maybe_begin(now, from);
+            server.maybe_end(now, to);
+            if (o.live) live.tick(engine, now);
         }
     }
     Results r = engine.join();
+    server.finish(r);
     if (print_summary) print(summary_text(o, r));
-    if (!o.json_path.empty()) write_json(o.json_path, to_json(o, r));
+    write_outputs(o, r);
     const bool failed = r.error_total() > 0 || r.connect_failures > 0;
     return failed && !o.allow_errors ? 1 : 0;
 }
@@ -162,12 +240,14 @@ void merge_files(const std::vector<std::string>& files, Options& o, Results& r) 
     }
 }
 
-int run_merge(const std::vector<std::string>& files, const std::string& out, bool allow_errors) {
+int run_merge(const std::vector<std::string>& files, const std::string& out,
+              const std::string& hdr_out, bool allow_errors) {
     Options o;
     Results r;
     merge_files(files, o, r);
     print(summary_text(o, r));
     if (!out.empty()) write_json(out, to_json(o, r));
+    if (!hdr_out.empty()) write_text(hdr_out, hgrm_text(r.latency));
     return r.error_total() > 0 && !allow_errors ? 1 : 0;
 }
 
@@ -203,6 +283,8 @@ Options child_options(const Options& o, unsigned p, const std::string& json) {
     }
     c.threads = static_cast<unsigned>(std::min<uint64_t>(o.threads, c.connections));
     c.json_path = json;
+    c.hdr_log_path.clear();
+    c.server_pid = 0;  // the parent reads the server over the common window
     return c;
 }
 
@@ -226,6 +308,13 @@ int run_processes(Options& o) {
         }
     } cleanup{dir};
     iolab::StopSignals stop;
+    // The children start at start_at_unix: the server's window, on the
+    // monotonic clock, opens then (plus the warm-up) and closes -d later.
+    const uint64_t t0 =
+        now_ns() + static_cast<uint64_t>(std::max(0.0, o.start_at_unix - unix_now()) * 1e9);
+    const uint64_t from = t0 + static_cast<uint64_t>(o.warmup_s * 1e9);
+    const uint64_t to = o.duration_s > 0 ? t0 + static_cast<uint64_t>(o.duration_s * 1e9) : 0;
+    ServerWindow server(o.server_pid);
     std::vector<pid_t> pids;
     std::vector<std::string> files;
     for (unsigned p = 0; p < o.processes; ++p) {
@@ -253,8 +342,12 @@ int run_processes(Options& o) {
     int worst = 0;
     std::size_t left = pids.size();
     while (left > 0) {
+        const uint64_t sleep = server.sleep_ns(now_ns(), from, to, 50'000'000);
+        const timespec ts{0, static_cast<long>(sleep)};
         pollfd pfd{stop.fd(), POLLIN, 0};
-        ::poll(&pfd, 1, 50);
+        ::ppoll(&pfd, 1, &ts, nullptr);
+        server.maybe_begin(now_ns(), from);
+        server.maybe_end(now_ns(), to);
         if (stop.check())
             for (pid_t k : pids)
                 if (k > 0) ::kill(k, SIGTERM);
@@ -271,8 +364,12 @@ int run_processes(Options& o) {
     Options merged;
     Results r;
     merge_files(files, merged, r);
+    server.finish(r);
+    merged.busy_poll_us = o.busy_poll_us;
+    merged.json_path = o.json_path;
+    merged.hdr_log_path = o.hdr_log_path;
     print(summary_text(merged, r));
-    if (!o.json_path.empty()) write_json(o.json_path, to_json(merged, r));
+    write_outputs(merged, r);
     const bool failed = r.error_total() > 0 || r.connect_failures > 0 || worst != 0;
     return failed && !o.allow_errors ? 1 : 0;
 }
@@ -324,6 +421,16 @@ int main(int argc, char** argv) {
                    "prints and writes their merged report")
         ->capture_default_str();
     app.add_option("--json", o.json_path, "Write every figure and the histograms to FILE");
+    app.add_option("--hdr-log", o.hdr_log_path,
+                   "Write the latency histogram to FILE in HdrHistogram's percentile-distribution "
+                   "text format (.hgrm; values in milliseconds), for its plotter");
+    app.add_option("--busy-poll", o.busy_poll_us,
+                   "Microseconds a worker keeps looking for events (epoll_wait, timeout 0) "
+                   "before it sleeps; 0: sleep at once")
+        ->capture_default_str();
+    app.add_option("--server-pid", o.server_pid,
+                   "Also measure this process (all its threads) over the run: its CPU and "
+                   "context switches per request");
     app.add_flag("--allow-errors", o.allow_errors, "Exit 0 even when requests failed");
     app.add_flag("-q,--quiet", o.quiet, "No preflight or live line on stderr");
 
@@ -336,13 +443,15 @@ int main(int argc, char** argv) {
         "... [--json OUT.json]");
     merge->add_option("files", merge_paths, "Reports")->required()->check(CLI::ExistingFile);
     merge->add_option("--json", merge_out, "Write the merged report to FILE");
+    std::string merge_hdr;
+    merge->add_option("--hdr-log", merge_hdr, "Write the merged latency histogram as .hgrm");
     merge->add_flag("--allow-errors", merge_allow, "Exit 0 even when the runs had errors");
     app.require_subcommand(0, 1);
 
     IOLAB_PARSE(app, argc, argv);
     const bool threads_given = app.count("--threads") > 0;
     return iolab::guarded_main("loadgen", [&]() -> int {
-        if (merge->parsed()) return run_merge(merge_paths, merge_out, merge_allow);
+        if (merge->parsed()) return run_merge(merge_paths, merge_out, merge_hdr, merge_allow);
         try {
             o.mode = parse_mode(mode);
             if (o.processes > 1 && !threads_given) o.threads = 1;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -275,6 +276,12 @@ void resolve(Options& o) {
                     throw std::invalid_argument("source " + s.host() +
                                                 " is not of the target's address family");
     }
+    if (!(o.busy_poll_us >= 0 && o.busy_poll_us <= 100'000))
+        throw std::invalid_argument("--busy-poll must be 0..100000 us");
+    if (o.server_pid < 0) throw std::invalid_argument("--server-pid must be a process id");
+    if (o.server_pid > 0 && !std::filesystem::exists("/proc/" + std::to_string(o.server_pid)))
+        throw std::invalid_argument("--server-pid " + std::to_string(o.server_pid) +
+                                    ": no such process");
     o.start_at_unix = o.start_at.empty() ? 0 : parse_instant(o.start_at);
     if (o.processes == 0 || o.processes > 64)
         throw std::invalid_argument("--processes must be 1..64");

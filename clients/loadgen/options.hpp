@@ -25,6 +25,10 @@ struct Target {
     std::vector<std::string> requests;  // http: one GET per URL; raw: the --send bytes
 };
 
+// How long a worker looks for events without sleeping before it blocks in
+// epoll_wait (µs): chosen by measurement (clients/loadgen/README.md).
+inline constexpr double kDefaultBusyPollUs = 50;
+
 struct Options {
     // ---- as given on the command line (defaults shown by --help) ----
     Mode mode = Mode::echo;
@@ -48,6 +52,9 @@ struct Options {
     std::string start_at;       // wall-clock instant the run starts at ("" = now)
     unsigned processes = 1;     // fork this many loadgens and merge their reports
     std::string json_path;
+    double busy_poll_us = kDefaultBusyPollUs;  // spin this long before sleeping; 0: never spin
+    int server_pid = 0;                        // measure this process's CPU and switches
+    std::string hdr_log_path;                  // the latency histogram as HdrHistogram .hgrm
     bool allow_errors = false;
     bool quiet = false;
 

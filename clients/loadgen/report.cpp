@@ -105,6 +105,22 @@ std::string summary_text(const Options& o, const Results& r) {
     s += fmt::format("Transfer/sec: {}/s in, {}/s out\n",
                      format_bytes(static_cast<double>(r.bytes_in) / secs),
                      format_bytes(static_cast<double>(r.bytes_out) / secs));
+    {
+        const double reqs = r.requests > 0 ? static_cast<double>(r.requests) : 1;
+        s += fmt::format(
+            "Client: {:.2f}us CPU/request, context switches/request {:.3f} voluntary {:.3f} "
+            "involuntary (busy-poll {:g}us)\n",
+            static_cast<double>(r.client_cpu_ns) / 1e3 / reqs,
+            static_cast<double>(r.client_vcsw) / reqs, static_cast<double>(r.client_ivcsw) / reqs,
+            o.busy_poll_us);
+        if (r.server_pid > 0)
+            s += fmt::format(
+                "Server pid {}: {:.2f}us CPU/request, context switches/request {:.3f} voluntary "
+                "{:.3f} involuntary\n",
+                r.server_pid, r.server_cpu_s * 1e6 / reqs,
+                static_cast<double>(r.server_vcsw) / reqs,
+                static_cast<double>(r.server_ivcsw) / reqs);
+    }
     if (r.errors.empty()) {
         s += "Errors: 0\n";
     } else {
@@ -135,6 +151,54 @@ json histogram_json(const iolab::Histogram& h) {
     j["sum"] = h.sum();
     j["buckets"] = buckets;
     return j;
+}
+
+std::string hgrm_text(const iolab::Histogram& h, double unit_ratio, int decimals) {
+    std::string out = fmt::format("{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile",
+                                  "TotalCount", "1/(1-Percentile)");
+    const auto value = [&](double v) { return fmt::format("{:12.{}f}", v / unit_ratio, decimals); };
+    const uint64_t total = h.count();
+    if (total > 0) {
+        const auto& counts = h.counts();
+        std::size_t last = counts.size() - 1;
+        while (last > 0 && counts[last] == 0)
+            --last;
+        // Walk the buckets once while the level climbs: 0, 10, ..., 50, 55,
+        // ..., 75, 77.5, ... (5 steps per halving of what is left to 100), as
+        // HdrHistogram's percentile iterator reports.
+        std::size_t b = 0;
+        uint64_t below = 0;  // counts in the buckets before b
+        double level = 0;
+        for (int row = 0; row < 2000; ++row) {
+            const uint64_t rank = std::max<uint64_t>(
+                1, static_cast<uint64_t>(std::ceil(level / 100.0 * static_cast<double>(total))));
+            while (below + counts[b] < rank) {
+                below += counts[b];
+                ++b;
+            }
+            if (b >= last) break;
+            const double v =
+                std::clamp<double>(static_cast<double>(iolab::Histogram::bucket_mid(b)),
+                                   static_cast<double>(h.min()), static_cast<double>(h.max()));
+            const double frac = level / 100.0;
+            out += fmt::format("{} {:2.12f} {:10d} {:14.2f}\n", value(v), frac, below + counts[b],
+                               1.0 / (1.0 - frac));
+            const double halvings = std::floor(std::log2(100.0 / (100.0 - level)));
+            level += 100.0 / (5.0 * std::pow(2.0, halvings + 1));
+            if (level >= 100.0) break;
+        }
+    }
+    if (total > 0)
+        out += fmt::format("{} {:2.12f} {:10d}\n", value(static_cast<double>(h.max())), 1.0, total);
+    out += fmt::format("#[Mean    = {}, StdDeviation   = {}]\n", value(h.mean()), value(h.stdev()));
+    out += fmt::format("#[Max     = {}, Total count    = {:12d}]\n",
+                       value(static_cast<double>(h.max())), total);
+    // The layout in HdrHistogram's terms: 256 exact sub-buckets, then one
+    // bucket per octave up to 2^40.
+    out += fmt::format("#[Buckets = {:12d}, SubBuckets     = {:12d}]\n",
+                       iolab::Histogram::kMaxExponent - iolab::Histogram::kSubBits,
+                       iolab::Histogram::kLinear);
+    return out;
 }
 
 iolab::Histogram histogram_from_json(const json& j) {
@@ -207,6 +271,29 @@ json to_json(const Options& o, const Results& r) {
     j["connect_us"] = stats_json(r.connect);
     j["errors_total"] = r.error_total();
     j["errors"] = errors;
+    const double reqs = r.requests > 0 ? static_cast<double>(r.requests) : 1;
+    json client = json::object();
+    client["busy_poll_us"] = o.busy_poll_us;
+    client["cpu_s"] = static_cast<double>(r.client_cpu_ns) / 1e9;
+    client["voluntary_csw"] = r.client_vcsw;
+    client["involuntary_csw"] = r.client_ivcsw;
+    client["cpu_us_per_request"] = static_cast<double>(r.client_cpu_ns) / 1e3 / reqs;
+    client["voluntary_csw_per_request"] = static_cast<double>(r.client_vcsw) / reqs;
+    client["involuntary_csw_per_request"] = static_cast<double>(r.client_ivcsw) / reqs;
+    j["client"] = client;
+    if (r.server_pid > 0) {
+        json server = json::object();
+        server["pid"] = r.server_pid;
+        server["cpu_s"] = r.server_cpu_s;
+        server["voluntary_csw"] = r.server_vcsw;
+        server["involuntary_csw"] = r.server_ivcsw;
+        server["cpu_us_per_request"] = r.server_cpu_s * 1e6 / reqs;
+        server["voluntary_csw_per_request"] = static_cast<double>(r.server_vcsw) / reqs;
+        server["involuntary_csw_per_request"] = static_cast<double>(r.server_ivcsw) / reqs;
+        j["server"] = server;
+    } else {
+        j["server"] = nullptr;
+    }
     j["status_codes"] = status;
     json h = json::object();
     h["latency"] = histogram_json(r.latency);
@@ -253,6 +340,20 @@ void from_json(const json& j, Options& o, Results& r) {
     const json codes = need<json>(j, "status_codes");
     for (const auto& [code, n] : codes.items())
         r.status[std::stoi(code)] += n.get<uint64_t>();
+    if (j.contains("client") && j["client"].is_object()) {
+        const json& c = j["client"];
+        o.busy_poll_us = need<double>(c, "busy_poll_us");
+        r.client_cpu_ns = static_cast<uint64_t>(std::llround(need<double>(c, "cpu_s") * 1e9));
+        r.client_vcsw = need<uint64_t>(c, "voluntary_csw");
+        r.client_ivcsw = need<uint64_t>(c, "involuntary_csw");
+    }
+    if (j.contains("server") && j["server"].is_object()) {
+        const json& sv = j["server"];
+        r.server_pid = need<int>(sv, "pid");
+        r.server_cpu_s = need<double>(sv, "cpu_s");
+        r.server_vcsw = need<uint64_t>(sv, "voluntary_csw");
+        r.server_ivcsw = need<uint64_t>(sv, "involuntary_csw");
+    }
     const json& h = need<json>(j, "histograms");
     r.latency = histogram_from_json(need<json>(h, "latency"));
     r.uncorrected = histogram_from_json(need<json>(h, "latency_uncorrected"));
@@ -286,6 +387,20 @@ void merge_into(Options& info, Results& r, const Options& oi, const Results& o) 
     }
     for (const auto& [code, n] : o.status)
         r.status[code] += n;
+    // A server measured by several reports: the same process over the same
+    // window counts once (runs merged are simultaneous); different ones add up.
+    if (o.server_pid > 0) {
+        if (r.server_pid == 0 || r.server_pid != o.server_pid) {
+            r.server_cpu_s += o.server_cpu_s;
+            r.server_vcsw += o.server_vcsw;
+            r.server_ivcsw += o.server_ivcsw;
+        } else {
+            r.server_cpu_s = std::max(r.server_cpu_s, o.server_cpu_s);
+            r.server_vcsw = std::max(r.server_vcsw, o.server_vcsw);
+            r.server_ivcsw = std::max(r.server_ivcsw, o.server_ivcsw);
+        }
+        if (r.server_pid == 0) r.server_pid = o.server_pid;
+    }
 }
 
 }  // namespace loadgen

@@ -29,6 +29,14 @@ void from_json(const nlohmann::json& j, Options& o, Results& r);
 void merge_into(Options& o, Results& r, const Options& other_opts, const Results& other);
 
 nlohmann::json histogram_json(const iolab::Histogram& h);
+
+// The histogram as HdrHistogram's percentile-distribution text (.hgrm), the
+// format its plotter reads: a "Value Percentile TotalCount 1/(1-Percentile)"
+// table at percentiles that close in on 100 (5 steps per halving of the
+// distance left) and the #[Mean ...], #[Max ...], #[Buckets ...] footer.
+// Values are divided by `unit_ratio` (1e6: recorded ns shown as ms) and
+// printed with `decimals` digits.
+std::string hgrm_text(const iolab::Histogram& h, double unit_ratio = 1e6, int decimals = 6);
 iolab::Histogram histogram_from_json(const nlohmann::json& j);
 
 }  // namespace loadgen
