@@ -40,12 +40,21 @@ def esc(s):
 
 
 def fnum(v, digits=3):
-    """A number as a short, exact-enough string (also used in data-*)."""
+    """A number for people: whole numbers as such, 1000 and over rounded with
+    thousands separators, smaller ones with up to `digits` decimals."""
     if v is None:
         return ""
-    if float(v).is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+    if abs(v) >= 1000 or float(v).is_integer():
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def fattr(v):
+    """A number for a data-* attribute: plain, exact to 6 decimals."""
+    if v is None:
+        return ""
+    r = round(float(v), 6)
+    return str(int(r)) if r.is_integer() else repr(r)
 
 
 def read_csv(path):
@@ -117,10 +126,10 @@ def nice_ticks(lo, hi, n=5):
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     t = math.floor(lo / step) * step
-    out = []
-    while t <= hi + step * 1e-9:
-        out.append(round(t, 10))
+    out = [round(t, 10)]
+    while out[-1] < hi - step * 1e-9:  # the last tick at or above hi
         t += step
+        out.append(round(t, 10))
     return out
 
 
@@ -138,7 +147,7 @@ def chart(cid, title, series, xlabel, ylabel, xlog=False, ylog=False, categories
           unit=""):
     """series: [{name, dash, points: [{x, y, lo, hi, label}]}]. categories: the
     x values in order, drawn evenly spaced (then x is looked up in it)."""
-    W, H, L, R, T, B = 760, 380, 78, 190, 34, 52
+    W, H, L, R, T, B = 580, 340, 70, 150, 20, 46
     pw, ph = W - L - R, H - T - B
     pts = [p for s in series for p in s["points"] if p["y"] is not None]
     if not pts:
@@ -213,10 +222,10 @@ def chart(cid, title, series, xlabel, ylabel, xlog=False, ylog=False, categories
                          f'stroke="{color}" class="bar"/>')
                 spread = f'; repeats from {fnum(p["lo"])} to {fnum(p["hi"])}'
             tip = f'{s["name"]}: {p.get("label") or xlabel + " " + fnum(p["x"])} → {fnum(p["y"])}{unit}{spread}'
-            attrs = (f'class="pt" data-series="{esc(s["name"])}" data-x="{fnum(p["x"], 6)}" '
-                     f'data-y="{fnum(p["y"], 6)}"')
+            attrs = (f'class="pt" data-series="{esc(s["name"])}" data-x="{fattr(p["x"])}" '
+                     f'data-y="{fattr(p["y"])}"')
             if p.get("lo") is not None:
-                attrs += f' data-lo="{fnum(p["lo"], 6)}" data-hi="{fnum(p["hi"], 6)}"'
+                attrs += f' data-lo="{fattr(p["lo"])}" data-hi="{fattr(p["hi"])}"'
             o.append(f'<circle {attrs} cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">'
                      f'<title>{esc(tip)}</title></circle>')
     o.append("</svg>")
@@ -452,16 +461,18 @@ CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1240px;
 padding:16px 24px 48px;color:#222;background:#fafafa}
 h1{font-size:26px;margin:8px 0 4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
-h3{font-size:15px;margin:18px 0 4px}
+h3{font-size:14px;margin:14px 0 4px;max-width:580px}
+section h2{margin-top:14px}
 section{background:#fff;border:1px solid #e4e4e4;border-radius:6px;padding:4px 18px 14px;margin:18px 0}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
-.chart{display:inline-block;vertical-align:top;margin:4px 10px 10px 0}
+th{background:#f2f2f2}
+#machine td{text-align:left}td:first-child,th:first-child{text-align:left}
+.chart{display:inline-block;vertical-align:top;margin:4px 14px 10px 0;width:580px}
 svg.plot{max-width:100%;height:auto;background:#fff}
 .frame{fill:#fff;stroke:#999}.grid{stroke:#eee}.tick{font-size:11px;fill:#555}.axis{font-size:12px;fill:#333}
 .legend{font-size:12px;fill:#222}.bar{stroke-width:1.2;opacity:.55}
 circle.pt{cursor:pointer;stroke:#fff;stroke-width:1}circle.pt:hover,circle.pt.on{r:7;stroke:#000}
-.readout{font-size:13px;color:#333;min-height:1.3em;margin:2px 0 0 78px}
+.readout{font-size:13px;color:#333;min-height:2.6em;margin:2px 0 0 70px;max-width:500px}
 .verdict{padding:8px 12px;border-radius:4px;font-weight:600}
 .verdict.noisy{background:#fde2e1;border:1px solid #e0a19e}.verdict.quiet{background:#e2f4e4;border:1px solid #9fd1a6}
 .verdict.unknown{background:#fff4d6;border:1px solid #e4c66e}
