@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
-# bench-loadgen.sh — is loadgen at least 1.05 times as fast as wrk against nginx?
+# bench-loadgen.sh — does loadgen drive nginx at least as well as wrk, without
+# costing the server more?
 #
 # Starts nginx on loopback (one worker, pinned to --nginx-cpu; its own prefix,
 # pid, logs and files in a scratch directory; a free port) serving two
 # workloads: a 1 KiB static file read from disk (sendfile, ETag and
 # Last-Modified headers) and its `return 200` location. For each workload at
-# each connection count (a row), wrk and loadgen take turns, each with one
-# thread pinned to --client-cpu, --runs times --duration seconds. Prints every
-# run, then per row the median requests/s of each tool and the ratio
-# loadgen / wrk. Goal: >= 1.05 on every row. Default time: 4 rows x 2 tools x
-# 5 runs x 5 s = 200 s, plus start-up.
-#
-# Each run's client CPU (user + system seconds of the tool, from bash's
-# `time`) is divided by its requests: the client's CPU µs per request, median
-# per row. When nginx is the bottleneck (the static file: its worker at 100%
-# of its CPU whichever tool drives it) requests/s can only tie; the CPU a
-# generator spends per request is then what tells the two apart.
+# each connection count (a row), wrk, h2load (--h1) and loadgen take turns,
+# each with one thread pinned to --client-cpu, --runs times --duration
+# seconds. Per run and per tool it measures:
+#   req/s         the tool's own figure
+#   srv us/req    nginx's worker CPU (utime + stime from /proc/PID/stat, from
+#                 before the tool starts to after it exits) / requests done
+#   cli us/req    the tool's CPU (getrusage of the finished child) / requests
+#   csw/req       the tool's voluntary context switches / requests: how often
+#                 it went to sleep waiting, and so how often nginx had to wake it
+# and prints the medians per row. Goals, per row (wrk is the reference, h2load
+# a second anchor shown for comparison):
+#   1. nginx's CPU per request under loadgen <= under wrk
+#   2. loadgen's requests/s >= 1.05 x wrk's
+# Default time: 4 rows x 3 tools x 5 runs x 5 s = 300 s, plus start-up
+# (about 5.5 minutes).
 #
 # Usage: scripts/bench-loadgen.sh [--build-dir DIR] [--runs 5] [--duration 5]
 #                                 [--connections "50 100"] [--nginx-cpu 0] [--client-cpu 1]
-# Needs nginx (nginx-light) and wrk. Loopback only. Exit 0 when every row
-# meets the goal, 1 when one misses (the table says which).
+#                                 [--loadgen-args "--busy-poll 0"]
+# Needs nginx (nginx-light), wrk and h2load (nghttp2-client). Loopback only.
+# Exit 0 when every row meets both goals, 1 when one misses (the table says
+# which and why).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -29,6 +36,7 @@ duration=5
 connections="50 100"
 nginx_cpu=0
 client_cpu=1
+loadgen_args=""
 while (($#)); do
   if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
   case "$1" in
@@ -37,11 +45,13 @@ while (($#)); do
     --connections) need_value "$@"; connections=$2; shift 2 ;;
     --nginx-cpu) need_value "$@"; check_uint "$1" "$2"; nginx_cpu=$2; shift 2 ;;
     --client-cpu) need_value "$@"; check_uint "$1" "$2"; client_cpu=$2; shift 2 ;;
+    --loadgen-args) need_value "$@"; loadgen_args=$2; shift 2 ;;
     *) usage_error "unknown option '$1'" ;;
   esac
 done
 for c in $connections; do check_uint --connections "$c"; done
 ((runs > 0 && duration > 0)) || usage_error "--runs and --duration must be at least 1"
+read -r -a extra <<<"$loadgen_args"
 
 require_bin loadgen
 loadgen="$BUILD_DIR/bin/loadgen"
@@ -49,6 +59,7 @@ nginx_bin=$(command -v nginx || true)
 [[ -n "$nginx_bin" ]] || nginx_bin=/usr/sbin/nginx
 [[ -x "$nginx_bin" ]] || cannot_run "nginx is not installed (apt-get install nginx-light)"
 require_cmd wrk wrk
+require_cmd h2load nghttp2-client
 
 tmp=$(scratch_dir)
 mkdir -p "$tmp/www/static"
@@ -75,63 +86,118 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 ((ready)) || die "nginx does not serve $base/static/1k.bin and $base/ with 200 within 5 s: $(tail -n 3 "$tmp/error.log" 2>/dev/null)"
+# The worker (the master only forks and waits): its CPU is the server's cost.
+worker=$(ps -o pid= --ppid "$nginx_pid" | awk 'NR == 1 {print $1}')
+[[ -n "$worker" && -r "/proc/$worker/stat" ]] || die "cannot find nginx's worker process (children of pid $nginx_pid)"
+hz=$(getconf CLK_TCK)
+# The tools run under a python3 wrapper (for their rusage): pin with taskset itself.
+pinc=()
+if command -v taskset >/dev/null 2>&1; then pinc=(taskset -c "$client_cpu"); fi
 
-echo "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on $base (1 worker on CPU $nginx_cpu), clients on CPU $client_cpu, $(nproc) cores"
-echo "each run: 1 thread, ${duration}s; $runs runs per tool and row, alternating; load average $(cut -d" " -f1-3 /proc/loadavg)"
+echo "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on $base (1 worker, pid $worker, on CPU $nginx_cpu), clients on CPU $client_cpu, $(nproc) cores"
+echo "each run: 1 thread, ${duration}s; $runs runs per tool and row, alternating wrk, h2load, loadgen${loadgen_args:+ ($loadgen_args)}"
+echo "load average at start: $(cut -d" " -f1-3 /proc/loadavg)"
 
-# timed OUT CMD...: runs CMD with its stdout in OUT and its stderr in
-# OUT.err; CPU_S = its user+system seconds.
-timed() {
-  local out=$1 t TIMEFORMAT='%U %S'
+# CPU ticks (utime + stime) of a process so far; the name in field 2 may hold
+# spaces, so count from the last ')'.
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# measure OUT CMD...: runs CMD with its stdout in OUT and its stderr in
+# OUT.err; sets CLI_CPU (seconds) and CLI_VCSW (the finished child's
+# getrusage, all its threads) and SRV_TICKS (nginx worker CPU ticks meanwhile).
+measure() {
+  local out=$1 before after
   shift
-  t=$({ time "$@" >"$out" 2>"$out.err"; } 2>&1)
-  CPU_S=$(awk '{ print $1 + $2 }' <<<"$t")
+  before=$(ticks "$worker")
+  python3 - "$@" <<'EOF' >"$out" 2>"$out.err" || true
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:]).returncode
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{r.ru_utime + r.ru_stime} {r.ru_nvcsw} {r.ru_nivcsw} {rc}", file=sys.stderr)
+EOF
+  after=$(ticks "$worker")
+  SRV_TICKS=$((after - before))
+  read -r CLI_CPU CLI_VCSW _ _ < <(tail -n 1 "$out.err")
+}
+
+# Requests completed, from each tool's summary.
+requests_of() {
+  case "$1" in
+    wrk) awk '/ requests in / {print $1; exit}' "$2" ;;
+    h2load) awk '/^requests:/ {print $8; exit}' "$2" ;;
+    loadgen) awk '/ requests in / {print $1; exit}' "$2" ;;
+  esac
+}
+rate_of() {
+  case "$1" in
+    wrk | loadgen) awk '/^Requests\/sec:/ {print $2; exit}' "$2" ;;
+    h2load) awk '/^finished in/ {for (i = 1; i <= NF; ++i) if ($i == "req/s,") {print $(i - 1); exit}}' "$2" ;;
+  esac
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
+tools=(wrk h2load loadgen)
 rows=()
 missed=0
+nrows=$((2 * $(wc -w <<<"$connections")))
+row=0
 for workload in static return200; do
   if [[ $workload == static ]]; then url="$base/static/1k.bin"; label="static 1 KiB"; else url="$base/"; label="return 200"; fi
   for c in $connections; do
-    wrk_rates=()
-    lg_rates=()
-    wrk_cpu=()
-    lg_cpu=()
+    row=$((row + 1))
+    declare -A rate=() srv=() cli=() csw=()
     for i in $(seq "$runs"); do
-      timed "$tmp/wrk.out" pin "$client_cpu" wrk -t1 -c"$c" -d"${duration}s" "$url" || true
-      w=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.out")
-      wc=$CPU_S
-      timed "$tmp/lg.out" pin "$client_cpu" "$loadgen" --mode http --url "$url" -c "$c" --threads 1 \
-        -d "$duration" -q || true
-      l=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/lg.out")
-      lc=$CPU_S
-      [[ -n "$w" && -n "$l" ]] || die "$label, $c connections, run $i: no Requests/sec line (wrk '$w': $(tail -n 2 "$tmp/wrk.out.err" | tr '\n' ' '); loadgen '$l': $(tail -n 2 "$tmp/lg.out.err" | tr '\n' ' '))"
-      wrk_rates+=("$w")
-      lg_rates+=("$l")
-      # µs of client CPU per request: CPU seconds / (requests/s x seconds)
-      wrk_cpu+=("$(awk -v c="$wc" -v r="$w" -v d="$duration" 'BEGIN {printf "%.2f", c * 1e6 / (r * d)}')")
-      lg_cpu+=("$(awk -v c="$lc" -v r="$l" -v d="$duration" 'BEGIN {printf "%.2f", c * 1e6 / (r * d)}')")
-      printf '%-13s c=%-4d run %d: wrk %9.0f req/s %6s us/req   loadgen %9.0f req/s %6s us/req\n' \
-        "$label" "$c" "$i" "$w" "${wrk_cpu[-1]}" "$l" "${lg_cpu[-1]}"
+      progress "$row" "$nrows" "$label, $c connections, run $i of $runs"
+      line=$(printf '%-13s c=%-4d run %d:' "$label" "$c" "$i")
+      for t in "${tools[@]}"; do
+        case $t in
+          wrk) measure "$tmp/$t.out" "${pinc[@]}" wrk -t1 -c"$c" -d"${duration}s" "$url" ;;
+          h2load) measure "$tmp/$t.out" "${pinc[@]}" h2load --h1 -t1 -c"$c" -D"$duration" "$url" ;;
+          loadgen) measure "$tmp/$t.out" "${pinc[@]}" "$loadgen" --mode http --url "$url" -c "$c" \
+            --threads 1 -d "$duration" -q "${extra[@]}" ;;
+        esac
+        r=$(rate_of "$t" "$tmp/$t.out")
+        n=$(requests_of "$t" "$tmp/$t.out")
+        [[ -n "$r" && -n "$n" && "$n" -gt 0 ]] || die "$label, $c connections, run $i: no figures from $t: $(tail -n 3 "$tmp/$t.out" "$tmp/$t.out.err" | tr '\n' ' ')"
+        rate[$t]+="$r "
+        srv[$t]+="$(awk -v k="$SRV_TICKS" -v hz="$hz" -v n="$n" 'BEGIN {printf "%.2f", k / hz * 1e6 / n}') "
+        cli[$t]+="$(awk -v s="$CLI_CPU" -v n="$n" 'BEGIN {printf "%.2f", s * 1e6 / n}') "
+        csw[$t]+="$(awk -v v="$CLI_VCSW" -v n="$n" 'BEGIN {printf "%.3f", v / n}') "
+        line+=$(printf '  %s %.0f req/s srv %s cli %s csw %s' "$t" "$r" \
+          "$(awk '{print $NF}' <<<"${srv[$t]}")" "$(awk '{print $NF}' <<<"${cli[$t]}")" "$(awk '{print $NF}' <<<"${csw[$t]}")")
+      done
+      progress_done
+      echo "$line"
     done
-    mw=$(median "${wrk_rates[@]}")
-    ml=$(median "${lg_rates[@]}")
-    cw=$(median "${wrk_cpu[@]}")
-    cl=$(median "${lg_cpu[@]}")
-    ratio=$(awk -v l="$ml" -v w="$mw" 'BEGIN {printf "%.2f", l / w}')
-    cratio=$(awk -v l="$cl" -v w="$cw" 'BEGIN {printf "%.2f", w / l}')
-    awk -v r="$ratio" 'BEGIN {exit !(r < 1.05)}' && missed=$((missed + 1))
-    rows+=("$(printf '| %-12s | %5d | %11.0f | %13.0f | %5sx | %7.2f | %7.2f | %5sx |' \
-      "$label" "$c" "$mw" "$ml" "$ratio" "$cw" "$cl" "$cratio")")
+    declare -A m=()
+    for t in "${tools[@]}"; do
+      # shellcheck disable=SC2086 # the lists are space-separated numbers
+      m[$t]="$(median ${rate[$t]}) $(median ${srv[$t]}) $(median ${cli[$t]}) $(median ${csw[$t]})"
+    done
+    read -r wr ws _ _ <<<"${m[wrk]}"
+    read -r lr ls _ _ <<<"${m[loadgen]}"
+    ratio=$(awk -v l="$lr" -v w="$wr" 'BEGIN {printf "%.2f", l / w}')
+    verdict="met"
+    why=""
+    if awk -v r="$ratio" 'BEGIN {exit !(r < 1.05)}'; then why+=" req/s ratio ${ratio} < 1.05;"; fi
+    if awk -v l="$ls" -v w="$ws" 'BEGIN {exit !(l > w)}'; then why+=" server ${ls} > ${ws} us/req;"; fi
+    if [[ -n "$why" ]]; then verdict="not met:${why%;}"; missed=$((missed + 1)); fi
+    for t in "${tools[@]}"; do
+      read -r a b cc d <<<"${m[$t]}"
+      rows+=("$(printf '| %-12s | %5d | %-7s | %9.0f | %10.2f | %10.2f | %7.3f |' "$label" "$c" "$t" "$a" "$b" "$cc" "$d")")
+    done
+    rows+=("$(printf '| %-12s | %5d | ratio   | %8sx | loadgen/wrk; %s' "$label" "$c" "$ratio" "$verdict")")
+    unset rate srv cli csw m
   done
 done
 
 echo
-echo "| workload     | conns | wrk req/s   | loadgen req/s | ratio  | wrk us/req | loadgen us/req | CPU ratio |"
-echo "|--------------|-------|-------------|---------------|--------|---------|---------|--------|"
+echo "| workload     | conns | tool    | req/s     | srv us/req | cli us/req | csw/req |"
+echo "|--------------|-------|---------|-----------|------------|------------|---------|"
 printf '%s\n' "${rows[@]}"
-echo "medians of $runs alternating runs of ${duration}s; us/req: client CPU per request; CPU ratio: wrk / loadgen (above 1: loadgen spends less)"
-echo "goal: loadgen/wrk requests/s >= 1.05 on every row ($missed missed)"
+echo "medians of $runs alternating runs of ${duration}s; srv: nginx worker CPU per request; cli: the tool's CPU per request;"
+echo "csw: the tool's voluntary context switches per request (each one a sleep nginx pays to end)"
+echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"
+echo "goals per row: nginx CPU/request under loadgen <= under wrk, and loadgen/wrk requests/s >= 1.05 ($missed of $nrows rows missed)"
 ((missed == 0)) || exit 1

@@ -16,7 +16,7 @@ PACKAGES=(
   # libraries
   libcli11-dev catch2 libfmt-dev nlohmann-json3-dev libevent-dev liburing-dev
   # tests, demo and benchmarks
-  python3 procps iproute2 strace netcat-openbsd socat curl wrk nginx-light redis-server
+  python3 procps iproute2 strace netcat-openbsd socat curl wrk nghttp2-client nginx-light redis-server
   gnuplot-nox shellcheck
 )
 
