@@ -18,6 +18,8 @@ PACKAGES=(
   # tests, demo and benchmarks
   python3 procps iproute2 strace netcat-openbsd socat curl wrk nghttp2-client nginx-light redis-server
   gnuplot-nox shellcheck
+  # the report's browser test (tests/scripts/test_report: headless, over the DevTools pipe)
+  chromium
 )
 
 missing=()
