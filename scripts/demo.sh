@@ -13,7 +13,9 @@
 #    (level and --edge) and echo-uring under a fixed active load while idle
 #    connections pile up (needs loadgen and the servers built).
 # Then both tables, the plots' paths and three lines of conclusion computed
-# from the numbers just measured. Builds first if needed (preset default).
+# from the numbers just measured, and one HTML page of it all (scripts/report.sh
+# --data OUT: charts, spread, timelines; BUILD_DIR/report/report.html).
+# Builds first if needed (preset default).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -54,6 +56,8 @@ require_bin dispatch-bench
 
 # ---- 1. the dispatch sweep ----
 t_start=$SECONDS
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+progress 1 3 "dispatch-bench sweep"
 echo
 echo "== 1/2 dispatch-bench sweep"
 if ((full)); then
@@ -73,6 +77,7 @@ if ((${#missing[@]})); then
   echo "== 2/2 skipped: not built yet: ${missing[*]}"
 else
   echo "== 2/2 echo servers with idle connections"
+  progress 2 3 "echo servers with idle connections"
   args=()
   ((full)) || args=(--idle "0 1000 10000" --repeats 2 --duration 1.5)
   if scripts/compare-multiplexing.sh "${args[@]}" --build-dir "$BUILD_DIR" --out "$OUT"; then
@@ -84,6 +89,9 @@ else
 fi
 
 # ---- tables, plots, conclusion ----
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+progress 3 3 "tables, conclusion and the HTML report"
+progress_done
 echo
 echo "(experiments took $((SECONDS - t_start)) s)"
 echo "================================================================================"
@@ -170,3 +178,14 @@ else:
     print(f"3. End to end, 0 -> {top} idle connections: requests/s kept: " + ", ".join(kept) +
           "; server CPU µs per request: " + ", ".join(cpu) + f"; errors: {errors}.")
 PY
+
+# ---- the HTML page, from what was just measured (no new measurement) ----
+echo
+report_file="$BUILD_DIR/report/report.html"
+if scripts/report.sh --data "$OUT" --build-dir "$BUILD_DIR" --out "$report_file" \
+  --load-before "$load_before" --load-after "$load_after" >/dev/null; then
+  echo "Report (one self-contained HTML file): $report_file"
+  echo "  open it: xdg-open $report_file   (or file://$report_file in any browser)"
+else
+  echo "$SCRIPT: scripts/report.sh could not write the report" >&2
+fi
