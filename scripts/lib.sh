@@ -45,6 +45,8 @@
 #                             IOLAB_PROGRESS is not 0 (elapsed: since the script
 #                             started)
 #   progress_done             end the progress line (no-op when none is shown)
+#   progress_clear            erase the progress line before printing an ordinary
+#                             line (the next progress call draws it again)
 #
 # At exit (normal, die, Ctrl-C or SIGTERM) every registered pid still running
 # gets SIGTERM, then SIGKILL after 5 s; then the at_exit commands run; then the
@@ -281,6 +283,14 @@ progress() {
 progress_done() {
   ((LIB_PROGRESS_SHOWN)) || return 0
   printf '\n' >&2
+  LIB_PROGRESS_SHOWN=0
+}
+
+# Erases the progress line, cursor at its start, so that a line printed next
+# (on stdout or stderr) does not run into it; the next progress call redraws.
+progress_clear() {
+  ((LIB_PROGRESS_SHOWN)) || return 0
+  printf '\r\033[K' >&2
   LIB_PROGRESS_SHOWN=0
 }
 
