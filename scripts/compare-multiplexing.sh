@@ -192,6 +192,7 @@ run_point() {
     port=$(sed -n '1s/^listening on .*:\([0-9]*\)$/\1/p' "$d/server.out")
   fi
   if [[ -z "$port" ]]; then
+    progress_clear
     echo "  $label: did not announce its port: $(head -c 300 "$d/server.err")" >&2
     wait_pid "$SERVER_PID" 5
     SERVER_PID=""
@@ -272,15 +273,21 @@ PY
   [[ -n "$lerr" ]] || { lerr=1; note="${note:+$note; }no loadgen report"; }
   errors=$((errors + lerr))
   echo "$label,$idle_asked,$idle,$capped,$ACTIVE,$rep,$req,$rps,$p50,$p99,$cpu,$rss,$up,$errors,$note" >>"$RUNS_CSV"
+  progress_clear
   printf '  %-18s idle=%-6s rep=%s  %10s req/s  p50 %8s us  p99 %8s us  cpu %7s us/req  rss %6s KiB  errors %s%s\n' \
     "$label" "$idle" "$rep" "$rps" "$p50" "$p99" "$cpu" "$rss" "$errors" "${note:+  ($note)}"
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "$SCRIPT: servers: ${available[*]}; idle: $IDLE; active $ACTIVE; $REPEATS x ${DURATION}s per point (select capped at $SELECT_CAP idle)"
+n_idle=$(wc -w <<<"$IDLE")
+points=$((REPEATS * n_idle * ${#available[@]}))
+point=0
 for ((rep = 1; rep <= REPEATS; rep++)); do
   for idle in $IDLE; do
     for s in "${available[@]}"; do
+      point=$((point + 1))
+      progress "$point" "$points" "$s, $idle idle, repeat $rep of $REPEATS"
       run_point "$s" "$idle" "$rep"
     done
   done

@@ -56,8 +56,11 @@ fi
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "$SCRIPT: fds=$FDS active=$ACTIVE rounds=$ROUNDS runs=$RUNS (RLIMIT_NOFILE hard limit $hard: at most $max_pairs pairs)"
+progress 1 3 "dispatch-bench over fds $FDS, active $ACTIVE (the long part)"
+progress_done # dispatch-bench prints its table as it goes: the step stays as a header
 "$bench" --fds "$FDS" --active "$ACTIVE" --rounds "$ROUNDS" --runs "$RUNS" --json "$OUT/dispatch.json"
 
+progress 2 3 "tables"
 python3 - "$OUT" "$LOAD_START" <<'PY'
 import csv, json, sys, collections
 out = sys.argv[1]
@@ -157,16 +160,20 @@ with open(f"{out}/dispatch.meta", "w") as f:
 PY
 
 if ((PLOTS)); then
+  progress 3 3 "plots"
   if command -v gnuplot >/dev/null; then
     actives=$(cat "$OUT/dispatch.meta")
     for term in png svg; do
       gnuplot -e "datafile='$OUT/dispatch.dat'; outfile='$OUT/dispatch.$term'; fmt='$term'; actives='$actives'" \
         "$ROOT/scripts/plot-dispatch.gp"
     done
+    progress_clear
     echo "$SCRIPT: plots $OUT/dispatch.png $OUT/dispatch.svg"
   else
+    progress_clear
     echo "$SCRIPT: gnuplot not installed (scripts/setup.sh installs gnuplot-nox): no plots" >&2
   fi
 fi
 rm -f "$OUT/dispatch.meta"
+progress_clear
 echo "$SCRIPT: wrote $OUT/dispatch.csv $OUT/dispatch.md"
