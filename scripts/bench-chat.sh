@@ -51,15 +51,20 @@ fi
 
 out=$(scratch_dir)
 status=0
+step=0
+steps=$(wc -w <<<"$counts")
 for n in $counts; do
+  step=$((step + 1))
   # Every limit at its default.
   start_server "${server_cpu[@]}" chat-server --port 0
   limit=$((duration + 90))
   echo "== $n clients, $talkers talkers x $rate msg/s for ${duration}s (fan-out $((n - 1)) per message)"
   rc=0
+  progress "$step" "$steps" "$n chat clients, ${duration}s"
   timeout "$limit" "${bench_cpu[@]}" "$BUILD_DIR/bin/chat-bench" "$SERVER_ADDR" --clients "$n" \
     --talkers "$talkers" --rate "$rate" --duration "$duration" --drain 10 \
     --server-pid "$SERVER_PID" >"$out/bench.out" 2>"$out/bench.err" || rc=$?
+  progress_clear
   if ((rc != 0)); then
     status=1
     echo "$SCRIPT: chat-bench failed (exit $rc)" >&2

@@ -73,9 +73,14 @@ PY
 echo "== echo: 50 connections, 64-byte echoes, ${DURATION} s x ${REPEATS} each (server CPU $SERVER_CPU, loadgen CPU $CLIENT_CPU)"
 : >"$WORK/loop-echo.cpu"
 : >"$WORK/echo-epoll.cpu"
+steps=$((4 * REPEATS))
+step=0
 for ((i = 1; i <= REPEATS; i++)); do
   for server in echo-epoll loop-echo; do
+    step=$((step + 1))
+    progress "$step" "$steps" "echo: $server, run $i of $REPEATS"
     read -r per req < <(echo_run "$server" "$i")
+    progress_clear
     printf '  %-10s run %d: %8s µs CPU/request  (%s requests)\n' "$server" "$i" "$per" "$req"
     echo "$per" >>"$WORK/$server.cpu"
   done
@@ -87,7 +92,10 @@ RATIO=$(awk -v a="$LOOP" -v b="$EPOLL" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 
 echo "== timers: 1,000,000 scheduled and fired (CPU $SERVER_CPU)"
 : >"$WORK/timers"
 for ((i = 1; i <= REPEATS; i++)); do
+  step=$((step + 1))
+  progress "$step" "$steps" "timers: run $i of $REPEATS"
   line=$(pin "$SERVER_CPU" "$BUILD_DIR/bin/loop-bench" --timers 1000000)
+  progress_clear
   echo "  $line"
   sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' <<<"$line" >>"$WORK/timers"
 done
@@ -96,7 +104,10 @@ TIMERS=$(median <"$WORK/timers")
 echo "== executor: 20,000 round trips (loop on CPU $SERVER_CPU, pool free to run anywhere)"
 : >"$WORK/exec"
 for ((i = 1; i <= REPEATS; i++)); do
+  step=$((step + 1))
+  progress "$step" "$steps" "executor: run $i of $REPEATS"
   line=$("$BUILD_DIR/bin/loop-bench" --executor 20000)
+  progress_clear
   echo "  $line"
   sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p' <<<"$line" >>"$WORK/exec"
 done

@@ -49,7 +49,11 @@ tmp=$(scratch_dir)
 echo "c10k: $server vs loadgen, ${duration}s per run (first ${warmup}s not counted), $threads loadgen threads, connect rate ${connect_rate}/s, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "limits: nofile $(ulimit -n) (hard $(ulimit -Hn)), ports $(tr '\t' '-' < /proc/sys/net/ipv4/ip_local_port_range), somaxconn $(cat /proc/sys/net/core/somaxconn)"
 status=0
+step=0
+steps=$(wc -w <<<"$counts")
 for n in $counts; do
+    step=$((step + 1))
+    progress "$step" "$steps" "$n connections on $server (${duration}s of load)"
     start_server "$server" --port 0 --max-clients 20000
     server_pid=$SERVER_PID
     port=$SERVER_PORT
@@ -85,6 +89,7 @@ for n in $counts; do
     wait "$lg_pid" || lg_rc=$?
     unregister_pid "$lg_pid"
     stop_server "$server_pid" || true
+    progress_clear
     if [[ ! -s "$tmp/run.json" ]]; then
         echo "$SCRIPT: loadgen failed (exit $lg_rc):" >&2
         cat "$tmp/loadgen.err" "$tmp/loadgen.out" >&2

@@ -37,7 +37,10 @@ for _ in $(seq "$n"); do urls+=("http://$addr/delay/$delay"); done
 
 # Each mode prints one summary line last: "... ok=N failed=0 ... seconds=S".
 declare -A seconds
+step=0
 for mode in sequential callbacks coroutines threads; do
+  step=$((step + 1))
+  progress "$step" 4 "fetcher --mode $mode: $n x /delay/$delay"
   line=$("$BUILD_DIR/bin/fetcher" --mode "$mode" --concurrency "$n" --threads "$n" "${urls[@]}" | tail -1)
   case "$line" in
     *" ok=$n failed=0 "*) ;;
@@ -45,6 +48,7 @@ for mode in sequential callbacks coroutines threads; do
   esac
   seconds[$mode]=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")
 done
+progress_clear
 stop_server "$SERVER_PID" || die "http-testd did not stop cleanly (exit $?)"
 
 echo "$n x /delay/$delay on http://$addr (concurrency $n)"

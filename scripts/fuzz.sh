@@ -59,23 +59,30 @@ require_cmd cmake cmake
 
 cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DIOLAB_FUZZ=ON >/dev/null
+steps=$((${#run[@]} + 1))
+progress 1 "$steps" "building ${run[*]/#/fuzz_}"
+progress_done # ninja prints as it goes: the step stays as a header
 cmake --build "$BUILD_DIR" --target "${run[@]/#/fuzz_}"
 
 runner=()
 [[ -n "$cpu" ]] && command -v taskset >/dev/null && runner=(taskset -c "$cpu")
 
 status=0
+step=1
 for t in "${run[@]}"; do
+  step=$((step + 1))
   corpus="$ROOT/fuzz/corpus/$t"
   work="$BUILD_DIR/fuzz/work/$t"
   findings="$BUILD_DIR/fuzz/findings/$t"
   log="$BUILD_DIR/fuzz/$t.log"
   mkdir -p "$corpus" "$work" "$findings"
   echo "== fuzz_$t for ${seconds}s${cpu:+ on CPU $cpu}"
+  progress "$step" "$steps" "fuzz_$t for ${seconds}s"
   rc=0
   "${runner[@]}" "$BUILD_DIR/fuzz/fuzz_$t" -max_total_time="$seconds" -max_len=4096 \
     -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
     "$work" "$corpus" >"$log" 2>&1 || rc=$?
+  progress_clear
   grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true
   grep -E '^stat::number_of_executed_units' "$log" || true
   if ((rc != 0)); then
