@@ -307,6 +307,7 @@ done
 echo "$SCRIPT: ${n} servers, ${seconds} s of load (warm-up ${warmup} s), output in $out"
 # The hostile clients first (one process per server, a thread per kind); they
 # run until the well-behaved loads are over.
+progress 1 3 "load on $n servers for ${seconds} s, hostile clients beside"
 hostile_pids=()
 for ((i = 0; i < n; i++)); do
   hostile=(reset nonreader)
@@ -350,11 +351,13 @@ for p in "${load_pids[@]}"; do
 done
 load_end=$(elapsed)
 touch "$tmp/stop-hostile"
+progress_clear
 echo "$SCRIPT: the loads ran from ${load_start} s to ${load_end} s; stopping the hostile clients"
 for p in "${hostile_pids[@]}"; do
   wait "$p" 2>/dev/null || true
   unregister_pid "$p"
 done
+progress 2 3 "waiting for the servers to let the last connections go"
 fds_after=()
 for ((i = 0; i < n; i++)); do
   for ((k = 0; k < 300; k++)); do # up to 30 s: a flooder's delayed lines, lingering closes
@@ -370,6 +373,7 @@ unregister_pid "$sampler"
 
 # ---- SIGTERM -----------------------------------------------------------------
 
+progress 3 3 "SIGTERM to each server"
 exits=() summaries=()
 for ((i = 0; i < n; i++)); do
   rc=0
@@ -380,6 +384,7 @@ done
 
 # ---- the plot ----------------------------------------------------------------
 
+progress_clear
 if command -v gnuplot >/dev/null 2>&1; then
   gnuplot -e "csv='$csv'; png='$out/soak.png'; servers='${names[*]}'" "$ROOT/scripts/plot-soak.gp" ||
     echo "$SCRIPT: gnuplot failed; the CSV is $csv" >&2
