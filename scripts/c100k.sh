@@ -251,6 +251,7 @@ echo "${client_pids[*]}" >"$tmp/client.pids.new"
 mv "$tmp/client.pids.new" "$tmp/client.pids"
 
 # Every client ends by itself after its duration; the deadline is the bound.
+progress 1 2 "$conns connections from ${#client_pids[@]} loadgen processes, ${total} s"
 deadline=$((SECONDS + total + 60))
 client_rc=()
 for p in "${client_pids[@]}"; do
@@ -261,6 +262,7 @@ done
 wait "$sampler" || true
 unregister_pid "$sampler"
 
+progress 2 2 "stopping the servers"
 summaries="$tmp/server-summaries.txt"
 : >"$summaries"
 for ((i = 0; i < ${#server_pids[@]}; i++)); do
@@ -273,6 +275,7 @@ done
 # ---- merge and report --------------------------------------------------------
 
 read -r overflows_after timeouts_after <<<"$(tcpext)"
+progress_clear
 
 for ((i = 0; i < ${#client_pids[@]}; i++)); do
   if [[ ! -s "${jsons[i]}" ]]; then
