@@ -50,7 +50,10 @@ require_cmd strace strace
 
 # python3 starts strace, finds the traced server (strace's child) by
 # its pid and stops it itself, and removes its own temporary file.
-python3 - "$prog" "$clients" "$rounds" "$size" "$@" <<'PY'
+progress 1 1 "$(basename "$prog"): $clients clients x $rounds round trips under strace -c"
+rc=0
+# The table is printed once the run is over (after the progress line is erased).
+report=$(python3 - "$prog" "$clients" "$rounds" "$size" "$@" <<'PY'
 import os, signal, socket, subprocess, sys, tempfile, threading, time
 
 prog, clients, rounds, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -137,3 +140,7 @@ with open(out_file) as f:
 os.unlink(out_file)
 sys.exit(1 if errors or not summary or strace.returncode != 0 else 0)
 PY
+) || rc=$?
+progress_clear
+[[ -z "$report" ]] || printf '%s\n' "$report"
+exit "$rc"
