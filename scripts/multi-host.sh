@@ -144,11 +144,15 @@ deadline=$((SECONDS + duration + 60))
 failed=0
 for ((h = 1; h <= hosts; h++)); do
   p=${pids[h - 1]}
-  while lib_alive "$p" && ((SECONDS < deadline)); do sleep 0.2; done
+  while lib_alive "$p" && ((SECONDS < deadline)); do
+    progress "$h" "$hosts" "waiting for host $h's loadgen ($conns connections, ${duration} s)"
+    sleep 0.2
+  done
   lib_alive "$p" && kill -TERM "$p" 2>/dev/null
   rc=0
   wait "$p" || rc=$?
   unregister_pid "$p"
+  progress_clear
   if [[ ! -s "$out/host-$h.json" ]]; then
     echo "$SCRIPT: host $h: loadgen exit $rc and no report:" >&2
     tail -n 5 "$logs/host-$h.err" >&2
