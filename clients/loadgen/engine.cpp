@@ -77,15 +77,28 @@ ProcessUsage process_usage(int pid) {
          std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
         std::ifstream st(t.path() / "status");
         std::string l;
+        std::pair<uint64_t, uint64_t> sw{0, 0};
         while (std::getline(st, l)) {
             if (l.rfind("voluntary_ctxt_switches:", 0) == 0)
-                u.vcsw += std::strtoull(l.c_str() + 24, nullptr, 10);
+                sw.first = std::strtoull(l.c_str() + 24, nullptr, 10);
             else if (l.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
-                u.ivcsw += std::strtoull(l.c_str() + 27, nullptr, 10);
+                sw.second = std::strtoull(l.c_str() + 27, nullptr, 10);
         }
+        u.tasks[std::atoi(t.path().filename().c_str())] = sw;
     }
     u.ok = true;
     return u;
+}
+
+std::pair<uint64_t, uint64_t> switches_between(const ProcessUsage& a, const ProcessUsage& b) {
+    std::pair<uint64_t, uint64_t> d{0, 0};
+    for (const auto& [tid, sw] : b.tasks) {
+        auto it = a.tasks.find(tid);
+        const auto from = it == a.tasks.end() ? std::pair<uint64_t, uint64_t>{0, 0} : it->second;
+        d.first += sw.first >= from.first ? sw.first - from.first : 0;
+        d.second += sw.second >= from.second ? sw.second - from.second : 0;
+    }
+    return d;
 }
 
 namespace {
@@ -348,6 +361,8 @@ class Worker {
 
     // The thread's body: the run starts at `start` (monotonic ns).
     void run(uint64_t start);
+    // After run(): closes every connection.
+    void close_all();
 
   private:
     [[nodiscard]] bool open_loop() const { return opts_.rate > 0; }
@@ -865,6 +880,12 @@ void Worker::run(uint64_t start) {
     fig_.client_ivcsw = used.ivcsw - usage_at_start_.ivcsw;
     fig_.finished_at = std::min(now, end_ ? std::max(end_, start_) : now);
     if (opts_.live) publish(now);
+    // The sockets stay open until Engine::join() closes them: a reading of
+    // the server (--server-pid) taken when the loops have ended still finds a
+    // thread-per-connection server's threads alive, with their counts.
+}
+
+void Worker::close_all() {
     for (Conn& c : conns_)
         if (c.fd) close_socket(c);
     open_ = 0;
@@ -923,6 +944,8 @@ LiveSnapshot Engine::live() const {
 Results Engine::join() {
     for (auto& t : threads_)
         if (t.joinable()) t.join();
+    for (auto& w : workers_)
+        w->close_all();
     Results r;
     const uint64_t measured_from = start_ns_ + static_cast<uint64_t>(opts_.warmup_s * 1e9);
     uint64_t last = measured_from;

@@ -123,7 +123,7 @@ class Engine {
     void request_stop();
     // True once every worker has finished.
     [[nodiscard]] bool finished() const;
-    // Waits for the workers and merges their figures.
+    // Waits for the workers, closes their connections and merges their figures.
     Results join();
     // The sum of the workers' latest snapshots.
     LiveSnapshot live() const;
@@ -147,9 +147,13 @@ uint64_t now_ns() noexcept;
 struct ProcessUsage {
     bool ok = false;
     double cpu_s = 0;  // utime + stime, in clock ticks' resolution
-    uint64_t vcsw = 0;
-    uint64_t ivcsw = 0;
+    // Per thread id: (voluntary, involuntary) switches so far.
+    std::map<int, std::pair<uint64_t, uint64_t>> tasks;
 };
 ProcessUsage process_usage(int pid);
+// The switches from `a` to `b`, thread by thread: a thread born in between
+// counts from 0; one that ended in between is not in `b`, and its switches
+// since `a` are lost (the kernel keeps no per-thread figure of a dead thread).
+std::pair<uint64_t, uint64_t> switches_between(const ProcessUsage& a, const ProcessUsage& b);
 
 }  // namespace loadgen

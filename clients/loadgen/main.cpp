@@ -35,6 +35,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "clients/loadgen/engine.hpp"
 #include "clients/loadgen/options.hpp"
@@ -84,6 +85,12 @@ class ServerWindow {
         last_ = process_usage(pid_);
         ended_ = true;
     }
+    // Takes the last reading now, unless taken already.
+    void end_now() {
+        if (pid_ <= 0 || !begun_ || ended_) return;
+        last_ = process_usage(pid_);
+        ended_ = true;
+    }
     // How long the waiting loop may sleep before the next reading is due.
     [[nodiscard]] uint64_t sleep_ns(uint64_t now, uint64_t from, uint64_t to, uint64_t dflt) const {
         if (pid_ <= 0) return dflt;
@@ -108,8 +115,7 @@ class ServerWindow {
         }
         r.server_pid = pid_;
         r.server_cpu_s = last_.cpu_s - first_.cpu_s;
-        r.server_vcsw = last_.vcsw - first_.vcsw;
-        r.server_ivcsw = last_.ivcsw - first_.ivcsw;
+        std::tie(r.server_vcsw, r.server_ivcsw) = switches_between(first_, last_);
     }
 
   private:
@@ -207,7 +213,12 @@ int run_load(Options& o, bool print_summary = true) {
             if (o.live) live.tick(engine, now);
         }
     }
-    Results r = engine.join();
+    // The server's last reading before the connections close (join): their
+    // closing is not part of the run, and a thread-per-connection server's
+    // threads, whose switches are counted per thread, are still there.
+    Results r;
+    server.end_now();
+    r = engine.join();
     server.finish(r);
     if (print_summary) print(summary_text(o, r));
     write_outputs(o, r);

@@ -11,11 +11,13 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -674,4 +676,147 @@ TEST_CASE("loadgen --processes forks loadgens over the source addresses and merg
     // Their connections all came up together, at the common start.
     const auto [lo, hi] = std::minmax_element(rec.accepted_at.begin(), rec.accepted_at.end());
     CHECK(*hi - *lo < 0.5);
+}
+
+namespace {
+
+// The rows of an .hgrm file: value, percentile (0..1), total count.
+struct HgrmRow {
+    double value = 0, percentile = 0;
+    uint64_t count = 0;
+};
+struct Hgrm {
+    std::vector<HgrmRow> rows;
+    double mean = -1, max = -1;
+    uint64_t total = 0;
+    bool header = false, buckets_line = false;
+};
+Hgrm parse_hgrm(const std::string& path) {
+    std::ifstream f(path);
+    REQUIRE(f);
+    Hgrm h;
+    std::string line;
+    while (std::getline(f, line)) {
+        if (line.empty()) continue;
+        if (line.find("Value") != std::string::npos &&
+            line.find("1/(1-Percentile)") != std::string::npos) {
+            h.header = true;
+        } else if (line.rfind("#[Mean", 0) == 0) {
+            REQUIRE(std::sscanf(line.c_str(), "#[Mean = %lf", &h.mean) == 1);
+        } else if (line.rfind("#[Max", 0) == 0) {
+            unsigned long long n = 0;
+            REQUIRE(std::sscanf(line.c_str(), "#[Max = %lf, Total count = %llu", &h.max, &n) == 2);
+            h.total = n;
+        } else if (line.rfind("#[Buckets", 0) == 0) {
+            h.buckets_line = true;
+        } else {
+            HgrmRow r;
+            unsigned long long n = 0;
+            INFO(line);
+            REQUIRE(std::sscanf(line.c_str(), "%lf %lf %llu", &r.value, &r.percentile, &n) == 3);
+            r.count = n;
+            h.rows.push_back(r);
+        }
+    }
+    return h;
+}
+
+}  // namespace
+
+TEST_CASE("loadgen reports its own and the server's cost with both wait policies",
+          "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp("loadgen-test");
+    const std::string target = "127.0.0.1:" + std::to_string(server.port());
+    const std::string pid = std::to_string(server.pid());
+    // One connection: every request is a round trip. With --busy-poll 0 the
+    // client sleeps whenever the echo is not back yet (how often depends on
+    // where the scheduler puts the two: not asserted); with a 100 ms spin,
+    // far longer than any echo takes, it looks until the echo is there and
+    // does not go to sleep (being preempted is an involuntary switch).
+    std::map<std::string, json> reports;
+    for (const std::string bp : {"0", "100000"}) {
+        const std::string file = tmp.file("bp" + bp + ".json");
+        RunResult r = run_loadgen({target, "-c", "1", "--threads", "1", "-n", "3000", "--busy-poll",
+                                   bp, "--server-pid", pid, "--json", file});
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.out.find("Client: ") != std::string::npos);
+        CHECK(r.out.find("Server pid " + pid + ": ") != std::string::npos);
+        json j = read_json(file);
+        INFO("busy-poll " << bp << ": " << j["client"].dump() << " " << j["server"].dump());
+        REQUIRE(j["requests"] == 3000);
+        const json& c = j["client"];
+        CHECK(c["busy_poll_us"].get<double>() == std::stod(bp));
+        CHECK(c["cpu_s"].get<double>() > 0);
+        CHECK(c["cpu_us_per_request"].get<double>() > 0);
+        CHECK(c["cpu_us_per_request"].get<double>() < 100'000);
+        for (const char* k : {"voluntary_csw", "involuntary_csw", "voluntary_csw_per_request",
+                              "involuntary_csw_per_request"})
+            CHECK(c.contains(k));
+        const json& s = j["server"];
+        REQUIRE(s.is_object());
+        CHECK(s["pid"] == server.pid());
+        // 3000 echoes cost the server well over one clock tick (10 ms).
+        CHECK(s["cpu_s"].get<double>() > 0);
+        CHECK(s["cpu_us_per_request"].get<double>() > 0);
+        CHECK(s["cpu_us_per_request"].get<double>() < 100'000);
+        CHECK(s.contains("voluntary_csw_per_request"));
+        CHECK(s.contains("involuntary_csw_per_request"));
+        reports[bp] = j;
+    }
+    CHECK(reports["100000"]["client"]["voluntary_csw_per_request"].get<double>() < 0.2);
+
+    // Without --server-pid there is no server figure.
+    RunResult r = run_loadgen(
+        {target, "-c", "1", "--threads", "1", "-n", "10", "--json", tmp.file("none.json")});
+    REQUIRE(r.exit_code == 0);
+    CHECK(read_json(tmp.file("none.json"))["server"].is_null());
+    CHECK(r.out.find("Server pid") == std::string::npos);
+}
+
+TEST_CASE("loadgen --busy-poll and --server-pid refuse bad values", "[integration]") {
+    for (std::vector<std::string> bad : {
+             std::vector<std::string>{"--busy-poll", "-1"},
+             {"--busy-poll", "100001"},
+             {"--busy-poll", "soon"},
+             {"--server-pid", "-5"},
+             {"--server-pid", "2147483647"},  // above any pid_max: no such process
+             {"--server-pid", "nginx"},
+         }) {
+        std::vector<std::string> args{bin("loadgen"), "127.0.0.1:9", "-n", "1"};
+        args.insert(args.end(), bad.begin(), bad.end());
+        RunResult r = run(args, 30s);
+        INFO(bad[0] << " " << bad[1] << ": " << r.err);
+        CHECK(r.exit_code == 2);
+        CHECK(r.err.rfind("loadgen: ", 0) == 0);
+        CHECK(r.err.find(bad[0]) != std::string::npos);
+    }
+}
+
+TEST_CASE("loadgen --hdr-log writes HdrHistogram's percentile distribution", "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp("loadgen-test");
+    RunResult r =
+        run_loadgen({"127.0.0.1:" + std::to_string(server.port()), "-c", "4", "--threads", "1",
+                     "-n", "3000", "--json", tmp.file("r.json"), "--hdr-log", tmp.file("r.hgrm")});
+    REQUIRE(r.exit_code == 0);
+    Hgrm h = parse_hgrm(tmp.file("r.hgrm"));
+    json j = read_json(tmp.file("r.json"));
+    CHECK(h.header);
+    CHECK(h.buckets_line);
+    REQUIRE(h.rows.size() >= 2);
+    CHECK(h.total == 3000);
+    CHECK(h.rows.back().percentile == 1.0);
+    CHECK(h.rows.back().count == 3000);
+    for (std::size_t k = 1; k < h.rows.size(); ++k) {
+        INFO("row " << k);
+        CHECK(h.rows[k].value >= h.rows[k - 1].value);
+        CHECK(h.rows[k].percentile > h.rows[k - 1].percentile);
+        CHECK(h.rows[k].count >= h.rows[k - 1].count);
+    }
+    // Milliseconds, against the JSON's microseconds.
+    const json& lat = j["latency_us"];
+    CHECK(h.max == Approx(lat["max"].get<double>() / 1e3).epsilon(0.001));
+    CHECK(h.mean == Approx(lat["avg"].get<double>() / 1e3).epsilon(0.01));
+    CHECK(h.rows.front().value == Approx(lat["min"].get<double>() / 1e3).epsilon(0.01));
 }

@@ -3,6 +3,7 @@
 // instants.
 #include <catch2/catch.hpp>
 #include <random>
+#include <sstream>
 
 #include "clients/loadgen/options.hpp"
 #include "clients/loadgen/report.hpp"
@@ -117,4 +118,47 @@ TEST_CASE("loadgen --start-at instants: Unix seconds and ISO-8601 UTC", "[unit]"
          {"", "soon", "12abc", "-5", "2025-12-02T00:00:00", "2025-12-02T00:00:00+02:00",
           "2025-12-02 00:00:00Z", "2025-12-02T00:00:00.Z"})
         CHECK_THROWS_AS(loadgen::parse_instant(bad), std::invalid_argument);
+}
+
+TEST_CASE("hgrm_text: the percentile table of a known distribution", "[unit]") {
+    // 1..10000 µs once each: the value at percentile q is about q x 10 ms.
+    iolab::Histogram h;
+    for (uint64_t us = 1; us <= 10000; ++us)
+        h.record(us * 1000);
+    const std::string text = loadgen::hgrm_text(h);
+    std::istringstream in(text);
+    std::string line;
+    std::getline(in, line);
+    CHECK(line.find("Value") != std::string::npos);
+    CHECK(line.find("TotalCount") != std::string::npos);
+    int rows = 0;
+    double last_p = -1;
+    bool saw_half = false;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        double v = 0, p = 0;
+        unsigned long long n = 0;
+        REQUIRE(std::sscanf(line.c_str(), "%lf %lf %llu", &v, &p, &n) == 3);
+        INFO(line);
+        CHECK(p > last_p);
+        last_p = p;
+        ++rows;
+        // TotalCount is the values at or below the row's value (within its
+        // bucket), and the value sits at the row's percentile.
+        if (p > 0 && p < 1) CHECK(v == Approx(p * 10.0).epsilon(0.01));
+        if (p == 0.5) {
+            saw_half = true;
+            CHECK(n >= 5000);
+            CHECK(n <= 5040);
+        }
+    }
+    CHECK(saw_half);
+    CHECK(last_p == 1.0);
+    CHECK(rows > 20);
+    CHECK(text.find("#[Max     =    10.000000, Total count    =        10000]") !=
+          std::string::npos);
+    CHECK(text.find("#[Mean    =     5.000500") != std::string::npos);
+    // An empty histogram: the header and the footer, no rows.
+    const std::string empty = loadgen::hgrm_text(iolab::Histogram{});
+    CHECK(empty.find("Total count    =            0]") != std::string::npos);
 }
