@@ -353,8 +353,16 @@ def verdict(spreads, cpu_spreads):
     share = len(noisy) / len(spreads)
     msp = statistics.median(spreads)
     cmsp = statistics.median(cpu_spreads) if cpu_spreads else None
-    cpu_txt = (f" The server's CPU µs per request spread by a median {100 * cmsp:.0f}% between repeats"
-               + (", steadier: compare that figure instead." if cmsp < msp else ".")) if cmsp is not None else ""
+    cpu_txt = ""
+    if cmsp is not None:
+        cpu_txt = f" The server's CPU µs per request spread by a median {100 * cmsp:.0f}% between repeats"
+        if cmsp <= NOISY_SPREAD:
+            cpu_txt += ": steady enough, compare that figure instead."
+        elif cmsp < msp:
+            cpu_txt += (f": less than requests/s, but over {100 * NOISY_SPREAD:.0f}% too — "
+                        "read it as a trend only.")
+        else:
+            cpu_txt += "."
     head = (f"{len(noisy)} of {len(spreads)} points ({100 * share:.0f}%) had repeats more than "
             f"{100 * NOISY_SPREAD:.0f}% apart (max − min over the median of requests/s); the median "
             f"point's spread was {100 * msp:.0f}%.")
@@ -424,7 +432,8 @@ def conclusion(dval, m, noisy):
                        + f". Errors over the whole run: {errors}.")
         if noisy == "noisy":
             out.append("Caution: the spread between repeats was too large to trust requests/s "
-                       "(see the verdict above); lean on CPU µs per request.")
+                       "(see the verdict above): the shares kept above are not a ranking; "
+                       "measure again on a quiet machine (scripts/report.sh).")
     return out
 
 
@@ -466,6 +475,7 @@ section h2{margin-top:14px}
 section{background:#fff;border:1px solid #e4e4e4;border-radius:6px;padding:4px 18px 14px;margin:18px 0}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f2f2f2}
+tr.noisy td{background:#fff0ef}
 #machine td{text-align:left}td:first-child,th:first-child{text-align:left}
 .chart{display:inline-block;vertical-align:top;margin:4px 14px 10px 0;width:580px}
 svg.plot{max-width:100%;height:auto;background:#fff}
