@@ -486,7 +486,7 @@ circle.pt{cursor:pointer;stroke:#fff;stroke-width:1}circle.pt:hover,circle.pt.on
 .verdict{padding:8px 12px;border-radius:4px;font-weight:600}
 .verdict.noisy{background:#fde2e1;border:1px solid #e0a19e}.verdict.quiet{background:#e2f4e4;border:1px solid #9fd1a6}
 .verdict.unknown{background:#fff4d6;border:1px solid #e4c66e}
-.timeline{margin:10px 0 18px;overflow-x:auto}.timeline-svg{max-width:100%;height:auto;border:1px solid #ddd}
+.timeline{margin:10px 0 18px;overflow-x:auto}.timeline-svg{max-width:100%;height:auto;border:1px solid #ddd;box-sizing:border-box}
 .missing{color:#8a4b00;font-style:italic}.small{font-size:13px;color:#555}
 code{background:#f0f0f0;padding:0 3px;border-radius:3px}
 """
@@ -625,7 +625,7 @@ def main():
                 page.append(f'<p class="missing">{esc(name)}.svg left out: it contains a script, a '
                             "link or an event handler.</p>")
             else:
-                page.append(f'<div class="timeline" data-server="{esc(name)}"><h3>{esc(name)}</h3>{svg}</div>')
+                page.append(f'<div class="timeline" data-server="{esc(name)}">{svg}</div>')
     page.append("</section>")
 
     # conclusion
