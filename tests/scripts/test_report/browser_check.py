@@ -50,9 +50,15 @@ DOM_QUERY = r"""
   return {
     title: document.title,
     sections: Array.from(document.querySelectorAll('section[id]')).map(s => s.id),
-    charts: Array.from(document.querySelectorAll('[data-chart]')).map(c => ({
-      id: c.getAttribute('data-chart'), declared: c.getAttribute('data-points'),
-      svg: !!c.querySelector('svg'), points: pts(c) })),
+    charts: Array.from(document.querySelectorAll('[data-chart]')).map(c => {
+      // Hover the last point (a bubbling mouseover, as the mouse would): what
+      // the chart's readout line says afterwards.
+      const all = c.querySelectorAll('.pt'), last = all[all.length - 1];
+      if (last) last.dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
+      const r = c.querySelector('.readout');
+      return { id: c.getAttribute('data-chart'), declared: c.getAttribute('data-points'),
+               svg: !!c.querySelector('svg'), points: pts(c),
+               hovered_readout: r ? r.textContent : null }; }),
     timelines: tl ? { declared: tl.getAttribute('data-timelines'),
       drawn: Array.from(tl.querySelectorAll('.timeline')).map(t => ({
         server: t.getAttribute('data-server'), svg: !!t.querySelector('svg'),

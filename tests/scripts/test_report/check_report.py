@@ -7,7 +7,9 @@ page was written from, read here independently of report.py:
     measured row (series "BACKEND LIBRARY", x = fds, y = us_per_round);
   - the three multiplexing charts, one point per row of DATA/multiplexing.csv
     with a value (series = server, x = idle_asked, y = the column);
-  - every point laid out (non-zero size) with a hover title naming its series;
+  - every point laid out (non-zero size) with a hover title naming its series,
+    and hovering one puts that title in the chart's readout line (the page's
+    inline script);
   - one drawn timeline per TIMELINE_DIR/*.svg (or the page says there are none);
   - the verdict, recomputed from DATA/multiplexing-runs.csv with the rule the
     page states (a point is noisy when its repeats spread over 20% of the
@@ -68,6 +70,10 @@ def check_chart(cid, expected):
     check(f"chart {cid}: every data row has its point", not missing, f"missing {missing[:5]}")
     wrong = [(k, got[k], v) for k, v in expected.items() if k in got and not close(got[k], v)]
     check(f"chart {cid}: each point carries its row's value", not wrong, f"(point, shown, data): {wrong[:5]}")
+    last = c["points"][-1] if c["points"] else {}
+    check(f"chart {cid}: hovering a point shows its value below the chart",
+          last.get("title") is not None and c.get("hovered_readout") == last["title"],
+          f"readout {c.get('hovered_readout')!r}, point title {last.get('title')!r}")
     bad = [p for p in c["points"] if not p["visible"] or not p["title"] or p["series"] not in p["title"]]
     check(f"chart {cid}: every point laid out with a hover title naming its series", not bad,
           f"{len(bad)} without: {bad[:2]}")
