@@ -7,6 +7,7 @@
 // descriptors.
 #pragma once
 
+#include <algorithm>
 #include <coroutine>
 #include <cstdint>
 #include <deque>
@@ -233,6 +234,112 @@ inline void AsyncSemaphore::release() {
     w->state_ = Acquire::State::granted;
     w->wake_ = loop_.call_soon([c = w->c_] { c.resume(); });
 }
+
+// A bounded FIFO queue between coroutines, asyncio.Queue in C++: the work
+// queue of a crawler with N workers (ex_crawl_queue.cpp).
+//   co_await q.put(v)    waits while the queue is full (try_put: false instead)
+//   T v = co_await q.get()   waits while it is empty
+//   q.task_done()        one item taken by get() is finished
+//   co_await q.join()    waits until every item ever put is finished
+// join() is how a crawler knows it is done: the queue is empty AND no worker
+// is still busy with an item (which could put more). A worker must therefore
+// put the links it found *before* it calls task_done for the page.
+// Waiting is cancellation-safe as everywhere here: a task destroyed while it
+// waits leaves the queue's waiting lists, and a wake-up it had been given
+// goes to the next waiter.
+template <class T>
+class AsyncQueue {
+  public:
+    AsyncQueue(EventLoop& loop, std::size_t capacity) : loop_(loop), capacity_(capacity) {
+        if (capacity == 0) throw std::invalid_argument("AsyncQueue: capacity 0");
+    }
+    AsyncQueue(const AsyncQueue&) = delete;
+
+    [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
+    [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
+    [[nodiscard]] bool full() const noexcept { return items_.size() >= capacity_; }
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    // Items put and not yet task_done (queued or being worked on).
+    [[nodiscard]] std::size_t unfinished() const noexcept { return unfinished_; }
+    // The most items the queue has held at once.
+    [[nodiscard]] std::size_t peak() const noexcept { return peak_; }
+
+    bool try_put(T v) {
+        if (full()) return false;
+        push(std::move(v));
+        return true;
+    }
+    Task<void> put(T v) {
+        while (full())
+            co_await Park{*this, putters_};
+        push(std::move(v));
+    }
+    Task<T> get() {
+        while (items_.empty())
+            co_await Park{*this, getters_};
+        T v = std::move(items_.front());
+        items_.pop_front();
+        wake_one(putters_);  // room for one more
+        co_return v;
+    }
+    void task_done() {
+        if (unfinished_ == 0) throw std::logic_error("AsyncQueue::task_done() called too often");
+        if (--unfinished_ == 0)
+            while (!joiners_.empty())
+                wake_one(joiners_);
+    }
+    Task<void> join() {
+        while (unfinished_ > 0)
+            co_await Park{*this, joiners_};
+    }
+
+  private:
+    // A coroutine waiting in one of the three lists until woken; it then
+    // checks its condition again (another task may have been quicker).
+    struct Park {
+        AsyncQueue& q;
+        std::list<Park*>& list;
+        std::list<Park*>::iterator pos{};
+        std::coroutine_handle<> c{};
+        Handle wake{};
+        bool queued = false;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) {
+            c = h;
+            pos = list.insert(list.end(), this);
+            queued = true;
+        }
+        void await_resume() const noexcept {}
+        ~Park() {
+            if (queued) {
+                list.erase(pos);
+            } else if (wake.pending()) {  // woken, destroyed before it ran: pass it on
+                wake.cancel();
+                q.wake_one(list);
+            }
+        }
+    };
+    void push(T v) {
+        items_.push_back(std::move(v));
+        ++unfinished_;
+        peak_ = std::max(peak_, items_.size());
+        wake_one(getters_);
+    }
+    void wake_one(std::list<Park*>& list) {
+        if (list.empty()) return;
+        Park* p = list.front();
+        list.pop_front();
+        p->queued = false;
+        p->wake = loop_.call_soon([c = p->c] { c.resume(); });
+    }
+
+    EventLoop& loop_;
+    std::size_t capacity_;
+    std::deque<T> items_;
+    std::size_t unfinished_ = 0;
+    std::size_t peak_ = 0;
+    std::list<Park*> getters_, putters_, joiners_;
+};
 
 // Tasks started and forgotten (asyncio.create_task without keeping the
 // result): each is destroyed once it finishes; the ones still running when

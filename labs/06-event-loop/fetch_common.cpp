@@ -80,4 +80,20 @@ std::vector<std::string> extract_links(std::string_view html) {
     return links;
 }
 
+std::vector<iolab::http::Url> page_links(const Result& page, const std::string& authority) {
+    std::vector<iolab::http::Url> out;
+    if (!page.ok() || page.status != 200 || page.content_type.find("html") == std::string::npos)
+        return out;
+    const iolab::http::Url base = iolab::http::parse_url(page.url);
+    for (const std::string& href : extract_links(page.body)) {
+        try {
+            iolab::http::Url u = iolab::http::resolve_url(base, href);  // fragment dropped
+            if (u.scheme + "://" + u.authority() == authority) out.push_back(std::move(u));
+        } catch (const iolab::http::UrlError&) {
+            // mailto:, javascript:, malformed: not ours to follow
+        }
+    }
+    return out;
+}
+
 }  // namespace fetch

@@ -61,6 +61,11 @@ void take_response(iolab::http::ResponseParser& p, Result& r);
 // Every href="..." ('...', or unquoted) in an HTML text, as written.
 std::vector<std::string> extract_links(std::string_view html);
 
+// The links of a fetched page worth following: only for an HTML 200 answer;
+// each href resolved against the page's URL (fragment dropped) and kept when
+// its scheme://host:port is `authority` (the site being crawled).
+std::vector<iolab::http::Url> page_links(const Result& page, const std::string& authority);
+
 // The two engines of loop-fetch: every URL, at most opts.concurrency at once;
 // results in the order of `urls`.
 std::vector<Result> fetch_all_callbacks(evloop::EventLoop& loop,

@@ -93,17 +93,9 @@ class Crawler {
         std::fflush(stdout);
         ++pages_;
         ok_ += r.ok();
-        if (!r.ok() || r.status != 200 || r.content_type.find("html") == std::string::npos) return;
-        const Url base = iolab::http::parse_url(r.url);
-        for (const std::string& href : fetch::extract_links(r.body)) {
-            try {
-                Url u = iolab::http::resolve_url(base, href);                  // fragment dropped
-                if (u.scheme + "://" + u.authority() != authority_) continue;  // other host
-                if (seen_.size() >= cfg_.max_pages) return;
-                if (seen_.insert(u.to_string()).second) frontier_.push_back(u);
-            } catch (const iolab::http::UrlError&) {
-                // mailto:, javascript:, malformed: not ours to follow
-            }
+        for (Url& u : fetch::page_links(r, authority_)) {  // same host, HTML pages only
+            if (seen_.size() >= cfg_.max_pages) return;
+            if (seen_.insert(u.to_string()).second) frontier_.push_back(std::move(u));
         }
     }
 

@@ -1,0 +1,142 @@
+// ex-awaiter — write it yourself: the object co_await talks to (lab 06, stage 4).
+//
+// Usage: ex-awaiter [--delay-ms MS]
+//
+// `co_await x` asks x three things (aio.hpp has the lab's own awaiters):
+//   await_ready()     can the coroutine go on without suspending? (false:
+//                     the descriptor is not known to be ready, so wait)
+//   await_suspend(c)  the coroutine is suspended; `c` resumes it. Register
+//                     something whose callback will call c.resume() — here a
+//                     reader on the descriptor (add_reader) — and return: the
+//                     loop goes on with other work
+//   await_resume()    the coroutine is resumed: the value of the co_await
+// and the awaiter lives in the suspended coroutine's frame, so its
+// destructor runs when a waiting task is destroyed (cancelled): that is where
+// it must give its reader back, or the loop would later resume a coroutine
+// that no longer exists.
+//
+// Yours is the class Readable below (the TODOs): co_await readable(loop, fd)
+// suspends the task until fd is readable.
+//
+// The scene, on non-blocking pipes:
+//   1. a task waits with co_await readable() on a pipe; a timer writes "ping"
+//      into it after --delay-ms; the task then reads it.
+//        got=ping  woke_after_ms=N
+//   2. a task waits on a pipe nobody writes; after 50 ms it is destroyed.
+//        watched_while_waiting=1  (its reader is registered)
+//        watched_after_cancel=0   (the awaiter's destructor removed it)
+//   3. rounds=N   loop rounds for both scenes: a handful when the waiting
+//      task sleeps in epoll_wait, thousands when something spins.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <coroutine>
+#include <cstdio>
+#include <string>
+
+#include "common/error.hpp"
+#include "common/program.hpp"
+#include "labs/06-event-loop/aio.hpp"
+
+namespace {
+
+using namespace evloop;
+using namespace std::chrono_literals;
+
+// co_await readable(loop, fd): suspends until `fd` is readable.
+class Readable {
+  public:
+    Readable(EventLoop& loop, int fd) : loop_(loop), fd_(fd) {}
+    Readable(const Readable&) = delete;
+    ~Readable() {
+        // TODO(you): destroyed while still waiting (the task was cancelled):
+        // remove the reader, so that the loop never calls it.
+    }
+    bool await_ready() const noexcept {
+        // TODO(you): false — we do not know that fd_ is readable, so suspend.
+        return true;
+    }
+    void await_suspend(std::coroutine_handle<> c) {
+        // TODO(you): remember that we wait (waiting_), and register a reader
+        // for fd_ with loop_.add_reader whose callback removes the reader
+        // (remove_reader, waiting_ = false) and then resumes c — last, since
+        // resuming may destroy this awaiter.
+        (void)c;
+    }
+    void await_resume() const noexcept {}
+
+  private:
+    EventLoop& loop_;
+    int fd_;
+    [[maybe_unused]] bool waiting_ = false;  // clang: used once you write it
+};
+Readable readable(EventLoop& loop, int fd) {
+    return Readable(loop, fd);
+}
+
+// Waits until `fd` is readable, then reads what is there.
+Task<std::string> wait_and_read(EventLoop& loop, int fd) {
+    co_await readable(loop, fd);
+    char buf[64];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) co_return "(read: " + iolab::errno_text(errno) + ")";
+    co_return std::string(buf, static_cast<std::size_t>(n));
+}
+
+Task<void> pause(EventLoop& loop, Clock::duration d) {
+    co_await sleep(loop, d);
+}
+
+// A non-blocking pipe whose ends leave the loop before they close.
+struct Pipe {
+    WatchedFd r, w;
+};
+Pipe make_pipe(EventLoop& loop) {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) iolab::throw_sys("pipe2");
+    return {WatchedFd(loop, iolab::Fd(fds[0])), WatchedFd(loop, iolab::Fd(fds[1]))};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int delay_ms = 100;
+    CLI::App app{"Write it yourself: an awaiter for a readable descriptor (lab 06)"};
+    iolab::setup_program(app, "ex-awaiter",
+                         "Exit codes:\n  0  the task woke with the data and left nothing behind\n"
+                         "  1  internal error\n  2  usage error\n  3  it did not");
+    app.add_option("--delay-ms", delay_ms, "When the timer writes into the pipe")
+        ->check(CLI::Range(0, 10'000))
+        ->capture_default_str();
+    IOLAB_PARSE(app, argc, argv);
+
+    return iolab::guarded_main("ex-awaiter", [&] {
+        EventLoop loop;
+        // Scene 1: wake on data.
+        Pipe a = make_pipe(loop);
+        const auto t0 = loop.time();
+        loop.call_later(std::chrono::milliseconds(delay_ms), [&] {
+            if (::write(a.w.get(), "ping", 4) != 4) iolab::throw_sys("write", "the pipe");
+        });
+        const std::string got = run_until_complete(loop, wait_and_read(loop, a.r.get()));
+        const auto woke = std::chrono::duration_cast<std::chrono::milliseconds>(loop.time() - t0);
+        std::printf("got=%s\nwoke_after_ms=%lld\n", got.c_str(),
+                    static_cast<long long>(woke.count()));
+
+        // Scene 2: cancelled while waiting.
+        Pipe b = make_pipe(loop);
+        std::size_t while_waiting = 0;
+        {
+            Task<std::string> waiting = wait_and_read(loop, b.r.get());
+            waiting.start(loop);
+            run_until_complete(loop, pause(loop, 50ms));
+            while_waiting = loop.watched_count();
+        }  // `waiting` destroyed: its frame, and the Readable in it, go
+        const std::size_t after = loop.watched_count();
+        std::printf("watched_while_waiting=%zu\nwatched_after_cancel=%zu\n", while_waiting, after);
+        std::printf("rounds=%llu\n", static_cast<unsigned long long>(loop.rounds()));
+        return got == "ping" && while_waiting == 1 && after == 0 ? 0 : 3;
+    });
+}

@@ -1,0 +1,198 @@
+// ex-crawl-queue — write it yourself: a crawler with a work queue and N
+// workers (lab 06, stage 5).
+//
+// Usage: ex-crawl-queue [-w N] [--max-pages N] [--server-delay MS] [--timeout SEC] URL
+//
+// loop-crawl goes level by level: a level's pages are fetched together and
+// awaited with gather(), so the next level starts only when the slowest page
+// of this one is in — one slow page idles every permit. Here there are no
+// levels: N worker coroutines take URLs from one queue (AsyncQueue,
+// combinators.hpp), fetch them, and put the new links they find back on it.
+// Nobody waits for a level; the N workers are the bound on concurrency (no
+// semaphore); a seen set makes each page fetched once.
+//
+// When is the crawl over? Not when the queue is empty: a worker still
+// fetching a page may be about to put ten more links. It is over when the
+// queue is empty AND no worker is busy — which is what the queue's join()
+// waits for: every item put has been marked task_done(). So a worker puts
+// the links it found *before* it marks its page done. run() then destroys
+// the workers, parked in get() (cancellation is destruction, task.hpp).
+//
+// The queue is bounded, by --max-pages: the seen set never admits more URLs
+// than that, so a worker's put() can never find it full. A smaller bound
+// could deadlock: every worker waiting to put, none left to get.
+//
+// Yours is worker() below (the TODO). Until you write it the workers return
+// at once, the first URL stays unfinished, and the program says so (exit 3)
+// instead of waiting forever.
+//
+// --server-delay MS: before each page, a GET /delay/MS on the same server,
+// as loop-crawl does — so that http-testd's /stats (max_in_flight) shows how
+// many fetches the workers hold at once: N.
+//
+// Output: one line per page (`URL status=200 bytes=N` or `URL error="..."`),
+// then `summary: pages=N ok=N failed=N workers=N queue_peak=N`.
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <set>
+
+#include "common/io.hpp"
+#include "common/program.hpp"
+#include "labs/06-event-loop/combinators.hpp"
+#include "labs/06-event-loop/fetch_common.hpp"
+
+namespace {
+
+using namespace evloop;
+using iolab::http::Url;
+
+struct Config {
+    fetch::Options fetch;
+    std::size_t workers = 4;
+    std::size_t max_pages = 1000;
+    int server_delay_ms = 0;
+};
+
+class QueueCrawler {
+  public:
+    QueueCrawler(EventLoop& loop, const Config& cfg, const Url& start)
+        : loop_(loop),
+          cfg_(cfg),
+          queue_(loop, cfg.max_pages),
+          authority_(start.scheme + "://" + start.authority()) {
+        seen_.insert(start.to_string());
+        queue_.try_put(start);
+    }
+
+    // The crawl: N workers, and join() to know when they are all done.
+    Task<void> run() {
+        for (std::size_t i = 0; i < cfg_.workers; ++i) {
+            workers_.push_back(supervised(i));
+            workers_.back().start(loop_);
+        }
+        co_await queue_.join();  // the queue is empty and no worker is busy
+        workers_.clear();        // cancel the workers, each parked in get()
+        std::printf("summary: pages=%zu ok=%zu failed=%zu workers=%zu queue_peak=%zu\n", pages_,
+                    ok_, pages_ - ok_, cfg_.workers, queue_.peak());
+        std::fflush(stdout);
+    }
+
+    [[nodiscard]] bool all_ok() const noexcept { return ok_ == pages_; }
+    // Every worker returned while URLs were still unfinished: run() would
+    // wait for ever.
+    [[nodiscard]] bool abandoned() const noexcept { return abandoned_; }
+    [[nodiscard]] std::size_t unfinished() const noexcept { return queue_.unfinished(); }
+
+  private:
+    // One worker: take a URL, fetch it, record it, queue its new links,
+    // mark it done; again, until run() destroys the worker.
+    Task<void> worker(std::size_t id) {
+        (void)id;
+        // TODO(you): loop for ever: `Url url = co_await queue_.get();`, then
+        // `fetch::Result r = co_await fetch_page(url);`, then for each link
+        // that record(r) returns, `co_await queue_.put(link)`, and only then
+        // `queue_.task_done()` — before it, join() could see an empty queue
+        // and no busy worker while this page's links are still to come.
+        co_return;
+    }
+
+    // A worker that returns (it should not) is noted; when the last one has
+    // returned and URLs are still unfinished, the loop is stopped.
+    Task<void> supervised(std::size_t id) {
+        co_await worker(id);
+        if (++returned_ == cfg_.workers && queue_.unfinished() > 0) {
+            abandoned_ = true;
+            loop_.stop();
+        }
+    }
+
+    // One page: the optional /delay first, then the page itself.
+    Task<fetch::Result> fetch_page(Url url) {
+        if (cfg_.server_delay_ms > 0) {
+            Url slow = url;
+            slow.target = "/delay/" + std::to_string(cfg_.server_delay_ms);
+            co_await fetch::fetch_one(loop_, slow, cfg_.fetch);
+        }
+        co_return co_await fetch::fetch_one(loop_, url, cfg_.fetch);
+    }
+
+    // Prints the page; returns its links not seen before (marked seen now),
+    // never letting the seen set grow past --max-pages.
+    std::vector<Url> record(const fetch::Result& r) {
+        std::printf("%s\n", fetch::result_line(r).c_str());
+        std::fflush(stdout);
+        ++pages_;
+        ok_ += r.ok();
+        std::vector<Url> fresh;
+        for (Url& u : fetch::page_links(r, authority_)) {
+            if (seen_.size() >= cfg_.max_pages) break;
+            if (seen_.insert(u.to_string()).second) fresh.push_back(std::move(u));
+        }
+        return fresh;
+    }
+
+    EventLoop& loop_;
+    const Config& cfg_;
+    AsyncQueue<Url> queue_;
+    std::string authority_;
+    std::set<std::string> seen_;  // every URL ever queued: each page once
+    std::vector<Task<void>> workers_;
+    std::size_t returned_ = 0;
+    bool abandoned_ = false;
+    std::size_t pages_ = 0, ok_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Config cfg;
+    std::string start_text;
+    CLI::App app{"Write it yourself: crawl one site with a work queue and N worker coroutines"};
+    iolab::setup_program(app, "ex-crawl-queue",
+                         "Exit codes:\n  0  every page answered (any status)\n"
+                         "  1  internal error\n  2  usage error\n"
+                         "  3  some page failed, or the workers left URLs unfinished");
+    app.add_option("-w,--workers", cfg.workers, "Worker coroutines (fetches in flight at most)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1000}))
+        ->capture_default_str();
+    app.add_option("--max-pages", cfg.max_pages,
+                   "Distinct pages fetched at most (the queue's bound)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
+        ->capture_default_str();
+    app.add_option("--server-delay", cfg.server_delay_ms,
+                   "Before each page, GET /delay/MS on the same server (makes /stats count "
+                   "the crawler's concurrency)")
+        ->check(CLI::Range(0, 60000))
+        ->capture_default_str();
+    app.add_option("--timeout", cfg.fetch.timeout, "Seconds per request")
+        ->check(CLI::Range(0.001, 3600.0))
+        ->capture_default_str();
+    app.add_option("url", start_text, "Where to start (http://HOST:PORT/site/)")->required();
+    IOLAB_PARSE(app, argc, argv);
+    Url start;
+    try {
+        start = iolab::http::parse_url(start_text);
+    } catch (const iolab::http::UrlError& e) {
+        return iolab::usage_error(app, start_text + ": " + e.what());
+    }
+    if (start.scheme != "http") return iolab::usage_error(app, start_text + ": http only");
+    cfg.fetch.keep_body = true;  // the links are in the body
+    return iolab::guarded_main("ex-crawl-queue", [&] {
+        iolab::ignore_sigpipe();
+        EventLoop loop;
+        QueueCrawler crawler(loop, cfg, start);
+        Task<void> crawl = crawler.run();
+        crawl.start(loop);
+        loop.run_until([&] { return crawl.done() || crawler.abandoned(); });
+        if (!crawl.done()) {
+            std::fprintf(stderr,
+                         "ex-crawl-queue: every worker returned with %zu URL(s) still unfinished "
+                         "(queued, or taken and never marked task_done)\n",
+                         crawler.unfinished());
+            return 3;
+        }
+        crawl.result();  // rethrows what the crawl threw
+        return crawler.all_ok() ? 0 : 3;
+    });
+}
