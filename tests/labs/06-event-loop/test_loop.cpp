@@ -1,6 +1,6 @@
 // labs/06-event-loop: the reactor (ordering, timers, cancellation, descriptors,
 // executor, signals) and the coroutine layer (Task, sleep, sockets, wait_for,
-// gather, as_completed, AsyncSemaphore, to_thread).
+// gather, as_completed, AsyncSemaphore, AsyncQueue, to_thread).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -383,6 +383,93 @@ TEST_CASE("AsyncSemaphore: never more than N holders, FIFO, cancellation-safe", 
     CHECK(sem.waiting() == 0);
     loop.run_once();
     CHECK(sem.available() == 3);
+}
+
+TEST_CASE("AsyncQueue: FIFO, put waits while full, get while empty", "[evloop][coro][queue]") {
+    EventLoop loop;
+    AsyncQueue<int> q(loop, 2);
+    std::vector<int> got;
+    int puts_done = 0;
+    auto producer = [&]() -> Task<void> {
+        for (int i = 0; i < 6; ++i) {
+            co_await q.put(i);
+            ++puts_done;
+        }
+    };
+    auto consumer = [&]() -> Task<void> {
+        for (int i = 0; i < 6; ++i) {
+            got.push_back(co_await q.get());
+            q.task_done();
+            co_await sleep(loop, 1ms);  // slower than the producer
+        }
+    };
+    Task<void> p = producer();
+    p.start(loop);
+    loop.run_once();        // the producer's first step: two puts, the third parks
+    CHECK(puts_done == 2);  // full at 2: the third put waits
+    CHECK(q.size() == 2);
+    CHECK(q.full());
+    CHECK_FALSE(q.try_put(99));
+    run_until_complete(loop, consumer());
+    loop.run_until([&] { return p.done(); });
+    CHECK(got == std::vector<int>{0, 1, 2, 3, 4, 5});
+    CHECK(q.peak() == 2);
+    CHECK(q.unfinished() == 0);
+    CHECK_THROWS_AS(q.task_done(), std::logic_error);
+}
+
+TEST_CASE("AsyncQueue: join waits until every item is task_done, not just taken",
+          "[evloop][coro][queue]") {
+    EventLoop loop;
+    AsyncQueue<int> q(loop, 10);
+    REQUIRE(q.try_put(1));
+    REQUIRE(q.try_put(2));
+    bool joined = false;
+    // A named lambda: a coroutine lambda's captures live in the closure,
+    // which must outlive the task.
+    auto joiner = [&]() -> Task<void> {
+        co_await q.join();
+        joined = true;
+    };
+    Task<void> j = joiner();
+    j.start(loop);
+    int taken = run_until_complete(loop, q.get());
+    taken += run_until_complete(loop, q.get());
+    CHECK(taken == 3);
+    CHECK(q.empty());
+    auto one_round = [&] {  // a round that cannot block: one callback is ready
+        loop.call_soon([] {});
+        loop.run_once();
+    };
+    one_round();
+    CHECK_FALSE(joined);  // empty, but both items are still being worked on
+    q.task_done();
+    one_round();
+    CHECK_FALSE(joined);
+    q.task_done();
+    loop.run_until([&] { return j.done(); });
+    CHECK(joined);
+}
+
+TEST_CASE("AsyncQueue: a getter destroyed while waiting leaves, its wake-up goes on",
+          "[evloop][coro][queue]") {
+    EventLoop loop;
+    AsyncQueue<std::string> q(loop, 4);
+    std::vector<std::string> got;
+    auto getter = [&]() -> Task<void> { got.push_back(co_await q.get()); };
+    std::vector<Task<void>> ts;
+    for (int i = 0; i < 3; ++i) {
+        ts.push_back(getter());
+        ts.back().start(loop);
+    }
+    loop.run_once();          // all three park
+    ts[2] = Task<void>();     // cancelled while parked: leaves the list
+    REQUIRE(q.try_put("a"));  // wakes the first getter (next round) ...
+    ts[0] = Task<void>();     // ... which is destroyed before it runs
+    loop.run_until([&] { return ts[1].done(); });
+    CHECK(got == std::vector<std::string>{"a"});  // the wake-up went to the second
+    CHECK(ts[1].done());
+    CHECK(q.empty());
 }
 
 TEST_CASE("to_thread: the awaitable executor; the loop keeps running meanwhile", "[evloop][coro]") {
