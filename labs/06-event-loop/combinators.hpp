@@ -299,7 +299,7 @@ class AsyncQueue {
     struct Park {
         AsyncQueue& q;
         std::list<Park*>& list;
-        std::list<Park*>::iterator pos{};
+        typename std::list<Park*>::iterator pos{};
         std::coroutine_handle<> c{};
         Handle wake{};
         bool queued = false;
