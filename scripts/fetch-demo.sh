@@ -35,7 +35,7 @@ addr=$SERVER_ADDR
 urls=()
 for _ in $(seq "$n"); do urls+=("http://$addr/delay/$delay"); done
 
-# Each mode prints one summary line last: "... ok=N failed=0 ... seconds=S".
+# Each mode prints one summary line last: "... ok=N http_errors=0 failed=0 ... seconds=S".
 declare -A seconds
 step=0
 for mode in sequential callbacks coroutines threads; do
@@ -43,7 +43,7 @@ for mode in sequential callbacks coroutines threads; do
   progress "$step" 4 "fetcher --mode $mode: $n x /delay/$delay"
   line=$("$BUILD_DIR/bin/fetcher" --mode "$mode" --concurrency "$n" --threads "$n" "${urls[@]}" | tail -1)
   case "$line" in
-    *" ok=$n failed=0 "*) ;;
+    *" ok=$n http_errors=0 failed=0 "*) ;;
     *) die "$mode: $line" ;;
   esac
   seconds[$mode]=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")

@@ -27,11 +27,14 @@
 //     http://127.0.0.1:8080/bytes/10 status=200 bytes=10 ms=1.2
 //     http://127.0.0.1:1/ error="connect 127.0.0.1:1: Connection refused" ms=0.1
 // then
-//     summary: mode=callbacks urls=20 ok=19 failed=1 bytes=200 seconds=0.210 pages_per_sec=95.2
-// ok counts responses with a status below 400; failed counts the rest (no
-// response, or a status of 400 and above).
-// Exit code: 0 when every URL is ok, 3 when some failed (an error or a
-// status >= 400), 2 for a usage error, 1 for an internal error.
+//     summary: mode=callbacks urls=20 ok=18 http_errors=1 failed=1 bytes=200
+//              seconds=0.210 pages_per_sec=95.2   (one line)
+// Every URL is counted once, by what came back: ok is a response with a
+// status below 400; http_errors is a response of 400 and above (an answer:
+// the server said "no"); failed is no response at all (refused, reset, timed
+// out, unparsable).
+// Exit code: 0 when every URL got a response (a 404 is an answer, as with
+// curl), 3 when some got none, 2 for a usage error, 1 for an internal error.
 
 #include <sys/stat.h>
 
@@ -69,23 +72,25 @@ int run(const Options& opts, const std::vector<iolab::http::Url>& urls) {
     std::vector<Result> results = coord.take_results();
     uint64_t bytes = 0;
     std::size_t ok = 0;
+    std::size_t http_errors = 0;
     std::string out;
     for (const Result& r : results) {
         if (r.ok()) ++ok;
+        if (r.answered() && !r.ok()) ++http_errors;
         if (r.answered()) bytes += r.bytes;
         if (!opts.as_completed) out += format_result(r);  // else printed already
     }
     char summary[256];
     std::snprintf(summary, sizeof summary,
-                  "summary: mode=%s urls=%zu ok=%zu failed=%zu bytes=%llu seconds=%.3f "
-                  "pages_per_sec=%.1f\n",
-                  opts.mode.c_str(), results.size(), ok, results.size() - ok,
-                  static_cast<unsigned long long>(bytes), seconds,
-                  seconds > 0 ? static_cast<double>(results.size()) / seconds : 0.0);
+                  "summary: mode=%s urls=%zu ok=%zu http_errors=%zu failed=%zu bytes=%llu "
+                  "seconds=%.3f pages_per_sec=%.1f\n",
+                  opts.mode.c_str(), results.size(), ok, http_errors,
+                  results.size() - ok - http_errors, static_cast<unsigned long long>(bytes),
+                  seconds, seconds > 0 ? static_cast<double>(results.size()) / seconds : 0.0);
     out += summary;
     auto w = iolab::write_all(1, {out.data(), out.size()});
     if (!w.ok()) return 1;
-    return ok == results.size() ? 0 : 3;
+    return ok + http_errors == results.size() ? 0 : 3;
 }
 
 constexpr std::size_t kMaxUrls = 100000;
@@ -185,8 +190,8 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))
         ->capture_default_str();
     iolab::setup_program(app, "fetcher",
-                         "Exit codes: 0 every URL ok (a response below 400), 3 some failed (an "
-                         "error or a status >= 400), 2 usage error, 1 internal error.");
+                         "Exit codes: 0 every URL got a response (a 404 is an answer), 3 some "
+                         "got none, 2 usage error, 1 internal error.");
     IOLAB_PARSE(app, argc, argv);
     std::vector<iolab::http::Url> urls;
     for (const auto& u : url_args) {

@@ -31,7 +31,7 @@
 // many fetches the workers hold at once: N.
 //
 // Output: one line per page (`URL status=200 bytes=N` or `URL error="..."`),
-// then `summary: pages=N ok=N failed=N workers=N queue_peak=N`.
+// then `summary: pages=N ok=N http_errors=N failed=N workers=N queue_peak=N`.
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -73,12 +73,14 @@ class QueueCrawler {
         }
         co_await queue_.join();  // the queue is empty and no worker is busy
         workers_.clear();        // cancel the workers, each parked in get()
-        std::printf("summary: pages=%zu ok=%zu failed=%zu workers=%zu queue_peak=%zu\n", pages_,
-                    ok_, pages_ - ok_, cfg_.workers, queue_.peak());
+        std::printf(
+            "summary: pages=%zu ok=%zu http_errors=%zu failed=%zu workers=%zu "
+            "queue_peak=%zu\n",
+            pages_, ok_, answered_ - ok_, pages_ - answered_, cfg_.workers, queue_.peak());
         std::fflush(stdout);
     }
 
-    [[nodiscard]] bool all_ok() const noexcept { return ok_ == pages_; }
+    [[nodiscard]] bool all_answered() const noexcept { return answered_ == pages_; }
     // Every worker returned while URLs were still unfinished: run() would
     // wait for ever.
     [[nodiscard]] bool abandoned() const noexcept { return abandoned_; }
@@ -124,6 +126,7 @@ class QueueCrawler {
         std::fflush(stdout);
         ++pages_;
         ok_ += r.ok();
+        answered_ += r.answered();
         std::vector<Url> fresh;
         for (Url& u : fetch::page_links(r, authority_)) {
             if (seen_.size() >= cfg_.max_pages) break;
@@ -140,7 +143,7 @@ class QueueCrawler {
     std::vector<Task<void>> workers_;
     std::size_t returned_ = 0;
     bool abandoned_ = false;
-    std::size_t pages_ = 0, ok_ = 0;
+    std::size_t pages_ = 0, ok_ = 0, answered_ = 0;
 };
 
 }  // namespace
@@ -193,6 +196,6 @@ int main(int argc, char** argv) {
             return 3;
         }
         crawl.result();  // rethrows what the crawl threw
-        return crawler.all_ok() ? 0 : 3;
+        return crawler.all_answered() ? 0 : 3;
     });
 }

@@ -11,7 +11,7 @@
 namespace fetch {
 
 std::string result_line(const Result& r) {
-    if (!r.ok()) return r.url + " error=\"" + r.error + "\"";
+    if (!r.answered()) return r.url + " error=\"" + r.error + "\"";
     return r.url + " status=" + std::to_string(r.status) + " bytes=" + std::to_string(r.bytes);
 }
 

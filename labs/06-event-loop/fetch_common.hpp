@@ -38,7 +38,10 @@ struct Result {
     std::string error;  // "connect 127.0.0.1:1: Connection refused", ...
     std::string content_type;
     std::string body;  // only with Options::keep_body
-    [[nodiscard]] bool ok() const { return error.empty(); }
+    // A response came back (any status: a 404 is an answer) ...
+    [[nodiscard]] bool answered() const { return error.empty(); }
+    // ... and said yes (below 400).
+    [[nodiscard]] bool ok() const { return answered() && status < 400; }
 };
 
 // "URL status=200 bytes=10" or "URL error="..."": the same in every engine.

@@ -19,7 +19,8 @@
 // max_in_flight in /stats shows how many fetches the crawler really holds.
 //
 // Output: one line per page (`URL status=200 bytes=N`, or `URL error="..."`),
-// then `summary: pages=N ok=N failed=N levels=N`.
+// then `summary: pages=N ok=N http_errors=N failed=N levels=N` (ok: below 400,
+// http_errors: an answer of 400 and above, failed: no answer).
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -69,11 +70,11 @@ class Crawler {
                     record(r);  // the order they were found in
             }
         }
-        std::printf("summary: pages=%zu ok=%zu failed=%zu levels=%zu\n", pages_, ok_, pages_ - ok_,
-                    levels_);
+        std::printf("summary: pages=%zu ok=%zu http_errors=%zu failed=%zu levels=%zu\n", pages_,
+                    ok_, answered_ - ok_, pages_ - answered_, levels_);
     }
 
-    [[nodiscard]] bool all_ok() const noexcept { return ok_ == pages_; }
+    [[nodiscard]] bool all_answered() const noexcept { return answered_ == pages_; }
 
   private:
     // One page, holding one of the N permits for the whole fetch.
@@ -93,6 +94,7 @@ class Crawler {
         std::fflush(stdout);
         ++pages_;
         ok_ += r.ok();
+        answered_ += r.answered();
         for (Url& u : fetch::page_links(r, authority_)) {  // same host, HTML pages only
             if (seen_.size() >= cfg_.max_pages) return;
             if (seen_.insert(u.to_string()).second) frontier_.push_back(std::move(u));
@@ -105,7 +107,7 @@ class Crawler {
     std::string authority_;
     std::vector<Url> frontier_;   // the next level
     std::set<std::string> seen_;  // every URL ever queued: each page once
-    std::size_t pages_ = 0, ok_ = 0, levels_ = 0;
+    std::size_t pages_ = 0, ok_ = 0, answered_ = 0, levels_ = 0;
 };
 
 }  // namespace
@@ -147,6 +149,6 @@ int main(int argc, char** argv) {
         EventLoop loop;
         Crawler crawler(loop, cfg, start);
         run_until_complete(loop, crawler.run());
-        return crawler.all_ok() ? 0 : 3;
+        return crawler.all_answered() ? 0 : 3;
     });
 }

@@ -7,7 +7,9 @@
 // One line per URL, in the order given, then a summary:
 //   http://127.0.0.1:8080/bytes/10 status=200 bytes=10
 //   http://127.0.0.1:1/ error="connect 127.0.0.1:1: Connection refused"
-//   summary: urls=2 ok=1 failed=1 bytes=10
+//   summary: urls=2 ok=1 http_errors=0 failed=1 bytes=10
+// ok: a status below 400; http_errors: a response of 400 and above (an
+// answer); failed: no response. Exit 3 when some URL failed.
 // The elapsed time goes to stderr ("elapsed: 0.203 s"), so that the stdout of
 // the two styles can be compared with diff.
 
@@ -56,16 +58,19 @@ int main(int argc, char** argv) {
         const double secs =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::size_t ok = 0;
+        std::size_t answered = 0;
         uint64_t bytes = 0;
         for (const auto& r : results) {
             std::printf("%s\n", fetch::result_line(r).c_str());
             ok += r.ok();
+            answered += r.answered();
             bytes += r.bytes;
         }
-        std::printf("summary: urls=%zu ok=%zu failed=%zu bytes=%llu\n", results.size(), ok,
-                    results.size() - ok, static_cast<unsigned long long>(bytes));
+        std::printf("summary: urls=%zu ok=%zu http_errors=%zu failed=%zu bytes=%llu\n",
+                    results.size(), ok, answered - ok, results.size() - answered,
+                    static_cast<unsigned long long>(bytes));
         std::fflush(stdout);
         std::fprintf(stderr, "elapsed: %.3f s\n", secs);
-        return ok == results.size() ? 0 : 3;
+        return answered == results.size() ? 0 : 3;
     });
 }

@@ -82,7 +82,7 @@ TEST_CASE("loop-fetch: callbacks and coroutines print the same lines", "[integra
     CHECK(l[2] == u + "/chunked/70000 status=200 bytes=70000");
     CHECK(l[3].find("status=404") != std::string::npos);
     CHECK(l[4] == "http://127.0.0.1:1/ error=\"connect 127.0.0.1:1: Connection refused\"");
-    CHECK(l[6] == "summary: urls=6 ok=5 failed=1 bytes=70051");
+    CHECK(l[6] == "summary: urls=6 ok=4 http_errors=1 failed=1 bytes=70051");
 
     // A request over its time: the same error text in both styles.
     for (const char* mode : {"", "--coroutines"}) {
@@ -121,7 +121,7 @@ TEST_CASE("loop-crawl: every page once, in either printing order", "[integration
     REQUIRE(g.exit_code == 0);
     auto gl = lines_of(g.out);
     REQUIRE(!gl.empty());
-    CHECK(gl.back() == "summary: pages=102 ok=102 failed=0 levels=8");
+    CHECK(gl.back() == "summary: pages=102 ok=101 http_errors=1 failed=0 levels=8");
     gl.pop_back();
     CHECK(gl.front() == start + " status=200 bytes=90");  // discovery order: the start first
     std::set<std::string> gset(gl.begin(), gl.end());
