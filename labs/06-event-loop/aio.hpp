@@ -99,6 +99,7 @@ class SockRecv {
   public:
     SockRecv(EventLoop& loop, int fd, std::span<char> buf) : loop_(loop), fd_(fd), buf_(buf) {}
     SockRecv(const SockRecv&) = delete;
+    // [lab:sock-recv]
     ~SockRecv() {
         if (waiting_) loop_.remove_reader(fd_);
     }
@@ -114,6 +115,7 @@ class SockRecv {
         });
     }
     iolab::IoResult await_resume() const noexcept { return r_; }
+    // [/lab:sock-recv]
 
   private:
     EventLoop& loop_;

@@ -57,6 +57,7 @@ EventLoop::~EventLoop() {
 //                              schedule (call_soon, a call_later(0)) waits for
 //                              the next round, so a callback that reschedules
 //                              itself cannot starve the descriptors
+// [lab:run-once]
 void EventLoop::run_once() {
     ++rounds_;
     const int n =
@@ -76,6 +77,7 @@ int EventLoop::timeout_ms() const {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(timers_.front().when - Clock::now());
     return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, INT_MAX));
 }
+// [/lab:run-once]
 
 void EventLoop::dispatch(const epoll_event& ev) {
     const int fd = ev.data.fd;

@@ -48,6 +48,7 @@ struct PromiseBase {
     std::suspend_always initial_suspend() noexcept { return {}; }  // lazy
     // At the end: mark done, then jump straight into the awaiter (symmetric
     // transfer: no stack growth however long a chain of awaits is).
+    // [lab:final]
     struct Final {
         bool await_ready() noexcept { return false; }
         template <class P>
@@ -60,6 +61,7 @@ struct PromiseBase {
         void await_resume() noexcept {}
     };
     Final final_suspend() noexcept { return {}; }
+    // [/lab:final]
     void unhandled_exception() noexcept { error = std::current_exception(); }
 };
 
@@ -133,6 +135,7 @@ class [[nodiscard]] Task {
     }
 
   private:
+    // [lab:awaiter]
     struct Awaiter {
         Handle_t h;
         bool await_ready() const noexcept { return h.promise().done; }
@@ -145,6 +148,7 @@ class [[nodiscard]] Task {
         }
         T await_resume() { return take(h); }
     };
+    // [/lab:awaiter]
 
     static T take(Handle_t h) {
         promise_type& p = h.promise();
