@@ -68,9 +68,11 @@ class Readable {
     void await_resume() const noexcept {}
 
   private:
-    EventLoop& loop_;
-    int fd_;
-    [[maybe_unused]] bool waiting_ = false;  // clang: used once you write it
+    // [[maybe_unused]]: clang warns about fields nothing reads yet; the
+    // three are used once you write the TODOs (and the marks can go).
+    [[maybe_unused]] EventLoop& loop_;
+    [[maybe_unused]] int fd_;
+    [[maybe_unused]] bool waiting_ = false;
 };
 Readable readable(EventLoop& loop, int fd) {
     return Readable(loop, fd);
