@@ -1,9 +1,9 @@
 int main() {
-  int n = 0;
-  // [lab:loop]
-  for (int i = 0; i < 3; ++i) {
-    n += i;
-  }
-  // [/lab:loop]
-  return n;
+    int n = 0;
+    // [lab:loop]
+    for (int i = 0; i < 3; ++i) {
+        n += i;
+    }
+    // [/lab:loop]
+    return n;
 }

@@ -1,8 +1,8 @@
 int main() {
-  int n = 0;
-  // [lab:loop]
-  for (int i = 0; i < 3; ++i) {
-    n += i;
-  }
-  return n;
+    int n = 0;
+    // [lab:loop]
+    for (int i = 0; i < 3; ++i) {
+        n += i;
+    }
+    return n;
 }
