@@ -1,14 +1,43 @@
 // Pieces shared by the fetch engines; see fetch_common.hpp.
 #include "labs/06-event-loop/fetch_common.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <sys/socket.h>
 
 #include <cctype>
 #include <cstdio>
 
 #include "common/error.hpp"
+#include "common/program.hpp"
 
 namespace fetch {
+
+void add_crawl_options(CLI::App& app, std::size_t& max_pages, int& server_delay_ms, double& timeout,
+                       std::string& start_text) {
+    app.add_option("--max-pages", max_pages, "Distinct pages fetched at most")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
+        ->capture_default_str();
+    app.add_option("--server-delay", server_delay_ms,
+                   "Before each page, GET /delay/MS on the same server (makes /stats count "
+                   "the crawler's concurrency)")
+        ->check(CLI::Range(0, 60000))
+        ->capture_default_str();
+    app.add_option("--timeout", timeout, "Seconds per request")
+        ->check(CLI::Range(0.001, 3600.0))
+        ->capture_default_str();
+    app.add_option("url", start_text, "Where to start (http://HOST:PORT/site/)")->required();
+}
+
+int parse_crawl_start(CLI::App& app, const std::string& start_text, iolab::http::Url& start) {
+    try {
+        start = iolab::http::parse_url(start_text);
+    } catch (const iolab::http::UrlError& e) {
+        return iolab::usage_error(app, start_text + ": " + e.what());
+    }
+    if (start.scheme != "http") return iolab::usage_error(app, start_text + ": http only");
+    return 0;
+}
 
 std::string result_line(const Result& r) {
     if (!r.answered()) return r.url + " error=\"" + r.error + "\"";

@@ -13,6 +13,9 @@
 #include "common/http.hpp"
 #include "labs/06-event-loop/loop.hpp"
 
+namespace CLI {
+class App;
+}
 namespace evloop {
 template <class T>
 class Task;
@@ -43,6 +46,15 @@ struct Result {
     // ... and said yes (below 400).
     [[nodiscard]] bool ok() const { return answered() && status < 400; }
 };
+
+// The command line both crawlers (loop-crawl, ex-crawl-queue) share beside
+// their concurrency option: --max-pages, --server-delay, --timeout and the
+// start URL.
+void add_crawl_options(CLI::App& app, std::size_t& max_pages, int& server_delay_ms, double& timeout,
+                       std::string& start_text);
+// After parsing: the start URL, which must be http://. Returns 0, or the exit
+// code of the one-line usage error it printed.
+int parse_crawl_start(CLI::App& app, const std::string& start_text, iolab::http::Url& start);
 
 // "URL status=200 bytes=10" or "URL error="..."": the same in every engine.
 std::string result_line(const Result& r);

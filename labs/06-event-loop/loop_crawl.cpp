@@ -122,27 +122,12 @@ int main(int argc, char** argv) {
     app.add_option("-c,--concurrency", cfg.fetch.concurrency, "Fetches in flight at most")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1000}))
         ->capture_default_str();
-    app.add_option("--max-pages", cfg.max_pages, "Distinct pages fetched at most")
-        ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
-        ->capture_default_str();
     app.add_flag("--as-completed", cfg.as_completed, "Print each page as it finishes");
-    app.add_option("--server-delay", cfg.server_delay_ms,
-                   "Before each page, GET /delay/MS on the same server (makes /stats count "
-                   "the crawler's concurrency)")
-        ->check(CLI::Range(0, 60000))
-        ->capture_default_str();
-    app.add_option("--timeout", cfg.fetch.timeout, "Seconds per request")
-        ->check(CLI::Range(0.001, 3600.0))
-        ->capture_default_str();
-    app.add_option("url", start_text, "Where to start (http://HOST:PORT/site/)")->required();
+    fetch::add_crawl_options(app, cfg.max_pages, cfg.server_delay_ms, cfg.fetch.timeout,
+                             start_text);
     IOLAB_PARSE(app, argc, argv);
     Url start;
-    try {
-        start = iolab::http::parse_url(start_text);
-    } catch (const iolab::http::UrlError& e) {
-        return iolab::usage_error(app, start_text + ": " + e.what());
-    }
-    if (start.scheme != "http") return iolab::usage_error(app, start_text + ": http only");
+    if (const int rc = fetch::parse_crawl_start(app, start_text, start); rc != 0) return rc;
     cfg.fetch.keep_body = true;  // the links are in the body
     return iolab::guarded_main("loop-crawl", [&] {
         iolab::ignore_sigpipe();
