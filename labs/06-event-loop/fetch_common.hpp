@@ -1,6 +1,7 @@
 // What loop-fetch's two engines (fetch_callbacks.cpp, fetch_coroutines.cpp)
-// and loop-crawl share: options, one result line, name resolution off the
-// loop, the response parser's setup, and link extraction. Nothing here waits.
+// and the two crawlers (loop-crawl, ex-crawl-queue) share: options, the
+// crawlers' command line, one result line, name resolution off the loop, the
+// response parser's setup, and link extraction. Nothing here waits.
 #pragma once
 
 #include <chrono>
