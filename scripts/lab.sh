@@ -23,6 +23,24 @@
 #   cpu_ticks PID               utime + stime of PID in clock ticks (1/100 s)
 #   json_get FILE KEY[.KEY...]  print one value of a JSON file (loadgen --json,
 #                               http-testd's /stats), e.g. json_get r.json latency_us.p50
+# For the write-it-yourself exercises (your code, checked on your own build):
+#   lab_build TARGET...         build the targets in the lab's build directory;
+#                               on a compile error print its first lines and
+#                               "check: FAIL — TARGET does not compile", return 1
+#   lab_check [--timeout S] [--hang WHY] -- CMD [ARGS...]
+#                               run a check program (its stdout passes through)
+#                               and end with one verdict line: the program's
+#                               own last "check: ..." line, or "check: FAIL —
+#                               CMD exited N" when it printed none, or "check:
+#                               FAIL — no answer after S s (likely: WHY)" when
+#                               it had to be stopped (default 30 s); returns 0
+#                               only on "check: PASS..."
+#   lab_ctest LABEL [--timeout S] [--hang WHY]
+#                               run the ctest tests labelled LABEL (the same
+#                               integration tests the reference passes, run on
+#                               your program): one line per test, the failed
+#                               assertions, then "check: PASS — N of N tests
+#                               pass" or "check: FAIL — K of N tests fail: ..."
 # Everything started by serve or spawn is stopped, by its pid, when the shell
 # that sourced this file exits; the temporary files go with it.
 # Nothing here sets `set -e`: pasted into an interactive shell, a failing
@@ -146,4 +164,90 @@ wait_for_conns() {
         sleep 0.1
     done
     (($(established "$PORT") >= want))
+}
+
+lab_build() {
+    local log
+    log="$(mktemp "$LAB_TMP/build.XXXXXX")"
+    if cmake --build "$LAB_BUILD" --target "$@" >"$log" 2>&1; then
+        return 0
+    fi
+    grep -E -m 12 'error|Error' "$log" | sed 's/^/  /'
+    echo "check: FAIL — $* does not compile (the whole log: cmake --build $LAB_BUILD --target $*)"
+    return 1
+}
+
+# The verdict of a check's output file: its last "check:" line.
+lab_verdict_of() {
+    grep -E '^check: ' "$1" | tail -n 1
+}
+
+lab_check() {
+    local timeout=30 hang="" status=0 out verdict
+    while (($#)); do
+        case "$1" in
+        --timeout) timeout="$2"; shift 2 ;;
+        --hang) hang="$2"; shift 2 ;;
+        --) shift; break ;;
+        *) break ;;
+        esac
+    done
+    out="$(mktemp "$LAB_TMP/check.XXXXXX")"
+    # The program's verdict lines are held back and printed once, last.
+    timeout --kill-after=2 "$timeout" "$@" >"$out" </dev/null || status=$?
+    grep -Ev '^check: ' "$out"
+    if ((status == 124 || status == 137)); then
+        echo "check: FAIL — no answer after ${timeout} s${hang:+ (likely: $hang)}"
+        return 1
+    fi
+    verdict="$(lab_verdict_of "$out")"
+    if [[ -z "$verdict" ]]; then
+        if ((status == 0)); then
+            echo "check: FAIL — $1 printed no verdict"
+        else
+            echo "check: FAIL — $1 exited $status"
+        fi
+        return 1
+    fi
+    echo "$verdict"
+    [[ "$verdict" == "check: PASS"* ]]
+}
+
+lab_ctest() {
+    local label="$1" timeout=60 hang="" log total failed names line
+    shift
+    while (($#)); do
+        case "$1" in
+        --timeout) timeout="$2"; shift 2 ;;
+        --hang) hang="$2"; shift 2 ;;
+        *) echo "lab_ctest: unknown argument '$1'" >&2; return 2 ;;
+        esac
+    done
+    log="$(mktemp "$LAB_TMP/ctest.XXXXXX")"
+    ctest --test-dir "$LAB_BUILD" -L "^${label}\$" --timeout "$timeout" --output-on-failure >"$log" 2>&1
+    # "  3/12 Test  #57: echo-epoll: ... .....   Passed    0.21 sec"
+    total="$(grep -cE '^ *[0-9]+/[0-9]+ Test +#' "$log")"
+    if ((total == 0)); then
+        echo "check: FAIL — no test is labelled $label in $LAB_BUILD (lab_build its test target first)"
+        return 1
+    fi
+    grep -E '^ *[0-9]+/[0-9]+ Test +#' "$log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: /  /; s/ \.{3,}/ /; s/ +[0-9.]+ sec$//'
+    # Catch2's report of each failed assertion, a few lines each, 30 at most.
+    grep -E -A3 'FAILED:|failed$|REQUIRE|CHECK\(' "$log" | grep -vE '^--$' | head -n 30 | sed 's/^/    /'
+    failed="$(grep -E '^ *[0-9]+/[0-9]+ Test +#' "$log" | grep -cvE ' Passed ')"
+    if ((failed == 0)); then
+        echo "check: PASS — $total of $total tests pass"
+        return 0
+    fi
+    names=""
+    while IFS= read -r line; do
+        line="$(sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //; s/ \.{3,}.*$//; s/ +\*+(Failed|Timeout|Exception).*$//' <<<"$line")"
+        names+="${names:+; }$line"
+    done < <(grep -E '^ *[0-9]+/[0-9]+ Test +#' "$log" | grep -vE ' Passed ')
+    if grep -qE '^ *[0-9]+/[0-9]+ Test +#.*\*+Timeout' "$log"; then
+        echo "check: FAIL — $failed of $total tests fail: $names (a test hung${hang:+; likely: $hang})"
+    else
+        echo "check: FAIL — $failed of $total tests fail: $names"
+    fi
+    return 1
 }
