@@ -6,6 +6,7 @@
 #
 # An exercise is a fenced block of a LAB.md whose info string is
 #     ```sh exercise=ID timeout=SECONDS [solution=solutions/NAME.patch targets=T1,T2] [write=1]
+#           [points=P] [replaces=FILE]
 # Its body is a bash script run from the repository root (stdin /dev/null,
 # bounded by its timeout: default 30 s, at most 120). Its predictions are the
 # lines of the next fenced block when that is an ```expect fence (in the
@@ -120,7 +121,7 @@ extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
         in_expect { e = trim($0); if (e != "") print e > efile; next }
         !inside && /^[ \t]*```sh[ \t]+.*exercise=/ {
             match($0, /^[ \t]*/); indent = RLENGTH
-            id = ""; timeout = 30; solution = ""; targets = ""; write = 0
+            id = ""; timeout = 30; solution = ""; targets = ""; write = 0; points = ""; replaces = ""
             n = split(substr($0, indent + 6), kv, /[ \t]+/)
             for (i = 1; i <= n; i++) {
                 if (kv[i] == "") continue
@@ -131,6 +132,8 @@ extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
                 else if (k == "solution") solution = v
                 else if (k == "targets") targets = v
                 else if (k == "write") write = v
+                else if (k == "points") points = v
+                else if (k == "replaces") replaces = v
                 else fail("unknown key \"" k "\" in the info string")
             }
             if (id !~ /^[A-Za-z0-9_.-]+$/) fail("bad exercise id \"" id "\"")
@@ -138,6 +141,8 @@ extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
             if (id in seen) fail("exercise id \"" id "\" used twice")
             if (targets != "" && solution == "") fail("targets= without solution=")
             if (write != "0" && write != "1") fail("write= must be 0 or 1")
+            if (points != "" && (points !~ /^[0-9]+$/ || write != "1")) fail("points= takes a whole number, on a write=1 exercise only")
+            if (replaces != "" && write != "1") fail("replaces= is for a write=1 exercise only")
             if (write == "1" && (solution == "" || targets == ""))
                 fail("exercise \"" id "\": write=1 needs solution= and targets= (the unpatched build must fail the check)")
             seen[id] = 1
