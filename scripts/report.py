@@ -147,7 +147,12 @@ def chart(cid, title, series, xlabel, ylabel, xlog=False, ylog=False, categories
           unit=""):
     """series: [{name, dash, points: [{x, y, lo, hi, label}]}]. categories: the
     x values in order, drawn evenly spaced (then x is looked up in it)."""
-    W, H, L, R, T, B = 580, 340, 70, 150, 20, 46
+    # The legend sits right of the plot, as wide as its longest name needs (12px sans-serif,
+    # at most 0.62 em a character): no name is cut. The page's CSS scales the whole chart
+    # to half the page's width.
+    longest = max((len(s["name"]) for s in series), default=0)
+    W, H, L, T, B = 640, 340, 70, 20, 46
+    R = max(110, round(54 + 0.62 * 12 * longest))
     pw, ph = W - L - R, H - T - B
     pts = [p for s in series for p in s["points"] if p["y"] is not None]
     if not pts:
@@ -477,8 +482,8 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;paddin
 th{background:#f2f2f2}
 tr.noisy td{background:#fff0ef}
 #machine td{text-align:left}td:first-child,th:first-child{text-align:left}
-.chart{display:inline-block;vertical-align:top;margin:4px 14px 10px 0;width:580px}
-svg.plot{max-width:100%;height:auto;background:#fff}
+.chart{display:inline-block;vertical-align:top;margin:4px 14px 10px 0;width:calc(50% - 16px);min-width:420px}
+svg.plot{width:100%;height:auto;background:#fff}
 .frame{fill:#fff;stroke:#999}.grid{stroke:#eee}.tick{font-size:11px;fill:#555}.axis{font-size:12px;fill:#333}
 .legend{font-size:12px;fill:#222}.bar{stroke-width:1.2;opacity:.55}
 circle.pt{cursor:pointer;stroke:#fff;stroke-width:1}circle.pt:hover,circle.pt.on{r:7;stroke:#000}

@@ -1,10 +1,19 @@
 #!/usr/bin/env python3
 """check_timeline.py OUT SERVER...: each model's signature, from OUT/SERVER.json.
 
-No timing thresholds: a check looks at which calls were made, in which thread
-(lane), and whether a call was in progress (start <= t <= end) when a client
-sent a request. Prints one line per check; exits 1 if any failed."""
-import json, os, sys
+No absolute timing thresholds: a check looks at which calls were made, in which
+thread (lane), and whether a call was in progress (start <= t <= end) when a
+client sent a request. Under the ftrace tracer (true durations, scheduler
+events) it also checks ratios and wake-ups: a copy is far shorter than a wait,
+a client's send wakes the server out of its model's wait, a server's send wakes
+a client that slept in recv. And, for every tracer: the axis labels of
+OUT/SERVER.svg do not overlap, the lanes are named by role, and
+OUT/SERVER.trace.json is valid Chrome Trace Event JSON (check_trace_json.py).
+Prints one line per check; exits 1 if any failed."""
+import json, os, re, statistics, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_trace_json import validate  # noqa: E402
 
 out, servers = sys.argv[1], sys.argv[2:]
 failed = 0
@@ -22,13 +31,45 @@ def check(server, what, ok, detail=""):
 for s in servers:
     with open(os.path.join(out, s + ".json")) as f:
         d = json.load(f)
-    calls = [c for c in d["calls"] if c["start_s"] + c["dur_s"] >= 0]  # the workload part
+    lanes = d["lanes"]
+    # the workload part of the server's calls (the clients' own calls are traced by ftrace too)
+    all_live = [c for c in d["calls"] if c["start_s"] + c["dur_s"] >= 0]
+    calls = [c for c in all_live if lanes[c["lane"]]["kind"] == "server-thread"]
     reqs = d["requests"]
-    server_lanes = [k for k, ln in enumerate(d["lanes"]) if ln["kind"] == "server-thread"]
+    ftrace = d["tracer"] == "ftrace"
+    server_lanes = [k for k, ln in enumerate(lanes) if ln["kind"] == "server-thread"]
+    want = os.environ.get("EXPECT_TRACER")
+    check(s, f"traced by {d['tracer']}" + (f" (expected {want})" if want else ""),
+          not want or d["tracer"] == want)
     check(s, "12 requests echoed and every lane has counts", len(reqs) == 12 and
-          all("counts" in ln for ln in d["lanes"]), f"{len(reqs)} requests")
+          all("counts" in ln for ln in lanes), f"{len(reqs)} requests")
     check(s, "totals add up", sum(d["totals"][k] for k in ("wait", "copy", "other")) == len(calls))
     fds = {r["client"]: r["server_fd"] for r in reqs}
+    check(s, "each client's descriptor on the server is known (from /proc)",
+          len(fds) == 3 and all(isinstance(v, int) for v in fds.values()), str(fds))
+    names = [ln["name"] for ln in lanes]
+    check(s, "lanes named by role: the server's main thread first, then 'client 0..2'",
+          names[0].startswith("server main thread") and
+          [n.split(" (")[0] for n in names[len(server_lanes):]] == ["client 0", "client 1", "client 2"]
+          and all(not n.startswith("thread") for n in names), str(names))
+    if ftrace:
+        check(s, "ftrace lost no events", d["lost_events"] == 0, f"{d['lost_events']} lost")
+
+    # --- the picture: axis labels never overlap (their positions, a conservative width) ---
+    with open(os.path.join(out, s + ".svg")) as f:
+        svg = f.read()
+    for cls, size in (("tick", 11), ("pause", 9)):
+        labs = [(float(x), t) for x, t in
+                re.findall(rf'<text class="{cls}" x="([-\d.]+)"[^>]*>([^<]*)</text>', svg)]
+        boxes = sorted((x - 0.64 * size * len(t) / 2, x + 0.64 * size * len(t) / 2) for x, t in labs)
+        over = [(a, b) for a, b in zip(boxes, boxes[1:]) if b[0] < a[1]]
+        check(s, f"{len(labs)} {cls} labels on the axis, none overlapping",
+              not over and (bool(labs) or cls == "pause"), f"overlaps at {over[:3]}" if over else "")
+    # --- the Chrome trace (Perfetto) ---
+    with open(os.path.join(out, s + ".trace.json")) as f:
+        problems, n_slices, n_flows = validate(json.load(f))
+    check(s, f"{s}.trace.json is a valid Chrome trace ({n_slices} slices, {n_flows} flows)",
+          not problems and n_slices >= len(calls) and n_flows >= 1, "; ".join(problems[:5]))
 
     def spans_send(pred):
         # calls satisfying pred that were in progress when some request was sent
@@ -45,8 +86,14 @@ for s in servers:
     # copies of 'A', 'B' or 'C' (client 0, 1, 2), which strace shows in the
     # buffer argument. (Descriptor numbers alone are not enough: the sanitizers
     # write to a pipe of their own.)
-    payload = [c for c in calls if c["name"] in SOCK_COPY and
-               any(f', "{ch * 8}' in c["args"] for ch in "ABC")]
+    # (strace shows the bytes, ftrace does not: the calls on the clients' descriptors that
+    # moved bytes, the descriptors taken from /proc while the clients were connected)
+    payload = [c for c in calls if c["name"] in SOCK_COPY and c["fd"] in fds.values() and
+               c["ret"].split(" ")[0].isdigit() and int(c["ret"].split(" ")[0]) > 0]
+    if not ftrace:
+        shown = [c for c in payload if any(f', "{ch * 8}' in c["args"] for ch in "ABC")]
+        check(s, "strace shows the clients' bytes in those calls", len(shown) == len(payload),
+              f"{len(shown)} of {len(payload)}")
     if s in ("echo-threaded", "echo-blocking"):
         lanes_of = {i: {c["lane"] for c in data_reads(fd)} for i, fd in fds.items()}
         check(s, "each client's descriptor is read in one thread of its own, not the main one",
@@ -129,7 +176,58 @@ for s in servers:
               not payload, f"{len(payload)} calls carry client bytes")
     else:
         check(s, "a known model", False, "no signature for this server")
+
+    # --- durations: a copy is thin, a wait is long (true only without strace's stops) ---
+    copy_us = [c["dur_s"] * 1e6 for c in payload]
+    waited = [c["dur_s"] * 1e6 for c in spans_send(lambda c: c["class"] == "wait")]
+    model_wait = {"echo-select": {"select", "pselect6"}, "echo-poll": {"poll", "ppoll"},
+                  "echo-epoll": {"epoll_wait", "epoll_pwait", "epoll_pwait2"},
+                  "loop-echo": {"epoll_wait", "epoll_pwait", "epoll_pwait2"}}.get(s)
+    all_waits = [c["dur_s"] * 1e6 for c in calls if model_wait and c["name"] in model_wait]
+    med = lambda v: statistics.median(v) if v else float("nan")  # noqa: E731
+    ratio = f"median copy {med(copy_us):.1f} us ({len(copy_us)}), median wait a request " \
+            f"arrived in {med(waited):.0f} us ({len(waited)})"
+    if ftrace and copy_us and waited:
+        check(s, "a copy is thin: median copy under 1/10 of the median wait a request arrived in",
+              med(copy_us) * 10 < med(waited), ratio)
+        if all_waits:
+            check(s, f"median read/write far below the median {'/'.join(sorted(model_wait))} "
+                  "(under 1/5 of it)", med(copy_us) * 5 < med(all_waits),
+                  f"{med(copy_us):.1f} us vs {med(all_waits):.0f} us over {len(all_waits)} waits")
+    else:
+        print(f"info {s}: {ratio}")
+
+    # --- wake-ups (ftrace only: strace records no scheduler events) ---
+    if ftrace:
+        allc = d["calls"]
+        edges = [e for e in d["wakeups"] if e["waker_lane"] is not None]
+        c2s = [e for e in edges if lanes[e["waker_lane"]]["kind"] == "client"
+               and lanes[e["wakee_lane"]]["kind"] == "server-thread"]
+        s2c = [e for e in edges if lanes[e["waker_lane"]]["kind"] == "server-thread"
+               and lanes[e["wakee_lane"]]["kind"] == "client"]
+        name_of = lambda i: allc[i]["name"] if i is not None else "?"  # noqa: E731
+        woke_from = {"echo-threaded": {"read", "recvfrom", "recv"}, "echo-aio": {"read"},
+                     "echo-sigio": {"rt_sigtimedwait"}, "echo-uring": {"io_uring_enter"}}.get(
+            s, model_wait or set())
+        by_send = [e for e in c2s if name_of(e["waker_call"]) in SOCK_COPY and
+                   name_of(e["wakee_call"]) in woke_from]
+        if s == "echo-nonblocking":
+            check(s, "the busy loop is never woken by a client: it never sleeps",
+                  not c2s, f"{len(c2s)} wake-ups of the server by a client")
+        else:
+            check(s, f"a client's send woke the server out of {'/'.join(sorted(woke_from))}",
+                  len(by_send) >= 1, f"{len(by_send)} such wake-ups of {len(c2s)} client->server")
+        # a client that slept in recv for its echo is woken by the server's send; it did
+        # not sleep if the echo came before it got to recv (then no edge at all)
+        slept = [c for c in all_live if lanes[c["lane"]]["kind"] == "client" and
+                 c["name"] in ("recvfrom", "recv", "read") and c["class"] == "wait"]
+        bad = [(name_of(e["waker_call"]), name_of(e["wakee_call"])) for e in s2c
+               if name_of(e["waker_call"]) not in SOCK_COPY | {"io_uring_enter"}]
+        check(s, "every wake-up of a client by the server comes from a send (write/sendto/"
+              "io_uring_enter)", not bad, f"{len(s2c)} server->client wake-ups; not a send: {bad[:3]}")
+        check(s, "wake-up arrows drawn", svg.count('marker-end="url(#arrow)"') >= len(c2s) + len(s2c))
+        print(f"info {s}: {len(slept)} client recvs slept, {len(s2c)} woken by the server's send")
     n = d["totals"]
-    print(f"     {s}: {len(server_lanes)} server lanes, {n['calls'] - n['startup']} calls, "
+    print(f"     {s}: {len(server_lanes)} server lanes, {n['server_calls']} calls, "
           f"{n['drawn']} drawn, wait {n['wait']}, copy {n['copy']}, other {n['other']}, EAGAIN {n['eagain']}")
 sys.exit(1 if failed else 0)
