@@ -363,17 +363,40 @@ if opt.overhead:
                 fail("; ".join(errs))
             rtts[k].append(statistics.median(r["recv_s"] - r["send_s"] for r in reqs) * 1e6)
     med = {k: statistics.median(v) for k, v in rtts.items()}
+    # And what each tracer draws: one timeline run each, the median box of a copy (a read
+    # or write that moved a client's bytes; and, in the JSON, of a wait in progress when a
+    # request came).
+    boxes = {}
+    for k in kinds[1:]:
+        with tempfile.TemporaryDirectory(prefix="iolab-timeline-") as tmp:
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--tracer", k, prog, name,
+                                tmp, *extra], stdout=subprocess.DEVNULL)
+            if r.returncode != 0:
+                fail(f"the {k} timeline run failed")
+            with open(os.path.join(tmp, name + ".json")) as f:
+                d = json.load(f)
+        fds = {q["server_fd"] for q in d["requests"]}
+        sv = [c for c in d["calls"] if c["side"] == "server" and c["start_s"] >= 0]
+        cp = [c["dur_s"] * 1e6 for c in sv if c["class"] == "copy" and c["fd"] in fds]
+        wt = [c["dur_s"] * 1e6 for c in sv if c["class"] == "wait" and any(
+            c["start_s"] <= q["send_s"] <= c["start_s"] + c["dur_s"] for q in d["requests"])]
+        boxes[k] = {"copy_us": statistics.median(cp) if cp else None,
+                    "copy_max_us": max(cp) if cp else None,
+                    "wait_us": statistics.median(wt) if wt else None}
     load = os.getloadavg()[0]
     res = {"server": name, "runs": opt.overhead, "loadavg_1min": load, "cpus": os.cpu_count(),
-           "median_rtt_us": med, "per_run_median_rtt_us": rtts}
+           "median_rtt_us": med, "per_run_median_rtt_us": rtts, "drawn_boxes": boxes}
     with open(os.path.join(outdir, name + ".overhead.json"), "w") as f:
         json.dump(res, f, indent=1)
     print(f"{name}: median round trip of one {SIZE} B echo, {opt.overhead} runs x {CLIENTS * ECHOES} "
           f"echoes each (1-min load average {load:.1f} on {os.cpu_count()} CPUs)")
-    print("| tracer | median round trip | vs untraced |")
-    print("|---|---:|---:|")
+    print(f"| tracer | median round trip | vs untraced | a {SIZE} B read/write drawn as: median | longest |")
+    print("|---|---:|---:|---:|---:|")
+    fmt = lambda v: "—" if v is None else (f"{v:.0f} µs" if v < 1000 else f"{v / 1000:.1f} ms")  # noqa: E731
     for k in kinds:
-        print(f"| {k} | {med[k]:.0f} µs | {med[k] / med['untraced']:.1f}x |")
+        b = boxes.get(k, {})
+        print(f"| {k} | {med[k]:.0f} µs | {med[k] / med['untraced']:.1f}x | "
+              f"{fmt(b.get('copy_us'))} | {fmt(b.get('copy_max_us'))} |")
     sys.exit(0)
 
 
@@ -773,6 +796,7 @@ else:
 out_calls = [{"lane": c["lane"], "side": c["side"], "name": c["name"], "start_s": c["start_s"],
               "dur_s": c["dur_s"], "class": c["class"], "ret": c["ret"], "args": c["args"],
               "fd": c["fd"], "eagain": c["eagain"], "empty_poll": c.get("spin", False),
+              "slept": slept(c) if tracer.name == "ftrace" else None,
               "drawn": bool(c.get("drawn"))}
              for c in calls]
 end_s = round(end_abs - t0, 6)
@@ -929,7 +953,9 @@ o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox=
      f'<text x="8" y="47" fill="#444">tracer: {e(tracer_desc)}</text>']
 lx, ly = 8, 58
 legend = [("wait (phase 1)", COL["wait"]), ("copy (phase 2)", COL["copy"]), ("other call", COL["other"]),
-          ("nothing ready (EAGAIN, empty poll)", COL["eagain"]), ("request: send to echo", COL["client"])]
+          ("nothing ready (EAGAIN, empty poll)", COL["eagain"])]
+if requests:
+    legend.append(("request: send to echo", COL["client"]))
 if tracer.name == "ftrace":
     legend.append(("on a CPU (lane shaded)", COL["cpu"]))
 for label, col in legend:
@@ -937,9 +963,11 @@ for label, col in legend:
              f'<text x="{lx + 16}" y="{ly + 9}">{e(label)}</text>')
     lx += 28 + text_w(label)
 lx, ly = 8, 74  # second row: the lines
-o.append(f'<line x1="{lx}" y1="{ly + 5}" x2="{lx + 18}" y2="{ly + 5}" stroke="#2e9e4f" stroke-dasharray="3,2"/>'
-         f'<text x="{lx + 22}" y="{ly + 9}">request joined to the calls that served it</text>')
-lx += 30 + text_w("request joined to the calls that served it")
+if requests:
+    o.append(f'<line x1="{lx}" y1="{ly + 5}" x2="{lx + 18}" y2="{ly + 5}" stroke="#2e9e4f" '
+             f'stroke-dasharray="3,2"/><text x="{lx + 22}" y="{ly + 9}">request joined to the calls '
+             f'that served it</text>')
+    lx += 30 + text_w("request joined to the calls that served it")
 if tracer.name == "ftrace":
     o.append(f'<line x1="{lx}" y1="{ly + 5}" x2="{lx + 22}" y2="{ly + 5}" stroke="{COL["wake"]}" '
              f'marker-end="url(#arrow)"/><text x="{lx + 26}" y="{ly + 9}">wake-up: waker to when '

@@ -28,9 +28,46 @@ def check(server, what, ok, detail=""):
     failed += not ok
 
 
+def check_loadgen_sleep(s, d):
+    """loadgen --busy-poll 0 against echo-epoll, one connection: nobody polls, so each
+    round trip costs a wake-up on one side or the other (who pays for a wake-up): the
+    server's send wakes loadgen asleep in epoll_wait, or loadgen's send wakes the server.
+    Which side sleeps depends on which is quicker; when loadgen did sleep, the server woke it."""
+    lanes, allc = d["lanes"], d["calls"]
+    n = int(re.search(r"-n (\d+)", " ".join(d["workload"]["loadgen"])).group(1))
+
+    def edges(waker_kind, wakee_kind):
+        return [e for e in d["wakeups"] if e["waker_lane"] is not None and e["waker_call"] is not None
+                and e["wakee_call"] is not None and lanes[e["waker_lane"]]["kind"] == waker_kind
+                and lanes[e["wakee_lane"]]["kind"] == wakee_kind
+                and allc[e["waker_call"]]["name"] == "sendto"
+                and allc[e["wakee_call"]]["name"].startswith("epoll_")]
+    s2l, l2s = edges("server-thread", "client"), edges("client", "server-thread")
+    check(s, "traced by ftrace", d["tracer"] == "ftrace", d["tracer"])
+    check(s, f"about a wake-up per request: the server's sendto woke loadgen's epoll_wait or "
+          f"loadgen's sendto woke the server's, together at least half of {n}",
+          len(s2l) + len(l2s) >= n / 2 and len(s2l) >= 1,
+          f"server woke loadgen {len(s2l)} times, loadgen woke the server {len(l2s)} times")
+    woken = {e["wakee_call"] for e in s2l}
+    slept = [i for i, c in enumerate(allc) if lanes[c["lane"]]["process"] == "loadgen"
+             and c["name"].startswith("epoll_") and c["slept"] and c["start_s"] >= 0
+             and lanes[c["lane"]]["name"].startswith("loadgen worker")]
+    lone = [allc[i]["start_s"] for i in slept if i not in woken]
+    check(s, "each time loadgen's worker slept in epoll_wait (all but the last), the server's "
+          "send woke it", len(lone) <= 1, f"{len(slept)} sleeps, not woken by the server at "
+          f"{lone[:4]} s")
+    with open(os.path.join(out, s + ".trace.json")) as f:
+        problems, n_slices, n_flows = validate(json.load(f))
+    check(s, f"{s}.trace.json is a valid Chrome trace ({n_slices} slices, {n_flows} flows)",
+          not problems and n_flows >= len(s2l) + len(l2s), "; ".join(problems[:5]))
+
+
 for s in servers:
     with open(os.path.join(out, s + ".json")) as f:
         d = json.load(f)
+    if "loadgen" in d["workload"]:
+        check_loadgen_sleep(s, d)
+        continue
     lanes = d["lanes"]
     # the workload part of the server's calls (the clients' own calls are traced by ftrace too)
     all_live = [c for c in d["calls"] if c["start_s"] + c["dur_s"] >= 0]

@@ -18,3 +18,10 @@ if [[ "$tracer" == auto ]]; then
   fi
 fi
 EXPECT_TRACER=$expect python3 "$(dirname "$0")/check_timeline.py" "$out" "$@"
+# Lab 10's picture: loadgen --busy-poll 0 against echo-epoll, where each echo must
+# wake loadgen (needs ftrace: strace records no wake-ups).
+if [[ "$expect" == ftrace && -x "$build/bin/loadgen" && -x "$build/bin/echo-epoll" ]]; then
+  IOLAB_PROGRESS=0 bash "$src/scripts/timeline.sh" --build-dir "$build" --out "$out" --tracer ftrace \
+    --loadgen "--mode echo -c 1 -n 20 --threads 1 --size 32 --busy-poll 0 -q" --name epoll-loadgen-sleep echo-epoll
+  python3 "$(dirname "$0")/check_timeline.py" "$out" epoll-loadgen-sleep
+fi
