@@ -22,7 +22,7 @@ Tracers:
   strace  strace -f -ttt -T: every call decoded, but the tracee is stopped
           twice per call, which stretches every box; no scheduler events.
 """
-import argparse, atexit, bisect, errno, html, json, os, re, shlex, signal, socket, statistics, struct, \
+import argparse, atexit, bisect, errno, html, json, math, os, re, shlex, signal, socket, statistics, struct, \
     subprocess, sys, tempfile, threading, time
 
 CLIENTS, ECHOES, SIZE, SLOW, SLOW_GAP = 3, 4, 32, 1, 0.15
@@ -81,11 +81,17 @@ class Ftrace:
         atexit.register(self.close)
         try:
             self.w("tracing_on", "0")
-            self.w("buffer_size_kb", "65536")
+            # per CPU; echo-nonblocking's busy loop makes about a million calls a second
+            for kb in ("131072", "65536", "16384"):
+                try:
+                    self.w("buffer_size_kb", kb)
+                    break
+                except OSError:
+                    continue
             self.w("trace_clock", "mono")
             self.w("options/event-fork", "1")
             self.w("options/record-tgid", "1")
-            self.w("options/irq-info", "0")
+            self.w("options/irq-info", "1")  # the context flags: a wake-up from an interrupt
             for ev in self.EVENTS:
                 if not os.path.exists(os.path.join(self.dir, "events", ev)):
                     raise Unavailable(f"tracepoint {ev} missing")
@@ -505,7 +511,7 @@ else:
                 out.append(f"{v:#x}")
         return ", ".join(out)
 
-    RE_EV = re.compile(r"^\s*(.*?)-(\d+)\s+\(\s*([-\d]+)\)\s+\[(\d+)\]\s+(?:\S+\s+)?(\d+\.\d+):\s+(\w+):\s*(.*)$")
+    RE_EV = re.compile(r"^\s*(.*?)-(\d+)\s+\(\s*([-\d]+)\)\s+\[(\d+)\]\s+(?:(\S+)\s+)?(\d+\.\d+):\s+(\w+):\s*(.*)$")
     RE_ENTER = re.compile(r"NR (-?\d+) \(([0-9a-f, ]*)\)")
     RE_EXIT = re.compile(r"NR (-?\d+) = (-?\d+)")
     RE_SW = re.compile(r"prev_comm=(.*) prev_pid=(\d+) prev_prio=\d+ prev_state=(\S+) ==> "
@@ -520,8 +526,8 @@ else:
             if "LOST" in ln:
                 lost += 1
             continue
-        comm, tid, tg, ts, ev, rest = m.group(1), int(m.group(2)), m.group(3), float(m.group(5)), \
-            m.group(6), m.group(7)
+        comm, tid, tg, flags, ts, ev, rest = m.group(1), int(m.group(2)), m.group(3), \
+            m.group(5) or "", float(m.group(6)), m.group(7), m.group(8)
         if ev == "sys_enter" and (mm := RE_ENTER.match(rest)):
             comm_of[tid] = comm
             if tg.lstrip("-").isdigit() and int(tg) > 0:
@@ -550,8 +556,13 @@ else:
                 sleeps.setdefault(prev, []).append(ts)
             oncpu.setdefault(nxt, []).append(("on", ts))
         elif ev == "sched_waking" and (mm := RE_WK.match(rest)):
-            wakes.append({"waker_tid": tid, "waker_comm": comm, "wakee_tid": int(mm.group(2)),
-                          "t_abs": ts})
+            # in a hard interrupt (a timer expiring, flags h/H/z) the task that happened to
+            # be running did not cause the wake-up; a softirq (s) in a task is the network
+            # receive path that its own send ran, on loopback: it did
+            hard = len(flags) > 2 and flags[2] in "hHz"
+            wakes.append({"waker_tid": None if hard else tid,
+                          "waker_comm": "interrupt" if hard else comm,
+                          "wakee_tid": int(mm.group(2)), "t_abs": ts})
     if not calls:
         fail("ftrace recorded no system calls (is another tracer using the events?)")
 
@@ -641,7 +652,17 @@ for c in calls:
 for s in signals:
     s["t_s"] = round(s["t_s"] - t0, 6)
 calls.sort(key=lambda c: c["start_abs"])
-live = lambda c: c["start_s"] + c["dur_s"] >= 0  # noqa: E731 - the workload part, not start-up
+view_end = None  # loadgen: the picture ends just after its last data call (not its report)
+if lg:
+    data = [c["start_abs"] + c["dur_s"] for c in calls if c["tid"] in lg_tids and
+            c["name"] in ("sendto", "recvfrom", "sendmsg", "recvmsg") and c["start_abs"] >= t0]
+    view_end = max(data) + 0.0002 if data else None
+
+
+def live(c):
+    """the workload part: not the start-up (nor, with loadgen, what comes after it)"""
+    return c["start_s"] + c["dur_s"] >= 0 and (view_end is None or c["start_abs"] <= view_end)
+
 
 # Join each request to the calls that served it: the wait in progress when it
 # was sent (any server thread), then the first copy on its descriptor that
@@ -726,8 +747,8 @@ for k, ln in enumerate(lanes):
         ln["counts"]["requests"] = sum(1 for r in requests if r["lane"] == k)
 
 # On-CPU stretches (ftrace): from each switch-in to the next switch-out of the same thread.
-end_abs = max(max(c["start_abs"] + c["dur_s"] for c in calls),
-              max((r["recv_s"] + t0 for r in requests), default=0))
+end_abs = view_end or max(max(c["start_abs"] + c["dur_s"] for c in calls),
+                          max((r["recv_s"] + t0 for r in requests), default=0))
 for ln in lanes:
     ev = sorted(oncpu.get(ln.get("tid"), []), key=lambda e: e[1])
     spans, on_at = [], None
@@ -741,7 +762,8 @@ for ln in lanes:
             on_at = None
     if on_at is not None:
         spans.append((on_at, max(on_at, end_abs)))
-    ln["on_cpu"] = [[round(max(a - t0, 0.0), 6), round(b - t0, 6)] for a, b in spans if b - t0 >= 0]
+    ln["on_cpu"] = [[round(max(a - t0, 0.0), 6), round(min(b, end_abs) - t0, 6)] for a, b in spans
+                    if b - t0 >= 0 and a <= end_abs]
 
 # Wake-ups (ftrace): a traced thread woken by another traced thread of the other side, or
 # inside one program (an aio helper waking the main thread); the woken thread ran at its
@@ -761,8 +783,8 @@ def call_at(lane, t_abs):
 
 edges = []
 for w in wakes:
-    a, b = lane_of_tid.get(w["waker_tid"]), lane_of_tid.get(w["wakee_tid"])
-    if b is None or w["t_abs"] < t0:
+    a, b = lane_of_tid.get(w["waker_tid"]) if w["waker_tid"] else None, lane_of_tid.get(w["wakee_tid"])
+    if b is None or w["t_abs"] < t0 or w["t_abs"] > end_abs:
         continue
     if a is not None and lanes[a]["process"] == "client" and lanes[b]["process"] == "client":
         continue  # the python clients waking each other (their interpreter lock): not the server's
@@ -895,10 +917,10 @@ text_w = lambda s, size=FONT: 0.62 * size * len(s)  # noqa: E731 - sans-serif, d
 GAP_S = 0.004
 live_calls = [c for c in calls if live(c)]
 pts = sorted({0.0, end_s} | {max(0.0, c["start_s"]) for c in live_calls}
-             | {c["start_s"] + c["dur_s"] for c in live_calls}
+             | {min(end_s, c["start_s"] + c["dur_s"]) for c in live_calls}
              | {r["send_s"] for r in requests} | {r["recv_s"] for r in requests}
              | {max(0.0, t) for ln in lanes for sp in ln["on_cpu"] for t in sp}
-             | {e_["t_s"] for e_ in edges} | {e_["run_s"] for e_ in edges if e_["run_s"] is not None})
+             | {e_["t_s"] for e_ in edges} | {min(end_s, e_["run_s"]) for e_ in edges if e_["run_s"] is not None})
 busy_iv = sorted((max(0.0, a), b) for ln in lanes for a, b in ln["on_cpu"])
 gaps = []
 for a, b in zip(pts, pts[1:]):
@@ -993,11 +1015,24 @@ ya = TOP + LANE_H * len(lanes)
 o.append(f'<line x1="{LEFT}" y1="{ya}" x2="{W - RIGHT}" y2="{ya}" stroke="#000"/>')
 # A tick at the start of every busy stretch (true time since t=0), and a break mark with
 # the length of every compressed pause; a label is left out where it would overlap the last.
+# Between them, inside each busy stretch, ticks at round multiples of true time at least
+# 90 px apart. Labels are placed left to right and one that would overlap is left out.
+for step in (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1, 2, 5):
+    if step * PX >= 90:
+        break
+dec = max(1, math.ceil(-math.log10(step * 1000) - 1e-9))
+ticks = {0.0: True} | {b: True for _, b in gaps}
+bounds = [0.0] + [x for g in gaps for x in g] + [end_s]
+for a, b in zip(bounds[::2], bounds[1::2]):  # the busy stretches
+    k = math.floor(a / step) + 1
+    while k * step < b - step / 4:
+        ticks.setdefault(round(k * step, 9), False)
+        k += 1
 last_end = -1e9
-for a in [0.0] + [b for _, b in gaps]:
+for a in sorted(ticks):
     x = X(a)
     o.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{ya + 4}" stroke="#ddd"/>')
-    lab = f"{a * 1000:.1f} ms"
+    lab = f"{a * 1000:.{dec if not ticks[a] else max(dec, 1)}f} ms"
     half = text_w(lab) / 2
     if x - half >= last_end + 6 and x + half <= W:
         o.append(f'<text class="tick" x="{x:.1f}" y="{ya + 16}" text-anchor="middle">{lab}</text>')
@@ -1020,7 +1055,8 @@ o.append(f'<text x="{LEFT}" y="{ya + 44}" fill="#666" font-size="10">ms since t=
 for i in keep:
     c = calls[i]
     y = TOP + c["lane"] * LANE_H
-    x, w = X(max(0.0, c["start_s"])), max(1.0, X(c["start_s"] + c["dur_s"]) - X(max(0.0, c["start_s"])))
+    x = X(max(0.0, c["start_s"]))
+    w = max(1.0, X(min(end_s, c["start_s"] + c["dur_s"])) - x)
     col = COL["eagain"] if nothing(c) else COL[c["class"]]
     o.append(f'<rect x="{x:.1f}" y="{y + 7}" width="{w:.1f}" height="{LANE_H - 14}" fill="{col}">'
              f'<title>{e(c["name"])}({e(c["args"][:80])}) = {e(c["ret"][:60])}; '
@@ -1047,7 +1083,7 @@ for r in requests:
 for e_ in edges:
     if e_["waker_lane"] is None or e_["run_s"] is None or e_["waker_lane"] == e_["wakee_lane"]:
         continue
-    x1, x2 = X(e_["t_s"]), X(e_["run_s"])
+    x1, x2 = X(e_["t_s"]), X(min(end_s, e_["run_s"]))
     y1 = TOP + e_["waker_lane"] * LANE_H + LANE_H / 2
     y2 = TOP + e_["wakee_lane"] * LANE_H + (4 if e_["wakee_lane"] > e_["waker_lane"] else LANE_H - 4)
     o.append(f'<line x1="{x1:.1f}" y1="{y1}" x2="{max(x2, x1 + 0.5):.1f}" y2="{y2}" stroke="{COL["wake"]}" '
