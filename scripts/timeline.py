@@ -51,6 +51,10 @@ opt = ap.parse_args()
 prog, name, outdir, extra = opt.binary, opt.name, opt.outdir, opt.extra
 
 
+# SIGTERM (timeout, Ctrl-C's cousin) still runs the atexit clean-up: processes, tracefs instance
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
 def fail(msg, code=1):
     print(f"timeline: {name}: {msg}", file=sys.stderr)
     sys.exit(code)
@@ -198,6 +202,12 @@ class Proc:
             self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True)
             self.pid = self.p.pid
+        atexit.register(self.reap)
+
+    def reap(self):
+        """at exit, whatever happened: nothing we started keeps running"""
+        if self.p.poll() is None:
+            self.stop(timeout=5)
 
     def prog_pid(self):
         if self.pid is not None:

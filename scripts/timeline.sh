@@ -160,14 +160,16 @@ for s in "${servers[@]}"; do
   i=$((i + 1))
   if declare -F progress >/dev/null; then progress "$i" "${#servers[@]}" "tracing $s"; fi
   if ((loadgen_set)); then
-    timeout 300 python3 "$ROOT/scripts/timeline.py" --tracer "$tracer" --loadgen "$BUILD_DIR/bin/loadgen" \
-      --loadgen-args "$loadgen_args" --title-extra "loadgen $loadgen_args" "$BUILD_DIR/bin/$s" "$name" "$out" ||
+    line=$(timeout 300 python3 "$ROOT/scripts/timeline.py" --tracer "$tracer" --loadgen "$BUILD_DIR/bin/loadgen" \
+      --loadgen-args "$loadgen_args" --title-extra "loadgen $loadgen_args" "$BUILD_DIR/bin/$s" "$name" "$out") ||
       die "$s: tracing failed (see above)"
     servers=("$name")
   else
-    timeout 300 python3 "$ROOT/scripts/timeline.py" --tracer "$tracer" "$BUILD_DIR/bin/$s" "$s" "$out" ||
+    line=$(timeout 300 python3 "$ROOT/scripts/timeline.py" --tracer "$tracer" "$BUILD_DIR/bin/$s" "$s" "$out") ||
       die "$s: tracing failed (see above)"
   fi
+  if declare -F progress_clear >/dev/null; then progress_clear; fi
+  echo "$line"
 done
 if declare -F progress_done >/dev/null; then progress_done; fi
 
