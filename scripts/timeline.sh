@@ -176,7 +176,11 @@ if declare -F progress_done >/dev/null; then progress_done; fi
 {
   echo '<!DOCTYPE html><html><head><meta charset="utf-8"><title>iolab timelines</title></head>'
   echo '<body style="font-family:sans-serif;margin:8px">'
-  echo '<h1 style="font-size:18px">System calls of each I/O model for the same 12 echoes</h1>'
+  if ((loadgen_set)); then
+    echo "<h1 style=\"font-size:18px\">System calls of ${servers[0]}: loadgen ${loadgen_args//</&lt;}</h1>"
+  else
+    echo '<h1 style="font-size:18px">System calls of each I/O model for the same 12 echoes</h1>'
+  fi
   echo '<div style="display:grid;grid-template-columns:1fr 1fr;gap:8px">'
   for s in "${servers[@]}"; do
     echo "<div>"
