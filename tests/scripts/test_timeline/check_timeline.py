@@ -12,6 +12,7 @@ OUT/SERVER.trace.json is valid Chrome Trace Event JSON (check_trace_json.py).
 Prints one line per check; exits 1 if any failed."""
 import json, os, re, statistics, sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_trace_json import validate  # noqa: E402
 
