@@ -82,7 +82,8 @@
 #                     files, edits included (for a maintainer's uncommitted work)
 #   --index           print one tab-separated line per exercise (lab, id,
 #                     timeout, solution, targets, write, points, replaces,
-#                     LAB.md line; points 1 when a write=1 block names none)
+#                     LAB.md line; "-" when empty; points 1 when a write=1
+#                     block names none)
 #                     and run nothing: what scripts/grade.sh and
 #                     scripts/handout.sh read
 # Every exercise uses loopback only and ports from --port 0 (see scripts/lab.sh).
@@ -388,9 +389,10 @@ joined_expectations() {
 }
 
 if ((index_only)); then
+    # "-" for an empty field: `read` with IFS=tab would merge two tabs.
     while IFS=$'\037' read -r lab id timeout solution targets write _ line points replaces; do
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lab" "$id" "$timeout" "$solution" "$targets" \
-            "$write" "$points" "$replaces" "$line"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lab" "$id" "$timeout" "${solution:--}" "${targets:--}" \
+            "$write" "${points:--}" "${replaces:--}" "$line"
     done <"$work/index"
     exit 0
 fi

@@ -203,8 +203,8 @@ TEST_CASE("check-labs lists without running and refuses bad usage", "[check-labs
     auto index = run({kScript, "--labs-dir", kFixture, "--index"}, 20s);
     CHECK(index.exit_code == 0);
     CHECK(index.out.find("00-selftest\tfail-write-wrong-passes\t10\tsolutions/answer-soft.patch\t"
-                         "check-labs-fixture\t1\t3\t\t") != std::string::npos);
-    CHECK(index.out.find("00-selftest\tpass-forms\t10\t\t\t0\t\t\t") != std::string::npos);
+                         "check-labs-fixture\t1\t3\t-\t") != std::string::npos);
+    CHECK(index.out.find("00-selftest\tpass-forms\t10\t-\t-\t0\t-\t-\t") != std::string::npos);
     CHECK(list.out.find("| pass-figure latency_ms | quoted: 33–37 ms\n") != std::string::npos);
     auto bad = run({kScript, "--bogus"}, 20s);
     CHECK(bad.exit_code == 2);
