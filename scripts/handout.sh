@@ -178,9 +178,11 @@ total=0
     echo "\`scripts/grade.sh --lab NN\` one lab. Your pushes are graded the same way"
     echo "(.github/workflows/classroom.yml)."
     echo
-    echo "---"
-    echo
-    cat "$out/README.md"
+    if [[ -f "$out/README.md" ]]; then
+        echo "---"
+        echo
+        cat "$out/README.md"
+    fi
 } >"$work/README.md"
 mv "$work/README.md" "$out/README.md"
 
