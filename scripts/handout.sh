@@ -57,7 +57,10 @@ done
 if [[ -e "$out" ]]; then
     [[ -d "$out" && -z "$(ls -A "$out")" ]] || usage_error "$out exists and is not an empty directory"
 fi
-case "$out/" in "$ROOT"/*) usage_error "$out is inside the repository; choose a directory outside it" ;; esac
+# Inside the repository only where git ignores it (e.g. under build/).
+if [[ "$out/" == "$ROOT"/* ]] && ! git -C "$ROOT" check-ignore -q "$out"; then
+    usage_error "$out is inside the repository and not ignored by git; choose a directory outside it (or under build/)"
+fi
 
 work="$(scratch_dir)"
 mkdir -p "$out"
