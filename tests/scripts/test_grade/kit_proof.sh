@@ -53,9 +53,12 @@ cmake -S "$h" -B "$h/build" "${args[@]}" >"$w/configure.log" 2>&1 || { tail "$w/
 cmake --build "$h/build" --target "${targets[@]}" >"$w/build.log" 2>&1 ||
     { grep -m5 error "$w/build.log"; fail "the handout's exercise targets do not build"; exit 1; }
 
+# Only the exercise targets are built in the handout; the other programs a
+# block runs (servers, clients) come from the course's own build, after the
+# handout's on PATH (check-labs and lab.sh put the handout's build/bin first).
 grade() { # OUT_FILE [ARGS...]: grade.sh in the handout; sets grade_rc
     grade_rc=0
-    (cd "$h" && scripts/grade.sh "${@:2}") >"$1" 2>"$1.err" || grade_rc=$?
+    (cd "$h" && PATH="$build/bin:$PATH" scripts/grade.sh "${@:2}") >"$1" 2>"$1.err" || grade_rc=$?
 }
 line_of() { # OUT ID: the exercise's grade line
     grep -E "^[^|]+ \| $2 \| " "$1" | head -n 1
@@ -73,14 +76,14 @@ done
 step "2. every solution applied"
 for r in "${rows[@]}"; do
     IFS=$'\t' read -r lab _ _ sol _ <<<"$r"
-    (cd "$h" && patch -s -p1 <"$root/labs/$lab/$sol") || fail "solution $lab/$sol does not apply to the handout"
+    (cd "$h" && patch -s -p1 --fuzz=0 --no-backup-if-mismatch <"$root/labs/$lab/$sol") || fail "solution $lab/$sol does not apply to the handout"
 done
 grade "$w/g1"
 [[ "$grade_rc" == 0 ]] || fail "grade.sh with every solution: exit $grade_rc, want 0"
 grep -qx "Score: $total/$total" "$w/g1" || { fail "with every solution: no 'Score: $total/$total'"; cat "$w/g1"; }
 for r in "${rows[@]}"; do
     IFS=$'\t' read -r lab _ _ sol _ <<<"$r"
-    (cd "$h" && patch -s -R -p1 <"$root/labs/$lab/$sol") || fail "solution $lab/$sol does not revert"
+    (cd "$h" && patch -s -R -p1 --fuzz=0 --no-backup-if-mismatch <"$root/labs/$lab/$sol") || fail "solution $lab/$sol does not revert"
 done
 
 step "3. the wrong answers, in rounds"
@@ -101,11 +104,11 @@ while ((${#pending[@]})); do
     declare -A taken=()
     for e in "${pending[@]}"; do
         IFS=$'\t' read -r id _ p <<<"$e"
-        if [[ -n "${taken[$id]:-}" ]] || ! (cd "$h" && patch -s -p1 --dry-run <"$p" >/dev/null 2>&1); then
+        if [[ -n "${taken[$id]:-}" ]] || ! (cd "$h" && patch -s -p1 --fuzz=0 --no-backup-if-mismatch --dry-run <"$p" >/dev/null 2>&1); then
             later+=("$e")
             continue
         fi
-        (cd "$h" && patch -s -p1 <"$p") || { fail "wrong answer $p does not apply"; continue; }
+        (cd "$h" && patch -s -p1 --fuzz=0 --no-backup-if-mismatch <"$p") || { fail "wrong answer $p does not apply"; continue; }
         taken[$id]=1
         applied+=("$e")
     done
@@ -127,7 +130,7 @@ while ((${#pending[@]})); do
         fi
     done
     for e in "${applied[@]}"; do
-        (cd "$h" && patch -s -R -p1 <"${e##*$'\t'}") || fail "wrong answer ${e##*$'\t'} does not revert"
+        (cd "$h" && patch -s -R -p1 --fuzz=0 --no-backup-if-mismatch <"${e##*$'\t'}") || fail "wrong answer ${e##*$'\t'} does not revert"
     done
     unset taken
     pending=("${later[@]}")
