@@ -535,7 +535,14 @@ run_block() {
     verdict=""
     ((write)) && verdict="$(grep -E '^check: ' "$work/out" | tail -n 1 || true)"
     if ((status == 124 || status == 137)); then
-        observed+=("timed out after ${timeout}s")
+        if ((write)) && [[ -z "$verdict" ]]; then
+            # lab_check/lab_ctest stop a hung check themselves and name the
+            # likely cause; a block ended before they could has a step that
+            # hangs outside them, or a timeout= shorter than theirs.
+            observed+=("timed out after ${timeout}s with no check: line (a step outside lab_check hung, or timeout=${timeout} is shorter than the check's own --timeout)")
+        else
+            observed+=("timed out after ${timeout}s")
+        fi
         ok=1
     elif ((status != 0)); then
         [[ "$verdict" == "check: FAIL"* ]] || observed+=("exit $status")
