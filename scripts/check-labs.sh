@@ -562,6 +562,9 @@ run_block() {
     elif [[ -n "$verdict" ]]; then
         # The check passed: the predictions only when one is unmet.
         observed+=("$verdict" "${unmet[@]}")
+    elif ((write && ${#unmet[@]})); then
+        # A write-it block with no check line: what it missed, not all it saw.
+        observed+=("${unmet[@]}")
     else
         observed+=("${seen[@]}")
     fi
