@@ -134,7 +134,9 @@ for lab, ref, mine, name in rows:
                 f'#include "{rel}"\n')
     cmake_lines.append(f"set(IOLAB_HANDOUT_LABEL_{target} {name})\n")
     # The sheets' "The code" fences quoting the reference would give the answer away.
-    marker = re.compile(r"^<!-- code: " + re.escape(ref) + r"#([A-Za-z0-9_.-]+) -->\n```[a-z]*\n.*?^```\n",
+    # (blank lines allowed between the marker and its fence, both indented alike)
+    marker = re.compile(r"^([ \t]*)<!-- *code: *" + re.escape(ref) +
+                        r"#[A-Za-z0-9_.-]+ *-->[ \t]*\n(?:[ \t]*\n)*[ \t]*```[a-z]*[ \t]*\n.*?^[ \t]*```[ \t]*\n",
                         re.M | re.S)
     for dirpath, _, names in os.walk(os.path.join(out, "labs")):
         for n in names:
@@ -142,8 +144,8 @@ for lab, ref, mine, name in rows:
                 continue
             p = os.path.join(dirpath, n)
             text = open(p, encoding="utf-8").read()
-            new = marker.sub(lambda m: f"*(In your copy this part of `{os.path.basename(ref)}` is yours "
-                                       f"to write: `{mine}`, exercise `{name}`.)*\n", text)
+            new = marker.sub(lambda m: f"{m.group(1)}*(In your copy this part of `{os.path.basename(ref)}` "
+                                       f"is yours to write: `{mine}`, exercise `{name}`.)*\n", text)
             if new != text:
                 open(p, "w", encoding="utf-8").write(new)
 with open(os.path.join(out, ".handout", "replaced.cmake"), "w", encoding="utf-8") as f:
