@@ -3,6 +3,7 @@
 #
 # Usage: scripts/check-labs.sh [--build-dir DIR] [--lab NN] [--exercise ID] [--list]
 #                              [--labs-dir DIR] [--scratch DIR] [--keep-scratch]
+#                              [--answer-key [--answer-key-tree head|worktree]] [--index]
 #
 # An exercise is a fenced block of a LAB.md whose info string is
 #     ```sh exercise=ID timeout=SECONDS [solution=solutions/NAME.patch targets=T1,T2] [write=1]
@@ -26,10 +27,24 @@
 # build/bin first on PATH, then DIR/bin for every other program), then
 # reverts the patch.
 # write=1 (it needs solution= and targets=) marks a write-it-yourself
-# exercise: the targets are first built WITHOUT the patch and the block must
-# FAIL there (non-zero exit or a prediction unmet: the check detects the
-# missing student code), then with the patch it must PASS. The line shows
-# both: "unpatched: FAIL as it must (...); patched: ...".
+# exercise, whose check (scripts/lab.sh's lab_check or lab_ctest) ends with a
+# line "check: PASS" or "check: FAIL — what is missing". Two ways to run it:
+#  - default (the student's run): the block runs on the working tree and its
+#    own build, like any block, and must PASS; the observed column shows its
+#    "check:" line. This is "does my code pass?".
+#  - --answer-key (the maintainer's run, and the check_labs ctest): on a
+#    pristine copy of the committed tree (`git archive HEAD`: uncommitted
+#    changes are NOT seen; --answer-key-tree worktree copies the working
+#    tree's files instead), the targets built WITHOUT the patch must FAIL the
+#    block (the check detects the missing code), with the solution patch they
+#    must PASS, and every wrong answer labs/NN-x/wrong/ex-NAME/*.patch (a
+#    `Mistake: ...` sentence before its `diff --git`) must FAIL again; each
+#    wrong answer gets a line of its own, with its Mistake sentence and the
+#    check line it got. Fewer than two wrong answers: the exercise FAILS
+#    ("weak exercise"). The line shows all three: "unpatched: FAIL as it must
+#    (...); patched: ...; wrong answers: 2 of 2 fail".
+# A block gets TMPDIR inside this script's scratch area, removed after it, so
+# a block killed by its timeout leaves no /tmp/iolab-lab.* behind.
 #
 # A figure quoted in the prose is marked right after its number (or range):
 #     the first byte comes back after about 35 ms<!-- figure: ID KEY -->
@@ -60,6 +75,17 @@
 #   --labs-dir DIR    where the NN-*/LAB.md folders are (default labs/)
 #   --scratch DIR     where to copy the tree for the patches (default DIR/check-labs)
 #   --keep-scratch    leave the copy in place (it is removed at the end)
+#   --answer-key      prove the write=1 exercises' answer key (see above)
+#   --answer-key-tree head|worktree
+#                     what --answer-key copies: the committed tree (default)
+#                     or the working tree's tracked and untracked-unignored
+#                     files, edits included (for a maintainer's uncommitted work)
+#   --index           print one tab-separated line per exercise (lab, id,
+#                     timeout, solution, targets, write, points, replaces,
+#                     LAB.md line; "-" when empty; points 1 when a write=1
+#                     block names none)
+#                     and run nothing: what scripts/grade.sh and
+#                     scripts/handout.sh read
 # Every exercise uses loopback only and ports from --port 0 (see scripts/lab.sh).
 set -euo pipefail
 
@@ -73,8 +99,26 @@ lab_filters=()
 exercise_filters=()
 readonly BUILD_TIMEOUT=900
 
+# ---- the options of the write-it kit (--answer-key, --index) --------------------
+answer_key=0
+answer_key_tree="head"
+index_only=0
+KIT_SHIFT=0
+kit_option() { # like lib_common_option: 0 and KIT_SHIFT when $1 is one of them
+    case "$1" in
+    --answer-key) answer_key=1; KIT_SHIFT=1 ;;
+    --answer-key-tree)
+        need_value "$@"
+        [[ "$2" == head || "$2" == worktree ]] || usage_error "--answer-key-tree takes head or worktree, got '$2'"
+        answer_key_tree="$2"; KIT_SHIFT=2 ;;
+    --index) index_only=1; KIT_SHIFT=1 ;;
+    *) return 1 ;;
+    esac
+}
+
 while (($#)); do
     if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
+    if kit_option "$@"; then shift "$KIT_SHIFT"; continue; fi
     case "$1" in
     --lab) need_value "$@"; lab_filters+=("$2"); shift ;;
     --exercise) need_value "$@"; exercise_filters+=("$2"); shift ;;
@@ -102,9 +146,52 @@ remove_scratch() {
 }
 at_exit remove_scratch
 
+# ---- the copy of the tree that patches are applied to ------------------------------
+# copy_tree: fill $scratch/src. With --answer-key (head): the committed tree,
+# `git archive HEAD`, so a student's or maintainer's uncommitted edits never
+# reach the answer key. Otherwise the working tree's tracked files and its
+# untracked files that are not ignored, as they are now (edits included).
+scratch_ready=0
+scratch_broken=""
+copy_tree() {
+    rm -rf "$scratch/src"
+    mkdir -p "$scratch/src"
+    scratch_made=1
+    if ((answer_key)) && [[ "$answer_key_tree" == head ]]; then
+        echo "-- copying the committed tree (git archive HEAD) to $scratch/src" >&2
+        if ! (cd "$ROOT" && git archive --format=tar HEAD) | tar -xf - -C "$scratch/src"; then
+            scratch_broken="cannot copy the committed tree of $ROOT (git archive HEAD)"
+            return 1
+        fi
+    else
+        echo "-- copying the working tree's files to $scratch/src" >&2
+        (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
+            tar --null -T - --ignore-failed-read -cf - 2>/dev/null) |
+            tar -xf - -C "$scratch/src"
+    fi
+    # A repository of its own, so that `git apply` patches paths from its
+    # root (inside the parent repository it would skip them silently).
+    git init -q "$scratch/src"
+}
+prepare_scratch() {
+    ((scratch_ready)) && return 0
+    [[ -n "$scratch_broken" ]] && return 1
+    scratch_ready=1
+    copy_tree
+}
+# The answer key reads the sheets, solutions and wrong answers of the committed
+# tree too, when they lie inside the repository.
+shown_labs_dir="$labs_dir"
+if ((answer_key)) && [[ "$answer_key_tree" == head && "$labs_dir" == "$ROOT"/* ]] && ((!list_only && !index_only)); then
+    prepare_scratch || die "$scratch_broken"
+    rel="${labs_dir#"$ROOT"/}"
+    [[ -d "$scratch/src/$rel" ]] || die "$rel is not in the committed tree (commit it, or --answer-key-tree worktree)"
+    labs_dir="$scratch/src/$rel"
+fi
+
 # ---- 1. extract the exercise blocks ------------------------------------------
 # One record per block in $work/index (fields separated by \037: lab, id, timeout,
-# solution, targets, write, body file, LAB.md line), the body in
+# solution, targets, write, body file, LAB.md line, points, replaces), the body in
 # $work/blocks/N.sh and its predictions (the ```expect fence that follows it,
 # plus any inline "# expect:" line) in $work/blocks/N.expect.
 extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
@@ -152,7 +239,8 @@ extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
         }
         inside && /^[ \t]*```[ \t]*$/ {
             close(file); inside = 0; after = 1
-            printf "%s\037%s\037%s\037%s\037%s\037%s\037%s\037%d\n", lab, id, timeout, solution, targets, write, file, line
+            if (write == "1" && points == "") points = 1
+            printf "%s\037%s\037%s\037%s\037%s\037%s\037%s\037%d\037%s\037%s\n", lab, id, timeout, solution, targets, write, file, line, points, replaces
             next
         }
         inside {
@@ -300,11 +388,22 @@ joined_expectations() {
     echo "${out:-(none)}"
 }
 
+if ((index_only)); then
+    # "-" for an empty field: `read` with IFS=tab would merge two tabs.
+    while IFS=$'\037' read -r lab id timeout solution targets write _ line points replaces; do
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lab" "$id" "$timeout" "${solution:--}" "${targets:--}" \
+            "$write" "${points:--}" "${replaces:--}" "$line"
+    done <"$work/index"
+    exit 0
+fi
+
 if ((list_only)); then
-    while IFS=$'\037' read -r lab id timeout solution targets write file _; do
+    while IFS=$'\037' read -r lab id timeout solution targets write file _ points replaces; do
         extra=""
         [[ -n "$solution" ]] && extra=" solution=$solution targets=$targets"
         ((write)) && extra+=" write=1"
+        [[ -n "$points" ]] && extra+=" points=$points"
+        [[ -n "$replaces" ]] && extra+=" replaces=$replaces"
         echo "$lab | $id | timeout=${timeout}s$extra | predicted: $(joined_expectations "$file")"
     done <"$work/index"
     while IFS=$'\037' read -r lab fline fid fkey _ _ ftxt; do
@@ -375,23 +474,7 @@ check_one() {
 }
 
 # ---- 3. the scratch copy for solution patches ----------------------------------
-scratch_ready=0
-scratch_broken=""
-prepare_scratch() {
-    ((scratch_ready)) && return 0
-    [[ -n "$scratch_broken" ]] && return 1
-    scratch_ready=1
-    echo "-- copying the tracked tree to $scratch/src for the solution patches" >&2
-    rm -rf "$scratch/src"
-    mkdir -p "$scratch/src"
-    scratch_made=1
-    # The tracked files as they are in the working tree (edits included).
-    (cd "$ROOT" && git ls-files -z | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) |
-        tar -xf - -C "$scratch/src"
-    # A repository of its own, so that `git apply` patches paths from its
-    # root (inside the parent repository it would skip them silently).
-    git init -q "$scratch/src"
-}
+# prepare_scratch (above) copies the tree once; configure_scratch configures it.
 # Configured once, when the first patch with targets= needs a build.
 configured=0
 configure_scratch() {
@@ -424,7 +507,7 @@ configure_scratch() {
 }
 common_parent() {
     local a="$1" b="$2"
-    while [[ "$b" != "$a" && "$b" != "$a"/* ]]; do a="$(dirname "$a")"; done
+    while [[ "$a" != / && "$b" != "$a" && "$b" != "$a"/* ]]; do a="$(dirname "$a")"; done
     echo "$a"
 }
 
@@ -436,24 +519,55 @@ common_parent() {
 # on PATH (a patched run finds the patched targets there, every other program
 # in the main build); check its exit status and its predictions.
 run_block() {
-    local file="$1" timeout="$2" dir="$3" build="$4" status=0 ok=0 spec o
+    local file="$1" timeout="$2" dir="$3" build="$4" status=0 ok=0 spec o verdict tmp
+    local seen=() unmet=()
     if [[ ! -s "${file%.sh}.expect" ]]; then
         observed+=("the block predicts nothing (no \`\`\`expect fence after it)")
         ok=1
     fi
-    (cd "$dir" && PATH="$build_dir/bin:$PATH" IOLAB_BUILD_DIR="$build" \
+    # TMPDIR inside this run's scratch area: lab.sh's temporary directory goes
+    # with it even when the block is killed and its EXIT trap never runs.
+    tmp="$(mktemp -d "$work/tmp.XXXXXX")"
+    (cd "$dir" && PATH="$build_dir/bin:$PATH" IOLAB_BUILD_DIR="$build" TMPDIR="$tmp" \
         timeout --kill-after=5 "$timeout" bash "$file" </dev/null >"$work/out" 2>"$work/err") || status=$?
+    rm -rf "$tmp"
+    # A write-it check's verdict: the last "check:" line of its stdout.
+    verdict=""
+    ((write)) && verdict="$(grep -E '^check: ' "$work/out" | tail -n 1 || true)"
     if ((status == 124 || status == 137)); then
-        observed+=("timed out after ${timeout}s")
+        if ((write)) && [[ -z "$verdict" ]]; then
+            # lab_check/lab_ctest stop a hung check themselves and name the
+            # likely cause; a block ended before they could has a step that
+            # hangs outside them, or a timeout= shorter than theirs.
+            observed+=("timed out after ${timeout}s with no check: line (a step outside lab_check hung, or timeout=${timeout} is shorter than the check's own --timeout)")
+        else
+            observed+=("timed out after ${timeout}s")
+        fi
         ok=1
     elif ((status != 0)); then
-        observed+=("exit $status")
+        [[ "$verdict" == "check: FAIL"* ]] || observed+=("exit $status")
         ok=1
     fi
     while IFS= read -r spec; do
-        o="$(check_one "$spec" "$work/out")" || ok=1
-        observed+=("$o")
+        if ! o="$(check_one "$spec" "$work/out")"; then
+            unmet+=("$o")
+            ok=1
+        fi
+        seen+=("$o")
     done < <(expectations "$file")
+    if [[ "$verdict" == "check: FAIL"* ]]; then
+        # The check's own line says what is missing; the unmet predictions
+        # (/^check: PASS/ among them) would only repeat it.
+        observed+=("$verdict")
+    elif [[ -n "$verdict" ]]; then
+        # The check passed: the predictions only when one is unmet.
+        observed+=("$verdict" "${unmet[@]}")
+    elif ((write && ${#unmet[@]})); then
+        # A write-it block with no check line: what it missed, not all it saw.
+        observed+=("${unmet[@]}")
+    else
+        observed+=("${seen[@]}")
+    fi
     return "$ok"
 }
 
@@ -506,7 +620,7 @@ run_patched() {
         observed+=("patch does not apply: $(head -c 120 "$work/apply.err" | tr '\n' ' ')")
         return 1
     fi
-    echo "-- $lab/$id: building ${targets:-nothing} with $solution" >&2
+    echo "-- $lab/$id: building ${targets:-nothing} with ${patch#"$labs_dir"/}" >&2
     if build_targets "$targets"; then
         run_block "$file" "$timeout" "$scratch/src" "$scratch/src/build" || ok=1
     else
@@ -516,15 +630,76 @@ run_patched() {
     return "$ok"
 }
 
+# mistake_of PATCH: the sentence before its first "diff --git", on one line.
+mistake_of() {
+    awk '/^diff --git/ { exit } { printf "%s ", $0 }' "$1" | sed -E 's/[[:space:]]+/ /g; s/^ //; s/ $//'
+}
+
+# run_wrong_answers FILE TIMEOUT TARGETS: every labs/NN-x/wrong/ex-NAME/*.patch
+# must FAIL the block. Appends one verdict line per patch to `wrong_lines`
+# (STATUS<TAB>LINE) and "wrong answers: K of N fail" to `observed`; returns
+# non-zero when one passes or there are fewer than two.
+run_wrong_answers() {
+    local name wdir p mistake caught=0 count=0 ok=0 saved
+    name="$(basename "$solution" .patch)"
+    wdir="$labs_dir/$lab/wrong/$name"
+    for p in "$wdir"/*.patch; do
+        [[ -f "$p" ]] || continue
+        count=$((count + 1))
+        mistake="$(mistake_of "$p")"
+        saved=("${observed[@]}")
+        observed=()
+        local st=0 what
+        if [[ "$mistake" != Mistake:* ]]; then
+            what="no 'Mistake: ...' sentence before its diff --git"
+            st=1
+        elif run_patched "$1" "$2" "$p" "$3"; then
+            what="$(joined observed) — the check PASSES a wrong answer"
+            st=1
+        else
+            what="$(joined observed)"
+            caught=$((caught + 1))
+        fi
+        observed=("${saved[@]}")
+        ((st == 0)) || ok=1
+        wrong_lines+=("$st"$'\t'"$lab | $id wrong/$name/$(basename "$p") | predicted: FAIL (${mistake:-no Mistake sentence}) | observed: $what")
+    done
+    if ((count < 2)); then
+        observed+=("weak exercise: $count wrong answer(s) in ${wdir#"$labs_dir"/}/, at least 2 needed")
+        return 1
+    fi
+    observed+=("wrong answers: $caught of $count fail")
+    return "$ok"
+}
+
+# run_student FILE TIMEOUT TARGETS (write=1, default mode): the block on the
+# working tree and its build, the student's own code. A block that does not
+# build its targets itself (lab_build) gets them built first.
+run_student() {
+    local tlist=()
+    IFS=',' read -r -a tlist <<<"$3"
+    if ! grep -qE '(^|[^A-Za-z_])lab_build[[:space:]]' "$1" && ((${#tlist[@]})); then
+        if ! timeout "$BUILD_TIMEOUT" cmake --build "$build_dir" --target "${tlist[@]}" >"$work/build.log" 2>&1; then
+            observed+=("check: FAIL — ${tlist[*]} does not compile: $(grep -m1 -E 'error' "$work/build.log" | cut -c1-120)")
+            return 1
+        fi
+    fi
+    run_block "$1" "$2" "$ROOT" "$build_dir"
+}
+
 # run_exercise: the fields of one index record are in the loop's variables.
 run_exercise() {
     local inline="${file%.sh}.inline"
     if [[ -s "$inline" ]]; then
-        observed+=("inline '# expect:' at $labs_dir/$lab/LAB.md:$(head -n 1 "$inline"): move it into the \`\`\`expect fence after the block")
+        observed+=("inline '# expect:' at $shown_labs_dir/$lab/LAB.md:$(head -n 1 "$inline"): move it into the \`\`\`expect fence after the block")
         return 1
     fi
     if [[ -z "$solution" ]]; then
         run_block "$file" "$timeout" "$ROOT" "$build_dir"
+        return
+    fi
+    if ((write && !answer_key)); then
+        run_student "$file" "$timeout" "$targets"
         return
     fi
     local patch="$labs_dir/$lab/$solution"
@@ -544,11 +719,12 @@ run_exercise() {
     local first="${#observed[@]}" ok=0
     run_patched "$file" "$timeout" "$patch" "$targets" || ok=1
     observed[first]="patched: ${observed[first]:-}"
-    return "$ok"
+    ((ok == 0)) || return 1
+    run_wrong_answers "$file" "$timeout" "$targets"
 }
 
 report_failure() { # the tail of the failed block's output, on stderr
-    echo "   ($labs_dir/$lab/LAB.md:$line) last lines of its stdout and stderr:" >&2
+    echo "   ($shown_labs_dir/$lab/LAB.md:$line) last lines of its stdout and stderr:" >&2
     tail -n 8 "$work/out" 2>/dev/null | sed 's/^/   out: /' >&2 || true
     tail -n 8 "$work/err" 2>/dev/null | sed 's/^/   err: /' >&2 || true
     if [[ -f "$work/build.log" ]]; then
@@ -633,14 +809,18 @@ failed=0
 total="$(wc -l <"$work/index")"
 done_count=0
 ((${#exercise_filters[@]})) || unknown_figures
-while IFS=$'\037' read -r lab id timeout solution targets write file line <&3; do
+while IFS=$'\037' read -r lab id timeout solution targets write file line points replaces <&3; do
     done_count=$((done_count + 1))
     show_progress "$done_count" "$total" "$lab/$id"
     observed=()
+    wrong_lines=()
     status=0
     run_exercise || status=1
     record "$lab | $id | predicted: $(joined_expectations "$file") | observed: $(joined observed)" "$status"
     ((status == 0)) || report_failure
+    for w in "${wrong_lines[@]}"; do
+        record "${w#*$'\t'}" "${w%%$'\t'*}"
+    done
     figures_of "$id"
     rm -f "$work/out" "$work/err" "$work/build.log"
 done 3<"$work/index"

@@ -53,9 +53,12 @@ bool ends_with(const std::string& s, const std::string& tail) {
 
 TEST_CASE("check-labs passes true predictions and fails false ones", "[check-labs]") {
     TempDir scratch("check-labs-test");
+    // --answer-key: the write=1 exercises prove their answer key (skeleton
+    // fails, solution passes, each wrong answer fails); the working tree's
+    // files, so that an uncommitted fixture is seen too.
     auto r = run({kScript, "--labs-dir", kFixture, "--build-dir", kBuild, "--scratch",
-                  scratch.path.string()},
-                 90s);
+                  scratch.path.string(), "--answer-key", "--answer-key-tree", "worktree"},
+                 150s);
     INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
     REQUIRE(r.exit_code == 1);
     auto v = verdicts(r.out);
@@ -72,9 +75,10 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
         }
     }
     CHECK(pass == 8);
-    CHECK(fail == 11);
-    // 8 + 2 figures passed, 11 + 3 figures failed.
-    CHECK(r.out.find("\n10 passed, 14 failed\n") != std::string::npos);
+    CHECK(fail == 14);
+    // 8 + 2 figures + 4 wrong answers caught passed; 14 + 3 figures + 1 wrong
+    // answer the check let through failed.
+    CHECK(r.out.find("\n14 passed, 18 failed\n") != std::string::npos);
     // What the failures observed, so a FAIL is for the stated reason.
     CHECK(v["fail-range"].find("observed: value=5 |") != std::string::npos);
     CHECK(v["fail-exit"].find("exit 3") != std::string::npos);
@@ -82,9 +86,35 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
     CHECK(v["fail-solution-conflict"].find("patch does not apply") != std::string::npos);
     // write=1: the unpatched build fails the check, then the patched one passes.
     CHECK(v["pass-write"].find("observed: unpatched: FAIL as it must (answer=42); patched: "
-                               "answer=43 | PASS") != std::string::npos);
+                               "answer=43; wrong answers: 2 of 2 fail | PASS") !=
+          std::string::npos);
     CHECK(v["fail-write-unpatched-passes"].find("unpatched: PASS but must FAIL (answer=42)") !=
           std::string::npos);
+    // Wrong answers: each on a line of its own, with its Mistake sentence and
+    // what its check said; fewer than two, or one that passes, fails the exercise.
+    auto has_line = [&](const std::string& s) { return r.out.find(s) != std::string::npos; };
+    CHECK(
+        has_line("00-selftest | pass-write wrong/answer/one-short.patch | predicted: FAIL "
+                 "(Mistake: counts one too few (41).) | observed: answer=41 | PASS\n"));
+    CHECK(
+        has_line("00-selftest | pass-write wrong/answer/one-over.patch | predicted: FAIL "
+                 "(Mistake: counts one too many (44).) | observed: answer=44 | PASS\n"));
+    CHECK(v["fail-write-weak"].find(
+              "weak exercise: 1 wrong answer(s) in 00-selftest/wrong/answer-weak/, at least 2 "
+              "needed | FAIL") != std::string::npos);
+    CHECK(v["fail-write-wrong-passes"].find("wrong answers: 1 of 2 fail | FAIL") !=
+          std::string::npos);
+    CHECK(
+        has_line("| fail-write-wrong-passes wrong/answer-soft/passes.patch | predicted: FAIL "
+                 "(Mistake: a comment after the number, which the check does not see.) | "
+                 "observed: answer=43 — the check PASSES a wrong answer | FAIL\n"));
+    // A block killed by its timeout (SIGTERM ignored, so lab.sh's EXIT trap
+    // never ran) leaves no temporary directory: TMPDIR was check-labs' own.
+    CHECK(v["fail-timeout-cleanup"].find("timed out after 1s") != std::string::npos);
+    std::smatch tm;
+    REQUIRE(std::regex_search(r.err, tm, std::regex(R"(out: lab_tmp=(\S+))")));
+    CHECK(tm[1].str().find("/iolab-lab.") != std::string::npos);
+    CHECK(!fs::exists(tm[1].str()));
     CHECK(v["fail-inline-expect"].find("inline '# expect:' at " + kFixture +
                                        "/00-selftest/LAB.md:") != std::string::npos);
     // Figures quoted in the prose (format B): in range (also in another unit),
@@ -128,6 +158,23 @@ TEST_CASE("check-labs exits 0 when every selected exercise passes", "[check-labs
     CHECK(r.out.find("\n2 passed, 0 failed\n") != std::string::npos);
 }
 
+TEST_CASE("check-labs runs a write=1 block on the student's own build", "[check-labs]") {
+    // Without --answer-key the block runs on the working tree and its build
+    // (the student's code, here the unpatched answer=42): it must PASS there,
+    // so the skeleton FAILS and says what it saw; no scratch copy is made.
+    TempDir scratch("check-labs-test");
+    auto r = run({kScript, "--labs-dir", kFixture, "--build-dir", kBuild, "--scratch",
+                  scratch.path.string(), "--exercise", "pass-write"},
+                 60s);
+    INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+    CHECK(r.exit_code == 1);
+    auto v = verdicts(r.out);
+    CHECK(v["pass-write"].find("| observed: answer=42 | FAIL") != std::string::npos);
+    CHECK(r.out.find("wrong/") == std::string::npos);
+    CHECK(r.out.find("\n0 passed, 1 failed\n") != std::string::npos);
+    CHECK(!fs::exists(scratch.path / "src"));
+}
+
 TEST_CASE("check-labs refuses malformed sheets before running anything", "[check-labs]") {
     auto r = run({kScript, "--labs-dir", kBadFixture, "--build-dir", kBuild}, 20s);
     INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
@@ -150,8 +197,14 @@ TEST_CASE("check-labs lists without running and refuses bad usage", "[check-labs
           std::string::npos);
     CHECK(list.out.find("passed") == std::string::npos);
     CHECK(list.out.find("00-selftest | pass-write | timeout=10s solution=solutions/answer.patch "
-                        "targets=check-labs-fixture write=1 | predicted: answer in 43..43") !=
-          std::string::npos);
+                        "targets=check-labs-fixture write=1 points=1 | predicted: answer in "
+                        "43..43") != std::string::npos);
+    // --index: what grade.sh and handout.sh read (points 1 unless the header says).
+    auto index = run({kScript, "--labs-dir", kFixture, "--index"}, 20s);
+    CHECK(index.exit_code == 0);
+    CHECK(index.out.find("00-selftest\tfail-write-wrong-passes\t10\tsolutions/answer-soft.patch\t"
+                         "check-labs-fixture\t1\t3\t-\t") != std::string::npos);
+    CHECK(index.out.find("00-selftest\tpass-forms\t10\t-\t-\t0\t-\t-\t") != std::string::npos);
     CHECK(list.out.find("| pass-figure latency_ms | quoted: 33–37 ms\n") != std::string::npos);
     auto bad = run({kScript, "--bogus"}, 20s);
     CHECK(bad.exit_code == 2);
