@@ -3,7 +3,7 @@
 #
 # Usage: scripts/check-labs.sh [--build-dir DIR] [--lab NN] [--exercise ID] [--list]
 #                              [--labs-dir DIR] [--scratch DIR] [--keep-scratch]
-#                              [--lint] [--as-student]
+#                              [--lint] [--as-student] [--hog CPU]
 #
 # An exercise is a fenced block of a LAB.md whose info string is
 #     ```sh exercise=ID timeout=SECONDS [solution=solutions/NAME.patch targets=T1,T2] [write=1]
@@ -71,6 +71,9 @@
 #                     and fail if a block hangs, the shell dies, or something
 #                     it started is still running or left in TMPDIR after it
 #                     exits; the blocks' predictions are not checked
+#   --hog CPU         keep CPU busy with a spinning process (pinned there with
+#                     taskset) for the whole run, as a student's busy laptop
+#                     would (repeatable: one hog per CPU named)
 # Every exercise uses loopback only and ports from --port 0 (see scripts/lab.sh).
 set -euo pipefail
 
@@ -81,6 +84,7 @@ list_only=0
 keep_scratch=0
 lint_only=0
 as_student=0
+hog_cpus=()
 scratch=""
 lab_filters=()
 exercise_filters=()
@@ -97,6 +101,12 @@ while (($#)); do
     --keep-scratch) keep_scratch=1 ;;
     --lint) lint_only=1 ;;
     --as-student) as_student=1 ;;
+    --hog)
+        need_value "$@"
+        [[ "$2" =~ ^[0-9]+$ ]] || usage_error "--hog takes a CPU number, got '$2'"
+        hog_cpus+=("$2")
+        shift
+        ;;
     *) usage_error "unknown argument '$1' (--help)" ;;
     esac
     shift
@@ -118,7 +128,9 @@ if ((as_student)); then
     ((${#walk_sheets[@]})) || usage_error "no sheet in $labs_dir matches --lab ${lab_filters[*]:-}"
     walk_args=(--build-dir "$BUILD_DIR")
     for f in "${exercise_filters[@]}"; do walk_args+=(--exercise "$f"); done
-    exec python3 "$ROOT/scripts/walk-sheet.py" "${walk_args[@]}" "${walk_sheets[@]}"
+    walk_rc=0
+    python3 "$ROOT/scripts/walk-sheet.py" "${walk_args[@]}" "${walk_sheets[@]}" || walk_rc=$?
+    exit "$walk_rc"
 fi
 
 work="$(scratch_dir)"
@@ -369,6 +381,12 @@ if [[ ! -d "$build_dir/bin" ]]; then
     echo "$SCRIPT: not built: $build_dir/bin does not exist (cmake --preset default && cmake --build --preset default)" >&2
     exit 3
 fi
+for cpu in "${hog_cpus[@]}"; do
+    # Stopped by pid at exit (lib.sh's register_pid).
+    taskset -c "$cpu" bash -c 'while :; do :; done' </dev/null >/dev/null 2>&1 &
+    register_pid "$!"
+    echo "-- a CPU hog (pid $!) spins on CPU $cpu for the whole run" >&2
+done
 
 # ---- 2. checking one block's stdout against its predictions -------------------
 # last_value FILE KEY: the number of the last line KEY=NUMBER, or nothing.
