@@ -223,14 +223,19 @@ def walk(sheet, lab, build_dir, only, transcript):
         if not left:
             break
         time.sleep(0.25)
-    for pid, cmd in sorted(left.items()):
-        problems.append(f"still running: pid {pid} {cmd}")
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    time.sleep(0.1)
-    reap()
+    # Killing one may orphan its own children to the walk: repeat a few rounds.
+    for _ in range(10):
+        if not left:
+            break
+        for pid, cmd in sorted(left.items()):
+            problems.append(f"still running: pid {pid} {cmd}")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+        reap()
+        left = orphans()
     leftovers = sorted(os.listdir(tmpdir))
     if leftovers:
         problems.append(f"left in TMPDIR: {' '.join(leftovers)}")

@@ -107,10 +107,11 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
     CHECK(has("observed: exercise pass-figure predicts no 'other_ms in LO..HI' | FAIL\n"));
     // The lint: a number with the measured unit and no marker fails its own
     // line; a figure marker or an input marker silences it.
-    CHECK(has("00-selftest | lint LAB.md:269 | predicted: a marker on '36 ms' (exercise "
-              "pass-figure measures latency_ms) | observed: none: mark it <!-- figure: "
-              "pass-figure KEY --> (KEY one of latency_ms) or <!-- input --> (a flag's value, a "
-              "constant of the code) | FAIL\n"));
+    CHECK(
+        has("00-selftest | lint LAB.md:269 | predicted: a marker on '36 ms' (exercise "
+            "pass-figure measures latency_ms) | observed: none: mark it <!-- figure: "
+            "pass-figure KEY --> (KEY one of latency_ms) or <!-- input --> (a flag's value, a "
+            "constant of the code) | FAIL\n"));
     CHECK(r.out.find("marker on '33") == std::string::npos);
     CHECK(r.out.find("marker on '50 ms'") == std::string::npos);
     // The expect fence belongs to the block right before it, not to a later one.
