@@ -494,7 +494,8 @@ configure_scratch() {
 }
 common_parent() {
     local a="$1" b="$2"
-    while [[ "$b" != "$a" && "$b" != "$a"/* ]]; do a="$(dirname "$a")"; done
+    # "/" is every path's parent (a scratch under /tmp, the tree under /work).
+    while [[ "$a" != / && "$b" != "$a" && "$b" != "$a"/* ]]; do a="$(dirname "$a")"; done
     echo "$a"
 }
 
