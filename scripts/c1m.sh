@@ -204,7 +204,7 @@ printf '%s\n' "${limit_lines[@]}"
 # ---- refusals, before anything starts -----------------------------------------
 
 ((want_kb <= mem_avail_kb)) ||
-  cannot_run "not enough memory: $conns connections need about $((need_kb / 1024)) MiB ($((kernel_plan_b + user_plan_b)) B each, measured) plus margin and reserve, $((want_kb / 1024)) MiB; MemAvailable is $((mem_avail_kb / 1024)) MiB"
+  cannot_run "not enough memory: $conns connections need about $((need_kb / 1024)) MiB ($((kernel_plan_b + user_plan_b)) B each: the measured cost, about 10.8 KB, rounded up) plus margin and reserve, $((want_kb / 1024)) MiB; MemAvailable is $((mem_avail_kb / 1024)) MiB"
 ((clients <= 64)) ||
   cannot_run "$clients loadgen processes needed (loadgen --processes takes at most 64) at $per_proc connections each"
 ((servers <= 256)) || cannot_run "$servers echo-epoll workers needed (--workers takes at most 256)"

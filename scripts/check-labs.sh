@@ -4,6 +4,7 @@
 # Usage: scripts/check-labs.sh [--build-dir DIR] [--lab NN] [--exercise ID] [--list]
 #                              [--labs-dir DIR] [--scratch DIR] [--keep-scratch]
 #                              [--answer-key [--answer-key-tree head|worktree]] [--index]
+#                              [--lint] [--as-student] [--hog CPU]
 #
 # An exercise is a fenced block of a LAB.md whose info string is
 #     ```sh exercise=ID timeout=SECONDS [solution=solutions/NAME.patch targets=T1,T2] [write=1]
@@ -53,13 +54,15 @@
 # differ). Each figure gets its own line after its exercise's, with the value
 # that run observed; a marker with no number before it or a KEY the exercise
 # does not predict fails there, one naming no exercise of any sheet fails
-# before the first exercise runs. Lint (a warning on
-# stderr, not a failure, since the same unit also names timeouts and sleeps):
-# a number with a unit (ms, µs/us, s, KiB, MiB, B, %, req/s) in the prose of a
-# section (between two headings) whose exercise predicts `KEY in` for a KEY
-# of that unit (…_ms, …_us, …_s, …_kib, …_mib, …_bytes, …_pct, …_rps), with
-# no marker. A "Why this range:" paragraph (bounds and observed spreads, not
-# figures) is not linted.
+# before the first exercise runs. A number that is an input — a flag's
+# value, a constant of the code — is marked as one instead:
+#     each client sends 64 KiB<!-- input --> and waits
+# Lint (a failure, reported before the first exercise runs, when no
+# --exercise is given): a number with a unit (ms, µs/us, s, KiB, MiB, B, %,
+# req/s) in the prose of a section (between two headings) whose exercise
+# predicts `KEY in` for a KEY of that unit (…_ms, …_us, …_s, …_kib, …_mib,
+# …_bytes, …_pct, …_rps), with neither marker. A "Why this range:" paragraph
+# (bounds and observed spreads, not figures) is not linted.
 #
 # Prints one line per exercise — lab | exercise | predicted | observed | PASS/FAIL
 # — and per figure, then `N passed, N failed` (exercises and figures); on a
@@ -86,6 +89,17 @@
 #                     block names none)
 #                     and run nothing: what scripts/grade.sh and
 #                     scripts/handout.sh read
+#   --lint            only the lint of the selected sheets: one FAIL line per
+#                     unmarked number, exit 1 if there is one; runs nothing
+#   --as-student      walk each selected sheet the way a student does
+#                     (scripts/walk-sheet.py: every block, or each --exercise,
+#                     pasted into one interactive bash under a pseudo-terminal)
+#                     and fail if a block hangs, the shell dies, or something
+#                     it started is still running or left in TMPDIR after it
+#                     exits; the blocks' predictions are not checked
+#   --hog CPU         keep CPU busy with a spinning process (pinned there with
+#                     taskset) for the whole run, as a student's busy laptop
+#                     would (repeatable: one hog per CPU named)
 # Every exercise uses loopback only and ports from --port 0 (see scripts/lab.sh).
 set -euo pipefail
 
@@ -94,6 +108,9 @@ set -euo pipefail
 labs_dir="$ROOT/labs"
 list_only=0
 keep_scratch=0
+lint_only=0
+as_student=0
+hog_cpus=()
 scratch=""
 lab_filters=()
 exercise_filters=()
@@ -126,6 +143,14 @@ while (($#)); do
     --scratch) need_value "$@"; scratch="$2"; shift ;;
     --list) list_only=1 ;;
     --keep-scratch) keep_scratch=1 ;;
+    --lint) lint_only=1 ;;
+    --as-student) as_student=1 ;;
+    --hog)
+        need_value "$@"
+        [[ "$2" =~ ^[0-9]+$ ]] || usage_error "--hog takes a CPU number, got '$2'"
+        hog_cpus+=("$2")
+        shift
+        ;;
     *) usage_error "unknown argument '$1' (--help)" ;;
     esac
     shift
@@ -133,6 +158,24 @@ done
 build_dir="$BUILD_DIR"
 [[ "$labs_dir" == /* ]] || labs_dir="$PWD/$labs_dir"
 [[ -d "$labs_dir" ]] || usage_error "$labs_dir: no such directory"
+if ((as_student)); then
+    walk_sheets=()
+    for sheet in "$labs_dir"/*/LAB.md; do
+        lab="$(basename "$(dirname "$sheet")")"
+        selected=1
+        if ((${#lab_filters[@]})); then
+            selected=0
+            for f in "${lab_filters[@]}"; do [[ "$lab" == "$f"* ]] && selected=1; done
+        fi
+        ((selected)) && walk_sheets+=("$sheet")
+    done
+    ((${#walk_sheets[@]})) || usage_error "no sheet in $labs_dir matches --lab ${lab_filters[*]:-}"
+    walk_args=(--build-dir "$BUILD_DIR")
+    for f in "${exercise_filters[@]}"; do walk_args+=(--exercise "$f"); done
+    walk_rc=0
+    python3 "$ROOT/scripts/walk-sheet.py" "${walk_args[@]}" "${walk_sheets[@]}" || walk_rc=$?
+    exit "$walk_rc"
+fi
 
 work="$(scratch_dir)"
 [[ -n "$scratch" ]] || scratch="$build_dir/check-labs"
@@ -255,16 +298,17 @@ extract_sheet() { # SHEET LAB FIRST_NUMBER: appends to $work/index
         }' "$1"
 }
 # ---- figures quoted in the prose (format B) and the lint ------------------------
-# scan_figures SHEET LAB WARN: one record per <!-- figure: ID KEY --> marker on
+# scan_figures SHEET LAB LINT: one record per <!-- figure: ID KEY --> marker on
 # stdout (lab, LAB.md line, id, key, quoted low, quoted high, quoted text; low
-# empty when no number precedes the marker). With WARN=1, warns on stderr about
-# a number with a unit (ms, µs/us, s, KiB, MiB, B, %, req/s) in the prose of a
-# section (between headings) whose exercise predicts `KEY in LO..HI` for a KEY
-# of that unit (latency_ms, rss_kib, cut_after_s, cpu_pct, epoll_rps, ...)
-# when that number carries no marker. A warning, not a failure: the same unit
-# also names things no exercise measures (a timeout, a sleep, a buffer size).
+# empty when no number precedes the marker). With LINT a file name, appends to
+# it one record (lab, LAB.md line, quoted text, exercise, keys) per number
+# with a unit (ms, µs/us, s, KiB, MiB, B, %, req/s) in the prose of a section
+# (between headings) whose exercise predicts `KEY in LO..HI` for a KEY of that
+# unit (latency_ms, rss_kib, cut_after_s, cpu_pct, epoll_rps, ...) when that
+# number carries neither a figure marker nor <!-- input --> (a timeout, a
+# sleep, a buffer size: a number the reader sets, not one a run measures).
 scan_figures() {
-    awk -v lab="$2" -v warn="$3" '
+    awk -v lab="$2" -v lint="$3" '
         function unit_of_key(key,   n, t, i, u) {
             if (index(key, "/")) return ""
             n = split(tolower(key), t, "_"); u = ""
@@ -280,15 +324,14 @@ scan_figures() {
             for (i = 1; i <= np; i++) {
                 l = prose[i]
                 gsub(/`[^`]*`/, "", l)
-                gsub(/[0-9][0-9,.]*([ \t]*(–|-)[ \t]*[0-9][0-9,.]*)?[ \t]*[^ \t0-9<>()]*<!-- *figure:[^>]*-->/, "", l)
+                gsub(/[0-9][0-9,.]*([ \t]*(–|-)[ \t]*[0-9][0-9,.]*)?[ \t]*[^ \t0-9<>()]*<!-- *(figure:[^>]*|input *)-->/, "", l)
                 gsub(/<!--[^>]*-->/, "", l)
                 while (match(l, /(^|[^A-Za-z0-9_.])[0-9][0-9,]*(\.[0-9]+)?([ \t]*(–|-)[ \t]*[0-9][0-9,]*(\.[0-9]+)?)?[ \t]?(ms|µs|us|s|KiB|MiB|B|%|req\/s)([^A-Za-z0-9]|$)/)) {
                     m = substr(l, RSTART, RLENGTH); l = substr(l, RSTART + RLENGTH)
                     sub(/^[^0-9]/, "", m); sub(/[^A-Za-z%\/]$/, "", m)
                     match(m, /(ms|µs|us|s|KiB|MiB|B|%|req\/s)$/); u = canon(substr(m, RSTART))
                     if (u in sec_key)
-                        printf "check-labs: warning: %s:%d: \"%s\" in the prose of exercise %s, which measures %s, has no <!-- figure: %s %s --> marker\n", \
-                            FILENAME, pline[i], m, sec_ex[u], sec_key[u], sec_ex[u], sec_key[u] > "/dev/stderr"
+                        printf "%s\037%d\037%s\037%s\037%s\n", lab, pline[i], m, sec_ex[u], sec_key[u] >> lint
                 }
             }
             np = 0; split("", sec_key); split("", sec_ex)
@@ -330,13 +373,14 @@ scan_figures() {
         /^#+[ \t]/ { flush(); ex = ""; next }
         /^Why this range:/ { why = 1 }
         /^[ \t]*$/ { why = 0 }
-        { figures($0); if (warn && !why) { prose[++np] = $0; pline[np] = NR } }
+        { figures($0); if (lint != "" && !why) { prose[++np] = $0; pline[np] = NR } }
         END { flush() }' "$1"
 }
 
 mkdir -p "$work/blocks"
 : >"$work/index"
 : >"$work/figures"
+: >"$work/lint"
 n=0
 malformed=0
 for sheet in "$labs_dir"/*/LAB.md; do
@@ -354,10 +398,30 @@ for sheet in "$labs_dir"/*/LAB.md; do
     else
         extract_sheet "$sheet" "$lab" "$n" >>"$work/index" 2>/dev/null || true
     fi
-    scan_figures "$sheet" "$lab" "$selected" >>"$work/figures"
+    lint_file=""
+    ((selected)) && lint_file="$work/lint"
+    scan_figures "$sheet" "$lab" "$lint_file" >>"$work/figures"
     n="$(wc -l <"$work/index")"
 done
 ((malformed == 0)) || die "malformed exercise blocks (see above)"
+
+# lint_lines: one verdict line (without its "| FAIL") per unmarked number.
+lint_lines() {
+    local llab lline ltxt lex lkeys
+    while IFS=$'\037' read -r llab lline ltxt lex lkeys; do
+        echo "$llab | lint LAB.md:$lline | predicted: a marker on '$ltxt' (exercise $lex measures $lkeys) | observed: none: mark it <!-- figure: $lex KEY --> (KEY one of $lkeys) or <!-- input --> (a flag's value, a constant of the code)"
+    done <"$work/lint"
+}
+lint_failures() { # counted as failures of the run
+    local l
+    while IFS= read -r l; do record "$l" 1; done < <(lint_lines)
+}
+if ((lint_only)); then
+    lint_lines | sed 's/$/ | FAIL/'
+    echo "$(wc -l <"$work/lint") unmarked number(s)"
+    [[ ! -s "$work/lint" ]]
+    exit
+fi
 
 cp "$work/index" "$work/all-exercises"
 if ((${#lab_filters[@]})); then
@@ -416,6 +480,12 @@ if [[ ! -d "$build_dir/bin" ]]; then
     echo "$SCRIPT: not built: $build_dir/bin does not exist (cmake --preset default && cmake --build --preset default)" >&2
     exit 3
 fi
+for cpu in "${hog_cpus[@]}"; do
+    # Stopped by pid at exit (lib.sh's register_pid).
+    taskset -c "$cpu" bash -c 'while :; do :; done' </dev/null >/dev/null 2>&1 &
+    register_pid "$!"
+    echo "-- a CPU hog (pid $!) spins on CPU $cpu for the whole run" >&2
+done
 
 # ---- 2. checking one block's stdout against its predictions -------------------
 # last_value FILE KEY: the number of the last line KEY=NUMBER, or nothing.
@@ -507,6 +577,7 @@ configure_scratch() {
 }
 common_parent() {
     local a="$1" b="$2"
+    # "/" is every path's parent (a scratch under /tmp, the tree under /work).
     while [[ "$a" != / && "$b" != "$a" && "$b" != "$a"/* ]]; do a="$(dirname "$a")"; done
     echo "$a"
 }
@@ -808,7 +879,7 @@ passed=0
 failed=0
 total="$(wc -l <"$work/index")"
 done_count=0
-((${#exercise_filters[@]})) || unknown_figures
+((${#exercise_filters[@]})) || { unknown_figures; lint_failures; }
 while IFS=$'\037' read -r lab id timeout solution targets write file line points replaces <&3; do
     done_count=$((done_count + 1))
     show_progress "$done_count" "$total" "$lab/$id"

@@ -42,7 +42,9 @@
 #                               assertions, then "check: PASS — N of N tests
 #                               pass" or "check: FAIL — K of N tests fail: ..."
 # Everything started by serve or spawn is stopped, by its pid, when the shell
-# that sourced this file exits; the temporary files go with it.
+# that sourced this file exits; the temporary files go with it. Sourcing it
+# again in the same shell (the next block pasted) keeps both lists, so the
+# exit still stops what every block started.
 # Nothing here sets `set -e`: pasted into an interactive shell, a failing
 # command must not close the terminal. For the same reason this file does not
 # source scripts/lib.sh (which is for scripts: it traps Ctrl-C to exit).
@@ -56,8 +58,22 @@ if [[ ! -d "$LAB_BUILD/bin" ]]; then
 fi
 PATH="$LAB_BUILD/bin:$PATH"
 export PATH
-LAB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/iolab-lab.XXXXXX")"
-LAB_PIDS=()
+# Sourced again by the next block pasted into the same shell: keep the list of
+# what earlier blocks started and their temporary directory, so that the EXIT
+# trap below still stops all of it (a subshell, whose $BASHPID differs, gets
+# its own). Processes that have ended leave the list.
+if [[ "${LAB_SHELL:-}" == "$BASHPID" && -d "${LAB_TMP:-}" ]]; then
+    lab_alive=()
+    for lab_pid in "${LAB_PIDS[@]}"; do
+        kill -0 "$lab_pid" 2>/dev/null && lab_alive+=("$lab_pid")
+    done
+    LAB_PIDS=("${lab_alive[@]}")
+    unset lab_alive lab_pid
+else
+    LAB_SHELL="$BASHPID"
+    LAB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/iolab-lab.XXXXXX")"
+    LAB_PIDS=()
+fi
 
 lab_cleanup() {
     local pid

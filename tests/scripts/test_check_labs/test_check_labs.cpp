@@ -29,6 +29,10 @@ const std::string kScript = std::string(IOLAB_SOURCE_DIR) + "/scripts/check-labs
 const std::string kFixture = std::string(IOLAB_SOURCE_DIR) + "/tests/scripts/test_check_labs/labs";
 const std::string kBadFixture =
     std::string(IOLAB_SOURCE_DIR) + "/tests/scripts/test_check_labs/labs-bad";
+const std::string kLintFixture =
+    std::string(IOLAB_SOURCE_DIR) + "/tests/scripts/test_check_labs/labs-lint";
+const std::string kWalkFixture =
+    std::string(IOLAB_SOURCE_DIR) + "/tests/scripts/test_check_labs/labs-walk";
 const std::string kBuild = fs::path(IOLAB_BIN_DIR).parent_path().string();
 
 // exercise id -> its verdict line ("lab | id | predicted: … | observed: … | PASS").
@@ -77,8 +81,8 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
     CHECK(pass == 8);
     CHECK(fail == 14);
     // 8 + 2 figures + 4 wrong answers caught passed; 14 + 3 figures + 1 wrong
-    // answer the check let through failed.
-    CHECK(r.out.find("\n14 passed, 18 failed\n") != std::string::npos);
+    // answer the check let through + 1 unmarked number failed.
+    CHECK(r.out.find("\n14 passed, 19 failed\n") != std::string::npos);
     // What the failures observed, so a FAIL is for the stated reason.
     CHECK(v["fail-range"].find("observed: value=5 |") != std::string::npos);
     CHECK(v["fail-exit"].find("exit 3") != std::string::npos);
@@ -131,11 +135,15 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
         has("no-such-exercise latency_ms | predicted: '12 ms' | observed: no exercise "
             "no-such-exercise | FAIL\n"));
     CHECK(has("observed: exercise pass-figure predicts no 'other_ms in LO..HI' | FAIL\n"));
-    // The lint: a number with the measured unit and no marker is a warning.
-    CHECK(r.err.find("warning: " + kFixture + "/00-selftest/LAB.md:") != std::string::npos);
-    CHECK(r.err.find("\"36 ms\" in the prose of exercise pass-figure, which measures latency_ms, "
-                     "has no <!-- figure: pass-figure latency_ms --> marker") != std::string::npos);
-    CHECK(r.err.find("\"33") == std::string::npos);
+    // The lint: a number with the measured unit and no marker fails its own
+    // line; a figure marker or an input marker silences it.
+    CHECK(
+        has("00-selftest | lint LAB.md:269 | predicted: a marker on '36 ms' (exercise "
+            "pass-figure measures latency_ms) | observed: none: mark it <!-- figure: "
+            "pass-figure KEY --> (KEY one of latency_ms) or <!-- input --> (a flag's value, a "
+            "constant of the code) | FAIL\n"));
+    CHECK(r.out.find("marker on '33") == std::string::npos);
+    CHECK(r.out.find("marker on '50 ms'") == std::string::npos);
     // The expect fence belongs to the block right before it, not to a later one.
     CHECK(v["fail-no-prediction"].find("predicted: (none)") != std::string::npos);
     // The server the pass-cleanup block left running was stopped with it.
@@ -209,4 +217,59 @@ TEST_CASE("check-labs lists without running and refuses bad usage", "[check-labs
     auto bad = run({kScript, "--bogus"}, 20s);
     CHECK(bad.exit_code == 2);
     CHECK(bad.err == "check-labs: unknown argument '--bogus' (--help)\n");
+}
+
+TEST_CASE("check-labs --lint fails an unmarked number and accepts an input marker",
+          "[check-labs]") {
+    // The selftest sheet has one unmarked number (36 ms) beside marked ones.
+    auto r = run({kScript, "--labs-dir", kFixture, "--lint"}, 20s);
+    INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("| lint LAB.md:269 | predicted: a marker on '36 ms' ") != std::string::npos);
+    CHECK(r.out.find("\n1 unmarked number(s)\n") != std::string::npos);
+    CHECK(r.out.find("passed") == std::string::npos);
+    // The same sentences with the number marked as an input, or quoted as a
+    // checked figure, pass; the markers are the only difference.
+    auto marked = run({kScript, "--labs-dir", kLintFixture, "--lab", "00-marked", "--lint"}, 20s);
+    INFO("stdout:\n" << marked.out << "\nstderr:\n" << marked.err);
+    CHECK(marked.exit_code == 0);
+    CHECK(marked.out == "0 unmarked number(s)\n");
+    auto unmarked =
+        run({kScript, "--labs-dir", kLintFixture, "--lab", "01-unmarked", "--lint"}, 20s);
+    INFO("stdout:\n" << unmarked.out << "\nstderr:\n" << unmarked.err);
+    CHECK(unmarked.exit_code == 1);
+    CHECK(unmarked.out.find("01-unmarked | lint LAB.md:5 | predicted: a marker on '64 KiB' "
+                            "(exercise sends measures rss_kib)") != std::string::npos);
+    CHECK(unmarked.out.find("01-unmarked | lint LAB.md:6 | predicted: a marker on '120–130 KiB' "
+                            "(exercise sends measures rss_kib)") != std::string::npos);
+    CHECK(unmarked.out.find("\n2 unmarked number(s)\n") != std::string::npos);
+}
+
+TEST_CASE("check-labs --as-student pastes a sheet into one shell and finds what it leaves",
+          "[check-labs]") {
+    // 00-clean: two blocks, each starting a server through scripts/lab.sh and
+    // leaving it to the shell's exit (the second `. scripts/lab.sh` must not
+    // forget the first block's server); 01-leaky: a process started behind
+    // lab.sh's back and a temporary file nobody removes.
+    auto clean = run({kScript, "--labs-dir", kWalkFixture, "--build-dir", kBuild, "--lab",
+                      "00-clean", "--as-student"},
+                     90s);
+    INFO("stdout:\n" << clean.out << "\nstderr:\n" << clean.err);
+    CHECK(clean.exit_code == 0);
+    CHECK(clean.out.find("00-clean | first | done in ") != std::string::npos);
+    CHECK(clean.out.find("00-clean | second | done in ") != std::string::npos);
+    CHECK(clean.out.find("00-clean | walk | PASS\n") != std::string::npos);
+    auto leaky = run({kScript, "--labs-dir", kWalkFixture, "--build-dir", kBuild, "--lab",
+                      "01-leaky", "--as-student"},
+                     90s);
+    INFO("stdout:\n" << leaky.out << "\nstderr:\n" << leaky.err);
+    CHECK(leaky.exit_code == 1);
+    CHECK(leaky.out.find("01-leaky | walk | FAIL: ") != std::string::npos);
+    CHECK(leaky.out.find("still running: pid ") != std::string::npos);
+    CHECK(leaky.out.find(" sleep 97") != std::string::npos);
+    CHECK(leaky.out.find("left in TMPDIR: leaky-walk.") != std::string::npos);
+    // The walk killed what it found.
+    std::smatch m;
+    REQUIRE(std::regex_search(leaky.out, m, std::regex(R"(still running: pid ([0-9]+))")));
+    CHECK(::kill(std::stoi(m[1].str()), 0) == -1);
 }
