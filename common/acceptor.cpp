@@ -7,6 +7,7 @@
 #include "common/address.hpp"
 #include "common/error.hpp"
 #include "common/socket.hpp"
+#include "common/workers.hpp"
 
 namespace iolab {
 
@@ -49,12 +50,16 @@ std::size_t Acceptor::accept_batch(std::size_t open, std::size_t batch, const Ad
         }
         ++accepted;
         const std::string peer = a.peer.to_string();
-        if (open >= max_clients_) {
+        // Across workers: take a place in the shared count, or find none.
+        const bool full =
+            shared_open_ != nullptr ? !shared_open_->try_take(max_clients_) : open >= max_clients_;
+        if (full) {
             ++stats_.refused;  // a.fd closes as it goes out of scope
             log_.info("refused " + peer + ": --max-clients reached");
             continue;
         }
         if (std::string why = admit(a.fd, peer); !why.empty()) {
+            if (shared_open_ != nullptr) shared_open_->give_back();
             ++stats_.refused;  // a.fd closes as it goes out of scope
             log_.error("refused " + peer + ": " + why);
             continue;
@@ -64,6 +69,30 @@ std::size_t Acceptor::accept_batch(std::size_t open, std::size_t batch, const Ad
         log_.info("connect " + peer);
     }
     return accepted;
+}
+
+std::size_t Acceptor::refuse_waiting(std::string_view why) {
+    std::size_t refused = 0;
+    for (std::size_t i = 0; i < kRefuseWaitingMax; ++i) {
+        Accepted a = accept_client(listener_.get(), SOCK_NONBLOCK);
+        if (!a) {
+            if (a.err == EAGAIN || a.err == EWOULDBLOCK) break;  // backlog empty
+            if (is_resource_exhaustion(a.err)) {
+                // No descriptor to accept with: the reserve one closes them all.
+                ReserveFd::Outcome o = reserve_.shed(listener_.get(), a.err);
+                stats_.refused += o.shed;
+                refused += o.shed;
+                shed_report_.note(log_, where_, a.err, o.shed);
+                break;
+            }
+            log_.error(sys_message("accept", where_, a.err));
+            continue;
+        }
+        ++refused;
+        ++stats_.refused;  // a.fd closes as it goes out of scope
+        log_.info("refused " + a.peer.to_string() + ": " + std::string(why));
+    }
+    return refused;
 }
 
 std::string accepted_peer(int fd, const Log& log) {

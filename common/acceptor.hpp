@@ -9,12 +9,20 @@
 // are shed through the reserve descriptor (see reserve_fd.hpp); when nothing
 // can be shed (ENOBUFS, ENOMEM) accepting pauses for 100 ms, and the loop
 // stops watching the listener meanwhile instead of spinning on it.
+//
+// At the stop, refuse_waiting() accepts what is still in the backlog and
+// closes it ("refused PEER: server stopping", counted in refused=): every
+// connection the kernel completed before the stop is in the summary, served
+// or refused, and none vanishes with the listening socket. It matters with
+// --workers, where each worker has a backlog of its own: when the last client
+// is served, another worker's backlog may still hold earlier ones.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "common/fd.hpp"
 #include "common/log.hpp"
@@ -22,6 +30,8 @@
 #include "common/stats.hpp"
 
 namespace iolab {
+
+class SharedCount;  // workers.hpp
 
 // Connections accepted per readiness report at most (level-triggered loops):
 // the listener is reported again while more are waiting, and the clients
@@ -61,6 +71,17 @@ class Acceptor {
     // Returns how many connections were accepted, taken or not.
     std::size_t accept_batch(std::size_t open, std::size_t batch, const Admit& admit);
 
+    // With worker processes: --max-clients counts the clients of all of them,
+    // in `open` (a place taken for each client admitted; the ClientTable
+    // gives it back at the close). accept_batch's `open` is then not used.
+    void share_count(SharedCount* open) noexcept { shared_open_ = open; }
+
+    // At the stop: accepts every connection still waiting in the backlog and
+    // closes it, counted in refused= and logged "refused PEER: WHY". Returns
+    // how many. Bounded: it stops at EAGAIN or after kRefuseWaitingMax.
+    std::size_t refuse_waiting(std::string_view why);
+    static constexpr std::size_t kRefuseWaitingMax = 1 << 16;
+
     // How the loop stops (false) and starts again (true) watching the
     // listener: called when accepting pauses and when the pause has run out.
     void on_watch(std::function<void(bool)> watch) { watch_ = std::move(watch); }
@@ -77,6 +98,7 @@ class Acceptor {
     Fd listener_;
     std::string where_;
     std::size_t max_clients_;
+    SharedCount* shared_open_ = nullptr;
     ServerStats& stats_;
     const Log& log_;
     ReserveFd reserve_;

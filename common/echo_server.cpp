@@ -1,5 +1,7 @@
 #include "common/echo_server.hpp"
 
+#include <optional>
+
 #include "common/address.hpp"
 #include "common/socket.hpp"
 #include "common/workers.hpp"
@@ -21,14 +23,24 @@ int serve_echo(const EchoOptions& opts, StopSignals& stop,
     const bool own_sockets = opts.workers > 1;
     Fd listener = listen_and_announce(opts.server, true, own_sockets);
     const SockAddr where = local_address(listener.get());
+    // --max-clients: the clients of all the workers together (a count they
+    // share, mapped before the fork).
+    std::optional<SharedCount> shared_open;
+    if (own_sockets) shared_open.emplace();
     return serve_with_summary(
         opts.workers, stop, Log(opts.server.verbose), [&](ServerStats& stats, unsigned worker) {
             if (worker > 0) {  // worker 0 serves the first socket
                 listener.reset();
                 listener = listen_tcp(where, {.reuse_port = true, .nonblocking = true});
             }
-            EchoLoop loop(opts, stop, std::move(listener), stats);
+            EchoLoop loop(opts, stop, std::move(listener), stats,
+                          shared_open ? &*shared_open : nullptr);
             run(loop);
+            // What the kernel completed but the loop did not accept yet is
+            // accepted, closed and counted (refused=): with workers, another
+            // worker's backlog may hold connections older than the last one
+            // served, and they would vanish from the summary with the socket.
+            loop.acceptor.refuse_waiting("server stopping");
             loop.clients.close_all("server stopping");
         });
 }

@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/io.hpp"
+#include "common/workers.hpp"
 
 namespace iolab {
 
@@ -46,6 +47,7 @@ void ClientTable::close(Client& c, std::string_view why) {
     log_.info("disconnect " + c.peer + " (" + std::string(why) + ")");
     c.fd.reset();  // close(2)
     c.out.clear();
+    if (shared_open_ != nullptr) shared_open_->give_back();
 }
 
 void ClientTable::close_all(std::string_view why) {

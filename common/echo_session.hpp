@@ -59,8 +59,13 @@ class ClientTable {
     void close(Client& c, std::string_view why);
     void close_all(std::string_view why);
 
+    // With worker processes: each close gives back the place the acceptor
+    // took in the count all the workers share (Acceptor::share_count).
+    void share_count(SharedCount* open) noexcept { shared_open_ = open; }
+
   private:
     std::vector<Client> by_fd_;
+    SharedCount* shared_open_ = nullptr;
     std::vector<int> open_;
     std::size_t out_limit_;
     const Log& log_;
@@ -115,14 +120,20 @@ struct EchoOptions {
 // Everything an echo event loop is made of besides its model: the stop
 // signals, the log, the acceptor on the listening socket, the clients and the
 // echo. The driver (echo_driver.hpp) holds one; the lab adds its backend.
+// `shared_open`: with worker processes, the count of clients served at once
+// that they share (--max-clients holds across them), else nullptr.
 struct EchoLoop {
-    EchoLoop(const EchoOptions& opts, StopSignals& stop_signals, Fd listener, ServerStats& stats)
+    EchoLoop(const EchoOptions& opts, StopSignals& stop_signals, Fd listener, ServerStats& stats,
+             SharedCount* shared_open = nullptr)
         : stop(stop_signals),
           edge(opts.edge),
           log(opts.server.verbose),
           acceptor(std::move(listener), opts.server.max_clients, stats, log),
           clients(opts.out_limit, log),
-          session(stats, opts.edge) {}
+          session(stats, opts.edge) {
+        acceptor.share_count(shared_open);
+        clients.share_count(shared_open);
+    }
     StopSignals& stop;  // its fd() is one more descriptor to watch
     bool edge;
     Log log;

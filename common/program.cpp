@@ -2,7 +2,10 @@
 
 #include <sys/resource.h>
 
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "common/error.hpp"
@@ -33,7 +36,29 @@ std::string one_line(std::string text) {
 
 }  // namespace
 
+const CLI::Validator& finite_number() {
+    static const CLI::Validator v(
+        [](std::string& text) -> std::string {
+            errno = 0;
+            char* end = nullptr;
+            const double value = std::strtod(text.c_str(), &end);
+            if (text.empty() || end != text.c_str() + text.size()) return {};  // not a number
+            if (!std::isfinite(value)) return text + " is not a finite number";
+            return {};
+        },
+        "", "finite");
+    return v;
+}
+
+void require_finite_numbers(CLI::App& app) {
+    for (CLI::Option* o : app.get_options())
+        if (o->get_type_name().rfind("FLOAT", 0) == 0) o->check(finite_number());
+    for (CLI::App* sub : app.get_subcommands({}))
+        require_finite_numbers(*sub);
+}
+
 std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+    require_finite_numbers(app);
     try {
         app.parse(argc, argv);
         return std::nullopt;

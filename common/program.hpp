@@ -4,7 +4,11 @@
 //     stderr and exits 2 — CLI11's own exit codes (105, 106, 109...) never leak;
 //   - --help ends with the program's exit codes; --version prints
 //     "PROGRAM iolab X.Y.Z";
-//   - an exception escaping main becomes "PROGRAM: message" and exit 1.
+//   - an exception escaping main becomes "PROGRAM: message" and exit 1;
+//   - a floating-point option takes finite numbers only: CLI11 reads "nan"
+//     and "inf" as doubles, and a NaN passes every range check (each
+//     comparison with it is false). parse_command_line adds finite_number()
+//     to every option CLI11 types as FLOAT, in every program.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -28,6 +32,15 @@ inline constexpr int kExitUsage = 2;
 // and sets the --help footer to `exit_codes` (one line per code is best, e.g.
 // "Exit codes:\n  0  ...\n  1  ...\n  2  usage error").
 void setup_program(CLI::App& app, std::string_view program, std::string_view exit_codes);
+
+// A validator that refuses a value which reads as a floating-point number
+// but not a finite one ("nan", "inf", "1e999"): "VALUE is not a finite
+// number". Anything else it leaves to the option's own conversion.
+[[nodiscard]] const CLI::Validator& finite_number();
+
+// Adds finite_number() to every option of `app` and its subcommands that
+// CLI11 types as FLOAT (a double or a float); parse_command_line calls it.
+void require_finite_numbers(CLI::App& app);
 
 // Parses argv. Returns std::nullopt when the program should go on, or the exit
 // code to return from main: 0 after --help/--version, 2 after a usage error

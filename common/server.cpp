@@ -40,8 +40,8 @@ void add_out_limit_option(CLI::App& app, std::size_t& limit) {
 void add_workers_option(CLI::App& app, unsigned& workers) {
     app.add_option("--workers", workers,
                    "Processes serving the one port (SO_REUSEPORT: the kernel deals the "
-                   "connections out), each with its own loop and descriptor limit; the "
-                   "summary line adds them up")
+                   "connections out), each with its own loop and descriptor limit; "
+                   "--max-clients and the summary line count them all together")
         ->check(CLI::Range(1u, 256u))
         ->capture_default_str();
 }

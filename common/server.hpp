@@ -49,7 +49,8 @@ Fd listen_and_announce(const ServerOptions& opts, bool nonblocking, bool reuse_p
 void add_out_limit_option(CLI::App& app, std::size_t& limit);
 
 // Adds --workers N (1 .. 256, default 1): processes serving one port, each
-// with a listening socket of its own (see workers.hpp).
+// with a listening socket of its own; --max-clients holds across them (see
+// workers.hpp).
 void add_workers_option(CLI::App& app, unsigned& workers);
 
 // The connections a blocking server has open, so that a stop can shut them

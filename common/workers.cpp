@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,32 @@
 #include "common/fd.hpp"
 
 namespace iolab {
+
+SharedCount::SharedCount() {
+    void* page = ::mmap(nullptr, sizeof(std::atomic<std::size_t>), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) throw_sys("mmap", "the workers' shared count");
+    n_ = new (page) std::atomic<std::size_t>(0);
+}
+
+SharedCount::~SharedCount() {
+    ::munmap(n_, sizeof *n_);
+}
+
+bool SharedCount::try_take(std::size_t limit) noexcept {
+    std::size_t now = n_->load();
+    while (now < limit)
+        if (n_->compare_exchange_weak(now, now + 1)) return true;
+    return false;
+}
+
+void SharedCount::give_back() noexcept {
+    n_->fetch_sub(1);
+}
+
+std::size_t SharedCount::value() const noexcept {
+    return n_->load();
+}
 
 namespace {
 

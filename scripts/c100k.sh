@@ -198,16 +198,17 @@ fi
 server_pids=()
 server_ports=()
 server_outs=()
-max_per_server=$per_proc
-# Each worker listens with a socket of its own (SO_REUSEPORT) and the kernel
+# --max-clients counts the connections of all the workers together. Each
+# worker listens with a socket of its own (SO_REUSEPORT) and the kernel
 # hashes every connection to one of them: shares differ by a few hundred at
-# most, well inside the headroom between per_proc and the cap.
+# most, well inside the headroom between per_proc and a worker's descriptors.
+max_clients=$((servers * per_proc))
 server_mode="echo-epoll --workers $servers (one port, a SO_REUSEPORT listening socket per worker)"
-start_server "${server_cpu[@]}" echo-epoll --port 0 --workers "$servers" --max-clients "$max_per_server"
+start_server "${server_cpu[@]}" echo-epoll --port 0 --workers "$servers" --max-clients "$max_clients"
 server_pids+=("$SERVER_PID")
 server_ports+=("$SERVER_PORT")
 server_outs+=("$SERVER_OUT")
-echo "server: $server_mode, --max-clients $max_per_server each, ports ${server_ports[*]}"
+echo "server: $server_mode, --max-clients $max_clients in all, ports ${server_ports[*]}"
 
 # ---- watch: memory, CPU, sockets, every half second ---------------------------
 

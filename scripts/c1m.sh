@@ -190,7 +190,7 @@ echo "c1m: $conns connections ($active of them echo $rate requests/s of 64 B in 
 echo "plan:"
 printf '  descriptors   RLIMIT_NOFILE hard %s (fs.nr_open %s)%s: up to %d connections per process\n' "$nofile_hard" "$nr_open" \
   "$( ((nofile_raise)) && echo ", raised to $nofile_run for this script and what it starts" || echo ", not raisable here (needs CAP_SYS_RESOURCE): more processes instead")" "$per_proc"
-printf '  server        echo-epoll --workers %d --max-clients %d (one port, a SO_REUSEPORT socket per worker)\n' "$servers" "$per_proc"
+printf '  server        echo-epoll --workers %d --max-clients %d (one port, a SO_REUSEPORT socket per worker, room for %d each)\n' "$servers" "$((servers * per_proc))" "$per_proc"
 printf '  clients       loadgen --mode idle --processes %d: %d connections each, %d active, %s requests/s in all\n' \
   "$clients" "$per_client" "$active" "$rate"
 printf '  addresses     %d source address(es) 127.0.0.2-127.0.0.%d, %d per process; ports %d-%d, planning %d per (source, destination)\n' \
@@ -243,7 +243,7 @@ tmp=$(scratch_dir)
 # ---- the server ------------------------------------------------------------------
 
 progress_step 3 "starting $servers echo-epoll workers"
-START_TIMEOUT=30 start_server echo-epoll --port 0 --workers "$servers" --max-clients "$per_proc"
+START_TIMEOUT=30 start_server echo-epoll --port 0 --workers "$servers" --max-clients "$((servers * per_proc))"
 server_pid=$SERVER_PID
 server_out=$SERVER_OUT
 echo "server: echo-epoll pid $server_pid, $SERVER_ADDR, $servers workers"

@@ -4,8 +4,18 @@
 #
 #   scripts/demo.sh           short version of both experiments (about 2 minutes)
 #   scripts/demo.sh --full    the long version (about 12 minutes)
-#   scripts/demo.sh --out DIR write elsewhere than results/
+#   scripts/demo.sh --out DIR write there instead of BUILD_DIR/demo
 #   scripts/demo.sh --build-dir DIR   configure/build there (default build/)
+#   scripts/demo.sh --smoke   the smallest run that writes every output (two
+#                             sweep points, two servers at idle 0 and 100, one
+#                             short repeat: well under a minute; for tests)
+#   scripts/demo.sh --no-build  run what is built, build nothing (exit 3 when
+#                             dispatch-bench is missing)
+#
+# Everything it writes goes under the build directory (BUILD_DIR/demo, the
+# page in BUILD_DIR/report/): the committed results/ — the figures README and
+# LAB 03 quote, from a quiet full run — stay as they are. Replacing them is a
+# maintainer's act: scripts/demo.sh --full --out results.
 #
 # 1. scripts/dispatch-sweep.sh: one dispatch round of select/poll/epoll (raw
 #    and through libevent) against the number of watched descriptors.
@@ -19,38 +29,50 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-OUT="$ROOT/results"
+OUT=""
 full=0
+smoke=0
+build=1
 while (($#)); do
   if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
   case "$1" in
     --full) full=1; shift ;;
+    --smoke) smoke=1; shift ;;
+    --no-build) build=0; shift ;;
     --out) need_value "$@"; OUT=$2; shift 2 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
 done
+((full && smoke)) && usage_error "--full and --smoke: choose one"
+OUT="${OUT:-$BUILD_DIR/demo}"
 BIN="$BUILD_DIR/bin"
 mkdir -p "$OUT"
 
 # ---- build (incremental: seconds when up to date) ----
-for tool in cmake ninja python3; do
+tools=(python3)
+((build)) && tools+=(cmake ninja)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || die "$tool missing: run ./scripts/setup.sh first"
 done
-if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
-  echo "== configuring (cmake --preset default -B $BUILD_DIR)"
-  cmake --preset default -B "$BUILD_DIR" >/dev/null
-fi
-echo "== building (cmake --build $BUILD_DIR; -j2)"
-build_log="$(scratch_dir)/build.log"
-if ! cmake --build "$BUILD_DIR" -j 2 >"$build_log" 2>&1; then
-  # A broken corner of the tree must not hide the experiments: build only
-  # what the demo runs, one target at a time.
-  cp "$build_log" "$OUT/build.log"
-  echo "$SCRIPT: the full build failed (see $OUT/build.log); building the demo's programs only" >&2
-  for t in dispatch-bench loadgen echo-select echo-poll echo-epoll echo-uring; do
-    cmake --build "$BUILD_DIR" -j 2 --target "$t" >>"$OUT/build.log" 2>&1 ||
-      echo "$SCRIPT: $t did not build" >&2
-  done
+if ((!build)); then
+  echo "== not building (--no-build): the programs in $BIN"
+else
+  if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+    echo "== configuring (cmake --preset default -B $BUILD_DIR)"
+    cmake --preset default -B "$BUILD_DIR" >/dev/null
+  fi
+  echo "== building (cmake --build $BUILD_DIR; -j2)"
+  build_log="$(scratch_dir)/build.log"
+  if ! cmake --build "$BUILD_DIR" -j 2 >"$build_log" 2>&1; then
+    # A broken corner of the tree must not hide the experiments: build only
+    # what the demo runs, one target at a time.
+    cp "$build_log" "$OUT/build.log"
+    echo "$SCRIPT: the full build failed (see $OUT/build.log); building the demo's programs only" >&2
+    for t in dispatch-bench loadgen echo-select echo-poll echo-epoll echo-uring; do
+      cmake --build "$BUILD_DIR" -j 2 --target "$t" >>"$OUT/build.log" 2>&1 ||
+        echo "$SCRIPT: $t did not build" >&2
+    done
+  fi
 fi
 require_bin dispatch-bench
 
@@ -62,6 +84,8 @@ echo
 echo "== 1/2 dispatch-bench sweep"
 if ((full)); then
   scripts/dispatch-sweep.sh --build-dir "$BUILD_DIR" --out "$OUT"
+elif ((smoke)); then
+  scripts/dispatch-sweep.sh --fds 100,200 --rounds 10 --runs 1 --build-dir "$BUILD_DIR" --out "$OUT"
 else
   scripts/dispatch-sweep.sh --quick --build-dir "$BUILD_DIR" --out "$OUT"
 fi
@@ -80,6 +104,7 @@ else
   progress 2 3 "echo servers with idle connections"
   args=()
   ((full)) || args=(--idle "0 1000 10000" --repeats 2 --duration 1.5)
+  ((smoke)) && args=(--idle "0 100" --repeats 1 --duration 0.5 --servers "echo-poll echo-epoll")
   if scripts/compare-multiplexing.sh "${args[@]}" --build-dir "$BUILD_DIR" --out "$OUT"; then
     compare_ok=1
   else
@@ -188,4 +213,11 @@ if scripts/report.sh --data "$OUT" --build-dir "$BUILD_DIR" --out "$report_file"
   echo "  open it: xdg-open $report_file   (or file://$report_file in any browser)"
 else
   echo "$SCRIPT: scripts/report.sh could not write the report" >&2
+fi
+echo
+if [[ "$(realpath "$OUT")" == "$(realpath "$ROOT/results")" ]]; then
+  echo "Written to $OUT: the committed reference results, replaced (git diff results/ shows how)."
+else
+  echo "Written to $OUT; the committed results/ are as they were (a maintainer replaces them"
+  echo "with scripts/demo.sh --full --out results)."
 fi

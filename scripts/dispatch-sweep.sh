@@ -9,13 +9,14 @@
 # Writes OUT/dispatch.json (dispatch-bench's own output), OUT/dispatch.csv,
 # OUT/dispatch.md (tables) and OUT/dispatch.png + .svg (log-log: CPU µs per
 # round against watched descriptors, one line per backend, libevent dashed).
-# OUT defaults to results/.
+# OUT is a directory of the build (BUILD_DIR/dispatch-sweep) unless --out says
+# otherwise: the committed results/ are written only with --out results.
 #
 # Each pair costs two descriptors, so RLIMIT_NOFILE's hard limit bounds the
 # sweep: the largest point is (hard limit - 64) / 2 rounded down to 100.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-OUT="$ROOT/results"
+OUT=""
 ACTIVE="1,100"
 FDS=""
 ROUNDS=100
@@ -37,6 +38,7 @@ while (($#)); do
   esac
 done
 
+OUT="${OUT:-$BUILD_DIR/dispatch-sweep}"
 require_bin dispatch-bench
 bench="$BUILD_DIR/bin/dispatch-bench"
 mkdir -p "$OUT"

@@ -16,6 +16,7 @@ import argparse
 import csv
 import glob
 import html
+import io
 import json
 import math
 import os
@@ -57,11 +58,87 @@ def fattr(v):
     return str(int(r)) if r.is_integer() else repr(r)
 
 
-def read_csv(path):
+class DataError(Exception):
+    """Bad input: the message is one line naming the file, the line and what is wrong."""
+
+
+def _number(v):
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+# What a column must hold: a test of the text and how to say it. Empty
+# measured figures are allowed (a point without that figure); the keys of a
+# point are not. The charts draw dispatch.csv on log axes: no zero there.
+WHOLE = (lambda v: v.isascii() and v.isdigit(), "a whole number")
+POSITIVE_WHOLE = (lambda v: v.isascii() and v.isdigit() and int(v) > 0, "a whole number above 0")
+COUNT = (lambda v: v == "" or (v.isascii() and v.isdigit()), "a whole number or empty")
+NUMBER = (lambda v: v == "" or (_number(v) is not None and _number(v) >= 0),
+          "a finite number of 0 or more, or empty")
+POSITIVE = (lambda v: v == "" or (_number(v) is not None and _number(v) > 0),
+            "a finite number above 0, or empty")
+FLAG = (lambda v: v in ("0", "1"), "0 or 1")
+TEXT = (lambda v: v != "", "not empty")
+
+# The columns the report reads from each file; others are carried along unread.
+DISPATCH_COLUMNS = {"backend": TEXT, "library": TEXT, "fds": POSITIVE_WHOLE,
+                    "active": WHOLE, "us_per_round": POSITIVE, "skipped": FLAG}
+MUX_COLUMNS = {"server": TEXT, "idle_asked": WHOLE, "idle": WHOLE, "capped": FLAG,
+               "repeats": COUNT, "requests_per_s": NUMBER, "p99_us": NUMBER,
+               "cpu_us_per_request": NUMBER, "errors": COUNT}
+RUNS_COLUMNS = {"server": TEXT, "idle_asked": WHOLE, "requests_per_s": NUMBER, "p99_us": NUMBER,
+                "cpu_us_per_request": NUMBER, "errors": COUNT}
+
+
+def read_csv(path, columns):
+    """The rows of a CSV file as dicts, None when there is no such file. Every
+    column of `columns` must be in the header and hold its kind in each row;
+    otherwise DataError names the file, the line and what is wrong."""
     if not os.path.isfile(path):
         return None
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+    line = 1
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames
+        if not header:
+            raise DataError(f"{path}:1: empty: no header line")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DataError(f"{path}:1: the header ({','.join(header)}) lacks the "
+                            f"column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        rows = []
+        for r in reader:
+            line = reader.line_num
+            if None in r:
+                raise DataError(f"{path}:{line}: {len(header) + len(r[None])} fields, the "
+                                f"header has {len(header)}")
+            for c, (ok, what) in columns.items():
+                v = r[c]
+                if v is None:
+                    have = sum(1 for x in r.values() if x is not None)
+                    raise DataError(f"{path}:{line}: {have} fields, the header has "
+                                    f"{len(header)} (no {c})")
+                if not ok(v):
+                    raise DataError(f"{path}:{line}: column {c}: {v!r} is not {what}")
+            rows.append(r)
+    except csv.Error as e:
+        raise DataError(f"{path}:{line + 1}: {e}") from None
+    if not rows:
+        raise DataError(f"{path}:2: no rows after the header")
+    return rows
 
 
 def num(s):
@@ -76,7 +153,7 @@ def num(s):
 
 def read_first(path):
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             return f.read().strip()
     except OSError:
         return None
@@ -242,7 +319,7 @@ def chart(cid, title, series, xlabel, ylabel, xlog=False, ylog=False, categories
 
 
 def dispatch_charts(data):
-    rows = read_csv(os.path.join(data, "dispatch.csv"))
+    rows = read_csv(os.path.join(data, "dispatch.csv"), DISPATCH_COLUMNS)
     if rows is None:
         return None, None
     minmax = {}
@@ -252,8 +329,8 @@ def dispatch_charts(data):
                 if not r.get("skipped") and "us_per_round_min" in r:
                     minmax[(r["backend"], r["library"], r["fds"], r["active"])] = (
                         r["us_per_round_min"], r["us_per_round_max"])
-    except (OSError, ValueError, KeyError):
-        pass
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # the min/max bars are optional: without them, none are drawn
     val = {}
     for r in rows:
         v = num(r["us_per_round"])
@@ -282,8 +359,8 @@ def dispatch_charts(data):
 
 
 def mux_data(data):
-    med = read_csv(os.path.join(data, "multiplexing.csv"))
-    runs = read_csv(os.path.join(data, "multiplexing-runs.csv")) or []
+    med = read_csv(os.path.join(data, "multiplexing.csv"), MUX_COLUMNS)
+    runs = read_csv(os.path.join(data, "multiplexing-runs.csv"), RUNS_COLUMNS) or []
     if med is None:
         return None
     order = []
@@ -421,7 +498,8 @@ def conclusion(dval, m, noisy):
         kept, cpu = [], []
         for s in m["order"]:
             pts = {int(r["idle_asked"]): r for r in m["med"] if r["server"] == s}
-            if 0 in pts and top in pts and (num(pts[0]["requests_per_s"]) or 0) > 0:
+            if (0 in pts and top in pts and (num(pts[0]["requests_per_s"]) or 0) > 0
+                    and num(pts[top]["requests_per_s"]) is not None):
                 share = num(pts[top]["requests_per_s"]) / num(pts[0]["requests_per_s"])
                 cap = " (capped)" if pts[top].get("capped") == "1" else ""
                 kept.append(f"{s} {100 * share:.0f}% at {pts[top]['idle']}{cap}")
@@ -456,8 +534,13 @@ def timelines(tdir):
                                   if os.path.basename(p)[:-4] in TIMELINE_ORDER else 99, p))
     out = []
     for p in files:
-        with open(p, encoding="utf-8") as f:
-            svg = f.read()
+        try:
+            with open(p, encoding="utf-8") as f:
+                svg = f.read()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except OSError as e:
+            raise DataError(f"{p}: {e.strerror}") from None
         svg = re.sub(r"^\s*<\?xml[^>]*\?>\s*", "", svg)
         svg = re.sub(r"<!DOCTYPE[^>]*>\s*", "", svg)
         # Nothing that could run or fetch: the drawings are plain shapes and text.
@@ -511,6 +594,14 @@ document.addEventListener('mouseover', function (e) {
 
 
 def main():
+    try:
+        return write_report()
+    except DataError as e:
+        print(f"report: {e}", file=sys.stderr)
+        return 1
+
+
+def write_report():
     ap = argparse.ArgumentParser(prog="report.py")
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
@@ -564,7 +655,7 @@ def main():
         rows.append(("machine recorded with the dispatch sweep",
                      f'{dm.get("cpu")}, {dm.get("cpus")} CPUs, {dm.get("kernel")}, libevent '
                      f'{dm.get("libevent")}, RLIMIT_NOFILE {dm.get("rlimit_nofile")}'))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     for k, v in rows:
         page.append(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>")

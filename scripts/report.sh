@@ -87,8 +87,15 @@ fi
 
 source_text="$DATA"
 [[ "$MODE" == measure ]] && source_text="a run just made ($DATA)"
+# Bad data: report.py says which file, which line and what is wrong, in one
+# line, and exits 1.
+rc=0
 python3 "$ROOT/scripts/report.py" --data "$DATA" --out "$OUT_FILE" --timelines "$TIMELINES" \
   --source "$source_text" ${LOAD_BEFORE:+--load-before "$LOAD_BEFORE"} \
-  ${LOAD_AFTER:+--load-after "$LOAD_AFTER"} || die "could not write $OUT_FILE"
+  ${LOAD_AFTER:+--load-after "$LOAD_AFTER"} || rc=$?
+if ((rc != 0)); then
+  progress_done
+  exit 1
+fi
 progress_done
 echo "$SCRIPT: wrote $OUT_FILE (open it: xdg-open $OUT_FILE, or file://$(realpath "$OUT_FILE") in a browser)"

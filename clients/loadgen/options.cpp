@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -154,7 +155,8 @@ double parse_instant(std::string_view text) {
         char* end = nullptr;
         errno = 0;
         const double v = std::strtod(s.c_str(), &end);
-        if (errno != 0 || end != s.c_str() + s.size() || !(v > 0)) throw bad();
+        // "inf" and "1e999" read as doubles: an instant that never comes.
+        if (errno != 0 || end != s.c_str() + s.size() || !(v > 0) || !std::isfinite(v)) throw bad();
         return v;
     }
     // YYYY-MM-DDTHH:MM:SS[.frac](Z|+00:00)

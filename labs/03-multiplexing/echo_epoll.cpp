@@ -36,7 +36,9 @@
 // readiness lab: common/echo_driver.hpp, acceptor.hpp, echo_session.hpp
 // (labs/03-multiplexing/BACKENDS.md).
 // --workers N: N processes serve the port, each with its own SO_REUSEPORT
-// listening socket (common/workers.hpp).
+// listening socket (common/workers.hpp); --max-clients counts the clients of
+// all of them together, and at the stop each accepts and counts (refused=)
+// what still waits in its backlog.
 
 #include <sys/epoll.h>
 

@@ -3,6 +3,7 @@
 // level and edge reads, EOF), on real loopback sockets and socketpairs.
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -14,6 +15,7 @@
 #include "common/echo_session.hpp"
 #include "common/io.hpp"
 #include "common/socket.hpp"
+#include "common/workers.hpp"
 #include "tests/support/echo_client.hpp"
 
 using namespace std::chrono_literals;
@@ -77,6 +79,48 @@ TEST_CASE("Acceptor: a batch, --max-clients and a refusal by the loop", "[echo_s
     // The refused ones are closed at once.
     CHECK(iolab::test::closed_by_server(clients[1].get(), 5s));
     CHECK(iolab::test::closed_by_server(clients[4].get(), 5s));
+}
+
+TEST_CASE("Acceptor: at the stop, what waits in the backlog is accepted and refused",
+          "[echo_session]") {
+    iolab::ServerStats stats;
+    iolab::Log log(false);
+    iolab::Acceptor acceptor(iolab::listen_tcp("127.0.0.1", 0, {.nonblocking = true}), 10, stats,
+                             log);
+    const uint16_t port = iolab::local_address(acceptor.fd()).port();
+    std::vector<Fd> clients;
+    for (int i = 0; i < 3; ++i)
+        clients.push_back(iolab::test::connect_local(port));
+    CHECK(acceptor.refuse_waiting("server stopping") == 3);
+    CHECK(stats.connections == 0);
+    CHECK(stats.refused == 3);
+    for (const Fd& c : clients)
+        CHECK(iolab::test::closed_by_server(c.get(), 5s));
+    CHECK(acceptor.refuse_waiting("server stopping") == 0);  // empty: EAGAIN at once
+}
+
+TEST_CASE("SharedCount: --max-clients across processes, taken and given back", "[echo_session]") {
+    iolab::SharedCount open;
+    CHECK(open.try_take(2));
+    // A child process takes the second place: the parent sees it taken.
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) ::_exit(open.try_take(2) && !open.try_take(2) ? 0 : 1);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    CHECK(open.value() == 2);
+    CHECK_FALSE(open.try_take(2));
+    open.give_back();
+    CHECK(open.try_take(2));
+    // The client table gives a place back when it closes a client.
+    iolab::Log log(false);
+    ClientTable table(1024, log);
+    table.share_count(&open);
+    Pair p;
+    Client& c = table.open(std::move(p.server), "test");
+    table.close(c, "test");
+    CHECK(open.value() == 1);
 }
 
 TEST_CASE("EchoSession echoes, queues what the socket refuses, and holds back reading",

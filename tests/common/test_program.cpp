@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <string>
@@ -102,4 +103,43 @@ TEST_CASE("version and help exit 0 with what they promise", "[program]") {
         CHECK_FALSE(p.rc.has_value());
         CHECK(opts.port == 65535);
     }
+}
+
+TEST_CASE("a floating-point option takes finite numbers only, in subcommands too", "[program]") {
+    for (const char* bad : {"nan", "NaN", "-nan", "inf", "-Infinity", "1e999"}) {
+        CLI::App app{"test"};
+        iolab::setup_program(app, "float-test", "Exit codes:\n  2  usage error");
+        double rate = 1, limit = 1;
+        float ratio = 1;
+        app.add_option("--rate", rate)->check(CLI::Range(0.0, 1e6));
+        app.add_option("--ratio", ratio);
+        CLI::App* sub = app.add_subcommand("sub", "a subcommand");
+        sub->add_option("--limit", limit);
+        for (std::vector<std::string> args :
+             {std::vector<std::string>{"--rate", bad}, {"--ratio", bad}, {"sub", "--limit", bad}}) {
+            INFO(args[0] << " " << args.back());
+            Parsed p = parse(app, args);
+            REQUIRE(p.rc.has_value());
+            CHECK(*p.rc == 2);
+            CHECK(p.err.rfind("float-test: ", 0) == 0);
+            CHECK(std::count(p.err.begin(), p.err.end(), '\n') == 1);
+            CHECK(p.out.empty());
+        }
+        CHECK(rate == 1);
+        CHECK(limit == 1);
+    }
+    // Finite numbers pass, and so do the options' own errors.
+    CLI::App app{"test"};
+    iolab::setup_program(app, "float-test", "");
+    double rate = 0;
+    app.add_option("--rate", rate);
+    Parsed p = parse(app, {"--rate", "2.5e3"});
+    CHECK_FALSE(p.rc.has_value());
+    CHECK(rate == 2500);
+    std::string text = "nan";
+    CHECK(iolab::finite_number()(text) == "nan is not a finite number");
+    text = "0.25";
+    CHECK(iolab::finite_number()(text).empty());
+    text = "abc";  // left to the option's conversion
+    CHECK(iolab::finite_number()(text).empty());
 }

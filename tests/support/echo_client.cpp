@@ -298,20 +298,29 @@ void check_reset_storm(const EchoServerSpec& spec, int storm) {
         ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         c.reset();
     }
-    // One more client, served: the backlog is first in, first out, so by
-    // the time its echo comes back every reset one has been accepted.
+    // One more client, served. With one listening socket the backlog is first
+    // in, first out, so by the time its echo comes back every reset one has
+    // been accepted. With several (workers), this client says nothing of the
+    // other backlogs: a busy worker may not have reached its own yet.
     std::mt19937_64 rng(7);
     std::string p = random_payload(rng, 1000);
     EchoOutcome o = echo_roundtrip(port, p, 30s);
     INFO("client after the storm: " << o.error);
     REQUIRE(o.ok);
     int rc = server.stop(SIGTERM, 15s);
-    INFO("stderr: " << server.err().substr(0, 2000));
+    INFO("stdout: " << server.out() << "stderr: " << server.err().substr(0, 2000));
     REQUIRE(rc == 0);
     auto summary = parse_summary(server.out());
     REQUIRE(summary.has_value());
-    CHECK(summary->connections == static_cast<uint64_t>(storm) + 1);
-    CHECK(summary->refused == 0);
+    if (spec.listeners == 1) {
+        CHECK(summary->connections == static_cast<uint64_t>(storm) + 1);
+        CHECK(summary->refused == 0);
+    } else {
+        // What a worker had not accepted at the stop it accepts then and
+        // counts in refused=: connect for connect, whatever the scheduling.
+        CHECK(summary->connections + summary->refused == static_cast<uint64_t>(storm) + 1);
+        CHECK(summary->connections >= 1);
+    }
     CHECK(summary->bytes_in >= p.size());
 }
 

@@ -74,7 +74,7 @@ grep -q '^server:\|^for this run:' "$out/plan.out" && fail "--dry-run started so
 if ! { ((hard < 65536)) && (ulimit -Hn 65536) 2>/dev/null; }; then
   # The hard limit stays (no CAP_SYS_RESOURCE, or high enough already): the
   # plan counts processes under it.
-  grep -q "echo-epoll --workers $servers --max-clients $per " "$out/plan.out" ||
+  grep -q "echo-epoll --workers $servers --max-clients $((servers * per)) .*room for $per each" "$out/plan.out" ||
     fail "plan: want $servers workers of $per: $(grep 'server ' "$out/plan.out")"
   grep -q "loadgen --mode idle --processes $clients: $per_client connections each, 500 active" "$out/plan.out" ||
     fail "plan: want $clients loadgen processes of $per_client: $(grep 'clients ' "$out/plan.out")"
