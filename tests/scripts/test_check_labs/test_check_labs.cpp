@@ -138,7 +138,7 @@ TEST_CASE("check-labs passes true predictions and fails false ones", "[check-lab
     // The lint: a number with the measured unit and no marker fails its own
     // line; a figure marker or an input marker silences it.
     CHECK(
-        has("00-selftest | lint LAB.md:269 | predicted: a marker on '36 ms' (exercise "
+        has("00-selftest | lint LAB.md:304 | predicted: a marker on '36 ms' (exercise "
             "pass-figure measures latency_ms) | observed: none: mark it <!-- figure: "
             "pass-figure KEY --> (KEY one of latency_ms) or <!-- input --> (a flag's value, a "
             "constant of the code) | FAIL\n"));
@@ -225,7 +225,7 @@ TEST_CASE("check-labs --lint fails an unmarked number and accepts an input marke
     auto r = run({kScript, "--labs-dir", kFixture, "--lint"}, 20s);
     INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
     CHECK(r.exit_code == 1);
-    CHECK(r.out.find("| lint LAB.md:269 | predicted: a marker on '36 ms' ") != std::string::npos);
+    CHECK(r.out.find("| lint LAB.md:304 | predicted: a marker on '36 ms' ") != std::string::npos);
     CHECK(r.out.find("\n1 unmarked number(s)\n") != std::string::npos);
     CHECK(r.out.find("passed") == std::string::npos);
     // The same sentences with the number marked as an input, or quoted as a
