@@ -193,7 +193,7 @@ int main(int argc, char** argv) {
 
         std::string fail;
         if (got.rfind("(read:", 0) == 0)
-            fail = "the task read the pipe before anything was written, " + got.substr(1) +
+            fail = "the task read the pipe before anything was written (" + got.substr(1) +
                    ": await_ready() must answer false, so that the task suspends";
         else if (!woke)
             fail =
