@@ -7,7 +7,7 @@
 // signal as a read of a signalfd, the bookkeeping that frees a client only
 // when the kernel holds no request of it, the cancel-and-reap at exit. Five
 // pieces are yours (each a TODO(you) below; LAB.md § "echo-uring: the
-// kernel's completion queue" and § "The five steps of echo-uring", step 1):
+// kernel's completion queue" and § "The code", the recv SQE and the reap):
 //   submit_recv  an SQE: recv into the client's 64 KiB buffer
 //   submit_send  an SQE: send back buf[off, len)
 //   reap         hand the SQEs to the kernel, wait for completions, take each
@@ -118,7 +118,7 @@ class UringServer {
     void submit_recv(Client& c) {
         // TODO(you): take an SQE (new_sqe), prepare a recv of c's socket into
         // c.buf, tag it with tag(c.id, kRecv), mark c.in_flight
-        // (LAB.md § echo-uring: the kernel's completion queue).
+        // (LAB.md § The code: io_uring_prep_recv, io_uring_sqe_set_data64).
         (void)c;
     }
 
@@ -126,7 +126,7 @@ class UringServer {
     void submit_send(Client& c) {
         // TODO(you): the same for a send of c.buf + c.off, c.len - c.off bytes;
         // MSG_NOSIGNAL, so that a reset peer gives -EPIPE in the CQE and not
-        // SIGPIPE; tag(c.id, kSend) (LAB.md § The five steps of echo-uring).
+        // SIGPIPE; tag(c.id, kSend) (LAB.md § The code).
         (void)c;
     }
 
@@ -137,8 +137,8 @@ class UringServer {
         // io_uring_submit_and_wait), then every CQE that is there
         // (io_uring_peek_cqe or io_uring_for_each_cqe): handle(user_data, res),
         // and give its slot back (io_uring_cqe_seen / io_uring_cq_advance).
-        // -EINTR from a wait is not an error (LAB.md § The five steps of
-        // echo-uring, step 1). Until then: submit, nap, and see nothing.
+        // -EINTR from a wait is not an error (LAB.md § The code: the reap).
+        // Until then: submit, nap, and see nothing.
         io_uring_submit(&ring_);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -147,7 +147,7 @@ class UringServer {
     void on_recv(Client& c, int res) {
         // TODO(you): bytes: count them (stats_.add_in), send them back
         // (off, len, submit_send); FIN: finish(c, "eof"); an error:
-        // finish(c, a reason naming it) (LAB.md § The five steps of echo-uring).
+        // finish(c, a reason naming it) (LAB.md § The code: cqe->res).
         (void)c;
         (void)res;
     }
@@ -156,7 +156,7 @@ class UringServer {
     void on_send(Client& c, int res) {
         // TODO(you): an error ends the client (finish); otherwise count the
         // bytes (stats_.add_out), advance off, send the rest if any is left,
-        // else recv again (LAB.md § The five steps of echo-uring).
+        // else recv again (LAB.md § The code; § The five steps, step 1).
         (void)c;
         (void)res;
     }
