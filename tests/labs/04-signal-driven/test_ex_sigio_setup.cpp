@@ -43,7 +43,7 @@ void require_preflight() {
 
 }  // namespace
 
-TEST_CASE("ex-sigio-setup: two clients, a full socket, a reset, a FIN, SIGTERM (quick look)",
+TEST_CASE("ex-sigio-setup: two clients, a late reader, a reset, a FIN, SIGTERM (quick look)",
           "[integration]") {
     require_preflight();
 }

@@ -38,7 +38,7 @@ void require_preflight() {
 
 }  // namespace
 
-TEST_CASE("ex-uring: two clients, a short send, a reset, a FIN, SIGTERM (quick look)",
+TEST_CASE("ex-uring: two clients, a late reader, a reset, a FIN, SIGTERM (quick look)",
           "[integration]") {
     require_preflight();
 }
