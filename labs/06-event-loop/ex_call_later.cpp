@@ -113,7 +113,7 @@ class MiniLoop {
         epoll_event events[16];
         const int timeout = timeout_ms();
         if (timeout < 0 && !timers_.empty())  // nothing could ever wake us
-            throw SleepsForever(timers_.size());
+            throw SleepsForever{timers_.size()};
         const int n = ::epoll_wait(ep_.get(), events, 16, timeout);
         if (n < 0 && errno != EINTR) iolab::throw_sys("epoll_wait");
         // (No descriptors are registered in this scene; loop.cpp's dispatch

@@ -51,7 +51,9 @@ inline std::string echo_preflight(const std::vector<std::string>& argv,
     // details follow.
     auto fail = [&](std::size_t step, const std::string& what, const std::string& detail) {
         std::string why = "likely: " + hint(step);
-        if (!server.running()) {  // it died: its own last words say more
+        // A server that died says more in its last words; give it a moment
+        // to finish dying (its clients may see the close first).
+        if (!server.running() || server.wait(300ms) != -1) {
             std::string e = server.err();
             while (!e.empty() && e.back() == '\n')
                 e.pop_back();
