@@ -22,9 +22,18 @@
 // than that, so a worker's put() can never find it full. A smaller bound
 // could deadlock: every worker waiting to put, none left to get.
 //
+// The queue here (WorkQueue below) is AsyncQueue with asyncio's join(): the
+// task_done() that brings the count of unfinished items to zero releases the
+// joiner, which does not look again. A worker that marks its page done
+// before it puts the page's links ends the crawl after that page.
+//
 // Yours is worker() below (the TODO). Until you write it the workers return
 // at once, the first URL stays unfinished, and the program says so (exit 3)
-// instead of waiting forever.
+// instead of waiting forever. Last, the program prints its own verdict:
+// "check: PASS — ..." or "check: FAIL — what is wrong" (scripts/lab.sh's
+// lab_check prints it): the crawl cut short by an early join(), workers
+// that all wait for a URL while items are never marked done (a forgotten
+// task_done(): the crawl could never end), workers that returned.
 //
 // --server-delay MS: before each page, a GET /delay/MS on the same server,
 // as loop-crawl does — so that http-testd's /stats (max_in_flight) shows how
@@ -34,6 +43,7 @@
 // then `summary: pages=N ok=N http_errors=N failed=N workers=N queue_peak=N`.
 
 #include <CLI/CLI.hpp>
+#include <coroutine>
 #include <cstdio>
 #include <set>
 
@@ -54,12 +64,68 @@ struct Config {
     int server_delay_ms = 0;
 };
 
+// The crawl's work queue: an AsyncQueue (combinators.hpp) whose join() is
+// asyncio's — released once by the task_done() that reaches zero, no second
+// look (asyncio: an Event set by task_done, cleared by put, awaited by join).
+// It also notices a crawl that can never end: every worker waiting in get(),
+// nothing queued, and items still not marked done.
+class WorkQueue {
+  public:
+    WorkQueue(EventLoop& loop, std::size_t capacity, std::size_t workers)
+        : loop_(loop), q_(loop, capacity), workers_(workers) {}
+    ~WorkQueue() { release_.cancel(); }
+    WorkQueue(const WorkQueue&) = delete;
+
+    bool try_put(Url u) { return q_.try_put(std::move(u)); }
+    Task<void> put(Url u) { return q_.put(std::move(u)); }
+    Task<Url> get() {
+        if (++idle_ == workers_ && q_.empty() && q_.unfinished() > 0) {
+            stuck_ = true;  // nobody left to put a URL or to mark one done
+            loop_.stop();
+        }
+        Url u = co_await q_.get();
+        --idle_;
+        co_return u;
+    }
+    void task_done() {
+        q_.task_done();
+        if (q_.unfinished() == 0 && joiner_) {
+            release_ = loop_.call_soon([c = joiner_] { c.resume(); });
+            joiner_ = {};
+        }
+    }
+    Task<void> join() {
+        if (q_.unfinished() > 0) co_await Released{*this};
+    }
+
+    [[nodiscard]] std::size_t unfinished() const noexcept { return q_.unfinished(); }
+    [[nodiscard]] std::size_t peak() const noexcept { return q_.peak(); }
+    [[nodiscard]] bool stuck() const noexcept { return stuck_; }
+
+  private:
+    struct Released {
+        WorkQueue& q;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> c) noexcept { q.joiner_ = c; }
+        void await_resume() const noexcept {}
+        ~Released() { q.joiner_ = {}; }  // destroyed while waiting: forget it
+    };
+
+    EventLoop& loop_;
+    AsyncQueue<Url> q_;
+    std::size_t workers_;
+    std::size_t idle_ = 0;  // workers waiting in get()
+    bool stuck_ = false;
+    std::coroutine_handle<> joiner_{};
+    Handle release_{};
+};
+
 class QueueCrawler {
   public:
     QueueCrawler(EventLoop& loop, const Config& cfg, const Url& start)
         : loop_(loop),
           cfg_(cfg),
-          queue_(loop, cfg.max_pages),
+          queue_(loop, cfg.max_pages, cfg.workers),
           authority_(start.scheme + "://" + start.authority()) {
         seen_.insert(start.to_string());
         queue_.try_put(start);
@@ -73,6 +139,7 @@ class QueueCrawler {
         }
         co_await queue_.join();  // the queue is empty and no worker is busy
         workers_.clear();        // cancel the workers, each parked in get()
+        left_at_join_ = queue_.unfinished();
         std::printf(
             "summary: pages=%zu ok=%zu http_errors=%zu failed=%zu workers=%zu "
             "queue_peak=%zu\n",
@@ -85,6 +152,11 @@ class QueueCrawler {
     // wait for ever.
     [[nodiscard]] bool abandoned() const noexcept { return abandoned_; }
     [[nodiscard]] std::size_t unfinished() const noexcept { return queue_.unfinished(); }
+    // join() returned with this many URLs still queued or being fetched.
+    [[nodiscard]] std::size_t left_at_join() const noexcept { return left_at_join_; }
+    [[nodiscard]] bool stuck() const noexcept { return queue_.stuck(); }
+    [[nodiscard]] std::size_t pages() const noexcept { return pages_; }
+    [[nodiscard]] std::size_t failed() const noexcept { return pages_ - answered_; }
 
   private:
     // One worker: take a URL, fetch it, record it, queue its new links,
@@ -95,7 +167,8 @@ class QueueCrawler {
         // `fetch::Result r = co_await fetch_page(url);`, then for each link
         // that record(r) returns, `co_await queue_.put(link)`, and only then
         // `queue_.task_done()` — before it, join() could see an empty queue
-        // and no busy worker while this page's links are still to come.
+        // and no busy worker while this page's links are still to come
+        // (LAB.md § Stage 5: a crawler with a work queue and N workers).
         co_return;
     }
 
@@ -137,12 +210,13 @@ class QueueCrawler {
 
     EventLoop& loop_;
     const Config& cfg_;
-    AsyncQueue<Url> queue_;
+    WorkQueue queue_;
     std::string authority_;
     std::set<std::string> seen_;  // every URL ever queued: each page once
     std::vector<Task<void>> workers_;
     std::size_t returned_ = 0;
     bool abandoned_ = false;
+    std::size_t left_at_join_ = 0;
     std::size_t pages_ = 0, ok_ = 0, answered_ = 0;
 };
 
@@ -155,7 +229,8 @@ int main(int argc, char** argv) {
     iolab::setup_program(app, "ex-crawl-queue",
                          "Exit codes:\n  0  every page answered (any status)\n"
                          "  1  internal error\n  2  usage error\n"
-                         "  3  some page failed, or the workers left URLs unfinished");
+                         "  3  check: FAIL (some page failed, the crawl was cut short, or it could "
+                         "never end)");
     app.add_option("-w,--workers", cfg.workers, "Worker coroutines (fetches in flight at most)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1000}))
         ->capture_default_str();
@@ -171,15 +246,33 @@ int main(int argc, char** argv) {
         QueueCrawler crawler(loop, cfg, start);
         Task<void> crawl = crawler.run();
         crawl.start(loop);
-        loop.run_until([&] { return crawl.done() || crawler.abandoned(); });
-        if (!crawl.done()) {
-            std::fprintf(stderr,
-                         "ex-crawl-queue: every worker returned with %zu URL(s) still unfinished "
-                         "(queued, or taken and never marked task_done)\n",
-                         crawler.unfinished());
+        loop.run_until([&] { return crawl.done() || crawler.abandoned() || crawler.stuck(); });
+        std::string fail;
+        if (crawler.stuck())
+            fail = "all " + std::to_string(cfg.workers) +
+                   " workers wait for a URL, none is queued, and " +
+                   std::to_string(crawler.unfinished()) +
+                   " URL(s) were never marked task_done(): join() would wait for ever";
+        else if (!crawl.done())
+            fail = "every worker returned with " + std::to_string(crawler.unfinished()) +
+                   " URL(s) still unfinished (queued, or taken and never marked task_done): a "
+                   "worker loops for ever, and run() destroys it";
+        if (fail.empty()) {
+            crawl.result();  // rethrows what the crawl threw
+            if (crawler.left_at_join() > 0)
+                fail = "join() returned after " + std::to_string(crawler.pages()) +
+                       " page(s) with " + std::to_string(crawler.left_at_join()) +
+                       " URL(s) still queued or being fetched: a page was marked task_done() "
+                       "before its links were put";
+            else if (!crawler.all_answered())
+                fail = std::to_string(crawler.failed()) + " page(s) got no answer";
+        }
+        if (!fail.empty()) {
+            std::printf("check: FAIL — %s\n", fail.c_str());
             return 3;
         }
-        crawl.result();  // rethrows what the crawl threw
-        return crawler.all_answered() ? 0 : 3;
+        std::printf("check: PASS — %zu pages, each fetched once and answered, %zu workers\n",
+                    crawler.pages(), cfg.workers);
+        return 0;
     });
 }
