@@ -1,0 +1,96 @@
+// The integration cases of a write-it-yourself readiness server (ex-epoll,
+// ex-select): the ones the reference servers pass (tests/support/
+// echo_client.hpp), each after a quick look (require_basic_echo) that fails
+// in seconds with the likely cause when the basics are not there yet, plus
+// one the references pass without a test of their own: idle clients cost
+// no CPU.
+#pragma once
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/io.hpp"
+#include "tests/support/echo_client.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/student_server.hpp"
+
+namespace iolab::test {
+
+// Three clients each get 4 MiB echoed while they first hold back their reads
+// (the server queues output and asks for writability, then stops asking),
+// then sit idle: over 2 s the server must sleep, using under a tenth of a CPU.
+inline void check_idle_cpu(const std::vector<std::string>& argv) {
+    using namespace std::chrono_literals;
+    ServerProcess server(argv);
+    std::mt19937_64 rng(5);
+    std::vector<Fd> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(connect_local(server.port()));
+        const int fd = clients.back().get();
+        const std::string p = random_payload(rng, 4 << 20);
+        bool sent = false;
+        std::thread writer([&] { sent = !write_all(fd, std::string_view(p)).error(); });
+        std::this_thread::sleep_for(200ms);  // not reading yet: the server's queue fills
+        const std::string got = read_with_timeout(fd, p.size(), 20s);
+        writer.join();
+        INFO("client " << i << ": " << got.size() << " of " << p.size() << " bytes echoed");
+        REQUIRE(sent);
+        REQUIRE(got == p);
+    }
+    const double cpu0 = server.cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(2s);
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double cpu = server.cpu_seconds() - cpu0;
+    INFO("server CPU " << cpu << " s in " << elapsed
+                       << " s with 3 idle clients: a loop that never sleeps (is writability "
+                          "asked for while nothing is queued?)");
+    CHECK(cpu < 0.1 * elapsed);
+    REQUIRE(server.stop(SIGTERM, 15s) == 0);
+}
+
+}  // namespace iolab::test
+
+// The cases, each a ctest test labelled LABEL's exercise: PROGRAM is the
+// binary's name, ARGS (a braced list) its extra arguments, HINTS a
+// StudentHints.
+#define IOLAB_STUDENT_MUX_CASES(LABEL, PROGRAM, HINTS)                                       \
+    TEST_CASE(LABEL ": a client is echoed, then a second, then SIGTERM ends it",             \
+              "[" PROGRAM "]") {                                                             \
+        iolab::test::require_basic_echo({iolab::test::bin(PROGRAM), "--port", "0"}, HINTS);  \
+    }                                                                                        \
+    TEST_CASE(LABEL ": concurrent clients get byte-exact echoes", "[" PROGRAM "]") {         \
+        iolab::test::require_basic_echo({iolab::test::bin(PROGRAM), "--port", "0"}, HINTS);  \
+        iolab::test::check_concurrent_echo(iolab::test::EchoServerSpec{PROGRAM, {}});        \
+    }                                                                                        \
+    TEST_CASE(LABEL ": a client reset mid-transfer disturbs no other", "[" PROGRAM "]") {    \
+        iolab::test::require_basic_echo({iolab::test::bin(PROGRAM), "--port", "0"}, HINTS);  \
+        iolab::test::check_reset_mid_transfer(iolab::test::EchoServerSpec{PROGRAM, {}});     \
+    }                                                                                        \
+    TEST_CASE(LABEL ": SIGTERM ends it with exit 0 and an exact summary", "[" PROGRAM "]") { \
+        iolab::test::require_basic_echo({iolab::test::bin(PROGRAM), "--port", "0"}, HINTS);  \
+        iolab::test::check_sigterm_summary(iolab::test::EchoServerSpec{PROGRAM, {}});        \
+    }                                                                                        \
+    TEST_CASE(LABEL ": a reset storm is counted connect for connect", "[" PROGRAM "]") {     \
+        iolab::test::require_basic_echo({iolab::test::bin(PROGRAM), "--port", "0"}, HINTS);  \
+        iolab::test::check_reset_storm(iolab::test::EchoServerSpec{PROGRAM, {}});            \
+    }                                                                                        \
+    TEST_CASE(LABEL ": a client that never reads is held back and stalls no one",            \
+              "[" PROGRAM "]") {                                                             \
+        iolab::test::require_basic_echo({iolab::test::bin(PROGRAM), "--port", "0"}, HINTS);  \
+        iolab::test::check_backpressure({iolab::test::bin(PROGRAM), "--port", "0"});         \
+    }                                                                                        \
+    TEST_CASE(LABEL ": refuses past --max-clients", "[" PROGRAM "]") {                       \
+        iolab::test::require_basic_echo({iolab::test::bin(PROGRAM), "--port", "0"}, HINTS);  \
+        iolab::test::check_max_clients({iolab::test::bin(PROGRAM), "--port", "0"});          \
+    }                                                                                        \
+    TEST_CASE(LABEL ": idle clients cost no CPU", "[" PROGRAM "]") {                         \
+        iolab::test::require_basic_echo({iolab::test::bin(PROGRAM), "--port", "0"}, HINTS);  \
+        iolab::test::check_idle_cpu({iolab::test::bin(PROGRAM), "--port", "0"});             \
+    }
