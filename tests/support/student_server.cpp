@@ -29,7 +29,7 @@ std::string one_echo(uint16_t port, const std::string& line) {
         if (write_all(fd.get(), std::string_view(line)).error()) return "the send failed";
         const std::string got = read_with_timeout(fd.get(), line.size(), 3s);
         if (got == line) return {};
-        if (got.empty()) return "no byte came back within 3 s";
+        if (got.empty()) return "no echo within 3 s";
         return "came back as " + std::to_string(got.size()) + " of " + std::to_string(line.size()) +
                " bytes, or different ones";
     } catch (const std::exception& e) {
@@ -62,10 +62,9 @@ void require_basic_echo(const std::vector<std::string>& argv, const StudentHints
         FAIL(msg);
     };
     if (std::string why = one_echo(server.port(), "ping from the first client\n"); !why.empty())
-        fail("no echo for a first client (" + why + ")", hints.no_echo);
+        fail("1st client: " + why, hints.no_echo);
     if (std::string why = one_echo(server.port(), "pong from the second client\n"); !why.empty())
-        fail("a first client was echoed, a second one after it left was not (" + why + ")",
-             hints.reused_fd);
+        fail("1st client echoed; 2nd, after it left: " + why, hints.reused_fd);
     const int rc = server.stop(SIGTERM, 5s);
     if (rc != 0)
         fail(rc == -1 ? "SIGTERM did not end it within 5 s"
