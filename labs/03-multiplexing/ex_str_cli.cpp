@@ -284,6 +284,8 @@ int run_check(std::size_t lines) {
     } else if (echoed != input) {
         fail = std::to_string(count(echoed)) + n_of + " lines came back" +
                (count(echoed) == lines ? ", but not byte for byte" : "");
+        if (rc && *rc != 0)
+            fail += ", and the client exited " + std::to_string(*rc) + " (its error is above)";
     } else if (!rc) {
         fail =
             "every echo came back, but the client did not exit within 5 s of the "
