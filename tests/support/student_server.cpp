@@ -46,10 +46,10 @@ void require_basic_echo(const std::vector<std::string>& argv, const StudentHints
     const std::string name = argv.empty() ? "the server" : argv[0].substr(argv[0].rfind('/') + 1);
     // Catch2 wraps the message at 80 columns and lab_ctest shows its first
     // two lines: what happened and the likely cause come first.
-    auto fail = [&](const std::string& what, const std::string& hint) {
+    auto fail = [&](const std::string& what, const std::string& hint, bool exited) {
         const std::string err = server.err();
         std::string msg = name + ": " + what;
-        if (!server.running()) {
+        if (exited) {
             // Its own last words say more than any guess.
             std::string last = err.substr(0, err.find_last_not_of('\n') + 1);
             last = last.substr(last.find_last_of('\n') + 1);
@@ -62,14 +62,14 @@ void require_basic_echo(const std::vector<std::string>& argv, const StudentHints
         FAIL(msg);
     };
     if (std::string why = one_echo(server.port(), "ping from the first client\n"); !why.empty())
-        fail("1st client: " + why, hints.no_echo);
+        fail("1st client: " + why, hints.no_echo, !server.running());
     if (std::string why = one_echo(server.port(), "pong from the second client\n"); !why.empty())
-        fail("1st client echoed; 2nd, after it left: " + why, hints.reused_fd);
+        fail("1st client echoed; 2nd, after it left: " + why, hints.reused_fd, !server.running());
     const int rc = server.stop(SIGTERM, 5s);
     if (rc != 0)
         fail(rc == -1 ? "SIGTERM did not end it within 5 s"
                       : "SIGTERM ended it with exit status " + std::to_string(rc),
-             hints.no_stop);
+             hints.no_stop, rc != -1);
 }
 
 }  // namespace iolab::test
