@@ -276,6 +276,9 @@ int run_check(std::size_t lines) {
         fail =
             "the client took the server's EOF for 'server terminated prematurely' "
             "(exit 3): after its own EOF it must stop watching stdin (stdin_eof = true)";
+    } else if (rc && *rc != 0 && echoed != input) {
+        fail = std::to_string(count(echoed)) + n_of + " lines came back and the client exited " +
+               std::to_string(*rc) + " (its error is above)";
     } else if (echoed.empty()) {
         fail = "the client ended with 0" + n_of +
                " echoes: at the end of stdin it must half-close (shutdown(sock, SHUT_WR)) and "
@@ -284,8 +287,6 @@ int run_check(std::size_t lines) {
     } else if (echoed != input) {
         fail = std::to_string(count(echoed)) + n_of + " lines came back" +
                (count(echoed) == lines ? ", but not byte for byte" : "");
-        if (rc && *rc != 0)
-            fail += ", and the client exited " + std::to_string(*rc) + " (its error is above)";
     } else if (!rc) {
         fail =
             "every echo came back, but the client did not exit within 5 s of the "
