@@ -9,6 +9,8 @@
 #                                             (labs/05-async) at idle 0 and 10000
 #   options: --idle "0 1000 ..." --active K (50) --repeats N (3) --duration S (3)
 #            --servers "echo-select echo-poll echo-epoll echo-epoll--edge echo-uring--simple echo-uring"
+#            --server NAME (repeatable, or NAME,NAME): one more server, measured
+#              beside the list above (your own: --server ex-epoll)
 #            --build-dir DIR (build) --out DIR (BUILD_DIR/compare-multiplexing) --no-plots
 #
 # A server label NAME--OPTION runs NAME --OPTION: echo-epoll--edge is
@@ -30,9 +32,14 @@
 # divided by the idle connections the server held (ss; I unless some did not
 # come up), for a server measured at idle 0 in the same run.
 #
-# echo-select cannot hold a descriptor >= FD_SETSIZE (1024): its idle count is
-# capped at a round number below that (900 with K=50) and the row is marked
-# capped=1.
+# echo-select (and ex-select, lab 03's write-it-yourself select server)
+# cannot hold a descriptor >= FD_SETSIZE (1024): its idle count is capped at
+# a round number below that (900 with K=50) and the row is marked capped=1.
+#
+# --server NAME adds a server to the list (after it, in the table and plots):
+# lab 03's last step measures the student's ex-epoll or ex-select beside the
+# references. A server named by --server must be built (exit 3 otherwise);
+# one named only by the list is left out, with a warning, when it is not.
 #
 # Writes OUT/multiplexing-runs.csv (every repeat), OUT/multiplexing.csv
 # (medians), OUT/multiplexing.md (table) and OUT/multiplexing-{rps,p99,cpu}
@@ -51,6 +58,7 @@ DURATION=3
 SERVERS="echo-select echo-poll echo-epoll echo-epoll--edge echo-uring--simple echo-uring"
 PLOTS=1
 OUT=""
+EXTRA=""
 
 while (($#)); do
   if lib_common_option "$@"; then shift "$LIB_SHIFT"; continue; fi
@@ -60,7 +68,7 @@ while (($#)); do
       IDLE="0 10000"
       SERVERS="echo-epoll echo-uring--simple echo-uring--step=2 echo-uring--step=3 echo-uring--step=4 echo-uring"
       ;;
-    --idle|--active|--repeats|--duration|--servers|--out)
+    --idle|--active|--repeats|--duration|--servers|--server|--out)
       need_value "$@"
       case "$1" in
         --idle) IDLE="${2//,/ }" ;;
@@ -68,6 +76,11 @@ while (($#)); do
         --repeats) REPEATS="$2" ;;
         --duration) DURATION="$2" ;;
         --servers) SERVERS="${2//,/ }" ;;
+        --server)
+          [[ "$2" =~ ^[A-Za-z0-9_.=-]+(,[A-Za-z0-9_.=-]+)*$ ]] ||
+            usage_error "--server takes NAME or NAME,NAME (a program in BUILD_DIR/bin), got '$2'"
+          EXTRA="${EXTRA:+$EXTRA }${2//,/ }"
+          ;;
         --out) OUT="$2" ;;
       esac
       shift
@@ -105,6 +118,11 @@ server_cmd() {
   local prog=${1%%--*}
   if [[ "$prog" == "$1" ]]; then echo "$1"; else echo "$prog ${1#"$prog"}"; fi
 }
+for s in $EXTRA; do
+  read -r prog _ <<<"$(server_cmd "$s")"
+  require_bin "$prog"  # asked for by name: not built is an error (exit 3)
+  [[ " $SERVERS " == *" $s "* ]] || SERVERS="$SERVERS $s"
+done
 available=()
 for s in $SERVERS; do
   read -r prog _ <<<"$(server_cmd "$s")"
@@ -177,7 +195,7 @@ run_point() {
   local idle=$idle_asked capped=0 errors=0 note="" up=0
   local -a cmd
   read -r -a cmd <<<"$(server_cmd "$label")"
-  if [[ "${cmd[0]}" == echo-select ]] && ((idle > SELECT_CAP)); then
+  if [[ "${cmd[0]}" == echo-select || "${cmd[0]}" == ex-select ]] && ((idle > SELECT_CAP)); then
     idle=$SELECT_CAP
     capped=1
   fi

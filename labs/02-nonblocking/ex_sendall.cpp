@@ -16,9 +16,12 @@
 // --bytes bytes of a known pattern, closes its sending side, and lets the
 // peer say what it got.
 //
-// Your part is send_all() below (the TODO). The rest counts what happens:
-// counted_send() wraps send(2) and counts calls, short writes and EAGAINs;
-// wait_writable() sleeps in poll(2) until the socket can take more.
+// Your part is send_all() below (the TODO(you)). The rest counts what
+// happens: counted_send() wraps send(2) and counts calls, short writes,
+// EAGAINs and retries made right after an EAGAIN without a wait;
+// wait_writable() sleeps in poll(2) until the socket can take more. The
+// program checks your send_all (LAB.md exercise sendall) and says, last,
+// "check: PASS" or "check: FAIL — what is missing".
 //
 // Output (KEY=VALUE, the lab's exercise checks them):
 //   wanted_bytes=N          what send_all was asked to send
@@ -27,6 +30,8 @@
 //   short_writes=N          calls that took some bytes but not all asked
 //   eagain=N                calls that took nothing (EAGAIN)
 //   waits=N                 poll(2) waits for POLLOUT
+//   spins=N                 send(2) calls made right after an EAGAIN, with no
+//                           wait in between (a busy loop: 0 in a correct answer)
 //   peer_received_bytes=N   what the slow peer read before EOF
 //   intact=1|0              the peer got exactly the bytes, in order
 //
@@ -34,6 +39,9 @@
 // its bookkeeping) and has a floor of about 4.5 KiB; loopback moves data into
 // the peer's receive buffer at once, so what one send(2) takes is roughly the
 // free room in both buffers.
+//
+// Exit codes: 0 check: PASS; 3 check: FAIL (bytes lost or damaged, send_all
+// stopped early, or it spun on EAGAIN); 1 internal error; 2 usage error.
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -68,6 +76,8 @@ struct Counters {
     std::size_t short_writes = 0;
     std::size_t eagain = 0;
     std::size_t waits = 0;
+    std::size_t spins = 0;         // calls right after an EAGAIN, no wait between
+    bool last_was_eagain = false;  // the previous call failed with EAGAIN
 };
 Counters counters;
 
@@ -75,8 +85,10 @@ Counters counters;
 // not a SIGPIPE that kills the program.
 ssize_t counted_send(int fd, const char* p, std::size_t n) {
     ++counters.send_calls;
+    if (counters.last_was_eagain) ++counters.spins;
     const ssize_t got = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ++counters.eagain;
+    counters.last_was_eagain = got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (counters.last_was_eagain) ++counters.eagain;
     if (got >= 0 && static_cast<std::size_t>(got) < n) ++counters.short_writes;
     return got;
 }
@@ -84,6 +96,7 @@ ssize_t counted_send(int fd, const char* p, std::size_t n) {
 // Sleeps in poll(2) until `fd` is writable (true), or 10 s pass (false).
 [[maybe_unused]] bool wait_writable(int fd) {  // (unused until you write send_all)
     ++counters.waits;
+    counters.last_was_eagain = false;
     pollfd p{fd, POLLOUT, 0};
     for (;;) {
         const int n = ::poll(&p, 1, 10'000);
@@ -102,7 +115,8 @@ struct SendResult {
 // real error (EPIPE, ECONNRESET, ...) and says which.
 SendResult send_all(int fd, std::span<const char> data) {
     SendResult r;
-    // TODO(you): one send() takes only what fits in the send buffer. Loop
+    // TODO(you): (LAB.md § 8, Write it yourself: a send_all that survives
+    // short writes) one send() takes only what fits in the send buffer. Loop
     // until every byte is sent: after a short write send the rest; on EAGAIN
     // wait with wait_writable(fd) (false: give up with ETIMEDOUT) and try
     // again; on EINTR just try again; any other error ends the loop in r.err.
@@ -144,9 +158,9 @@ int main(int argc, char** argv) {
     int peer_delay_us = 200;
     CLI::App app{"Write it yourself: a send_all() that survives short writes (lab 02)"};
     iolab::setup_program(app, "ex-sendall",
-                         "Exit codes:\n  0  the peer received every byte intact\n"
+                         "Exit codes:\n  0  check: PASS (every byte intact, no busy loop)\n"
                          "  1  internal error\n  2  usage error\n"
-                         "  3  bytes lost or damaged on the way");
+                         "  3  check: FAIL (bytes lost or damaged, or a busy loop on EAGAIN)");
     app.add_option("--bytes", bytes, "Bytes to send")
         ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20))
         ->capture_default_str();
@@ -183,8 +197,9 @@ int main(int argc, char** argv) {
         reader.join();
 
         std::printf("wanted_bytes=%zu\nsent_bytes=%zu\n", bytes, r.sent);
-        std::printf("send_calls=%zu\nshort_writes=%zu\neagain=%zu\nwaits=%zu\n",
-                    counters.send_calls, counters.short_writes, counters.eagain, counters.waits);
+        std::printf("send_calls=%zu\nshort_writes=%zu\neagain=%zu\nwaits=%zu\nspins=%zu\n",
+                    counters.send_calls, counters.short_writes, counters.eagain, counters.waits,
+                    counters.spins);
         std::printf("peer_received_bytes=%zu\n", peer.received);
         const bool intact = peer.intact && peer.received == bytes;
         std::printf("intact=%d\n", intact ? 1 : 0);
@@ -195,6 +210,35 @@ int main(int argc, char** argv) {
         if (!intact)
             std::fprintf(stderr, "ex-sendall: the peer got %zu of %zu bytes%s\n", peer.received,
                          bytes, peer.intact ? "" : ", some of them wrong");
-        return intact ? 0 : 3;
+        // The verdict, last: the first thing missing, named.
+        std::string fail;
+        const std::string of = std::to_string(r.sent) + " of " + std::to_string(bytes) + " bytes";
+        if (r.err == EAGAIN || r.err == EWOULDBLOCK) {
+            fail = "send_all gave up at EAGAIN after " + of +
+                   ": EAGAIN means the buffer is full for now; wait_writable(fd), then send the "
+                   "rest";
+        } else if (r.err != 0) {
+            fail = "send_all stopped after " + of + ": " + iolab::errno_text(r.err);
+        } else if (r.sent < bytes) {
+            fail = "send_all returned after " + of + " (" + std::to_string(counters.send_calls) +
+                   " send call(s)): a short write is not the end, send the rest";
+        } else if (!intact) {
+            fail = "the peer got " + std::to_string(peer.received) + " of " +
+                   std::to_string(bytes) + " bytes" + (peer.intact ? "" : ", some of them wrong") +
+                   ": after a short write, send from data + sent, not from the start";
+        } else if (counters.spins > 0) {
+            fail = "every byte arrived, but send() was called again right after EAGAIN " +
+                   std::to_string(counters.spins) + " time(s), " +
+                   std::to_string(counters.send_calls) + " calls in all, " +
+                   std::to_string(counters.waits) +
+                   " waits: a busy loop; sleep in wait_writable(fd) until there is room";
+        }
+        if (fail.empty()) {
+            std::printf("check: PASS — %zu bytes intact in %zu send calls, %zu waits\n", bytes,
+                        counters.send_calls, counters.waits);
+            return 0;
+        }
+        std::printf("check: FAIL — %s\n", fail.c_str());
+        return 3;
     });
 }

@@ -143,3 +143,46 @@ TEST_CASE("compare-multiplexing.sh writes under the build directory unless --out
     CHECK(bad.exit_code == 2);
     CHECK(bad.err.rfind("compare-multiplexing: ", 0) == 0);
 }
+
+// Lab 03's last step: a student's own server beside the references.
+// --server adds to the list (here a working server under its own name, and
+// one with an option, as the comma form); each gets its rows in the CSV
+// and the table, after the references; a --server that is not built is an
+// error, not a silent omission.
+TEST_CASE("compare-multiplexing.sh --server puts another server beside the list", "[compare]") {
+    TempDir out("compare-test");
+    const std::string script = std::string(IOLAB_SOURCE_DIR) + "/scripts/compare-multiplexing.sh";
+    const std::string build = fs::path(IOLAB_BIN_DIR).parent_path().string();
+    RunResult r =
+        run({"/bin/bash",  script,        "--quick",    "--idle",   "0",
+             "--duration", "0.3",         "--active",   "5",        "--servers",
+             "echo-poll",  "--server",    "echo-epoll", "--server", "echo-select,echo-epoll--edge",
+             "--no-plots", "--build-dir", build,        "--out",    out.path.string()},
+            180s);
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    auto rows = read_csv(out.path / "multiplexing.csv");
+    std::vector<std::string> order;
+    for (const auto& row : rows) {
+        order.push_back(row.at("server"));
+        CHECK(row.at("errors") == "0");
+        CHECK(std::stod(row.at("requests_per_s")) > 100);
+    }
+    CHECK(order ==
+          std::vector<std::string>{"echo-poll", "echo-epoll", "echo-select", "echo-epoll--edge"});
+    std::ifstream md(out.path / "multiplexing.md");
+    std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    for (const char* s : {"| echo-poll | 0 |", "| echo-epoll | 0 |", "| echo-select | 0 |",
+                          "| echo-epoll--edge | 0 |"})
+        CHECK(text.find(s) != std::string::npos);
+
+    // Not built: exit 3, naming it. A bad name: usage error.
+    auto missing = run({"/bin/bash", script, "--quick", "--server", "ex-no-such-server",
+                        "--build-dir", build, "--out", out.path.string()},
+                       30s);
+    CHECK(missing.exit_code == 3);
+    CHECK(missing.err.find("ex-no-such-server") != std::string::npos);
+    auto bad = run({"/bin/bash", script, "--server", "two words"}, 30s);
+    CHECK(bad.exit_code == 2);
+    CHECK(bad.err.rfind("compare-multiplexing: --server", 0) == 0);
+}

@@ -20,6 +20,7 @@
 #include "common/io.hpp"
 #include "common/server.hpp"
 #include "common/socket.hpp"
+#include "tests/labs/03-multiplexing/ex_mux_cases.hpp"
 #include "tests/support/echo_client.hpp"
 #include "tests/support/process.hpp"
 
@@ -52,51 +53,7 @@ std::vector<std::string> argv_of(const ServerCase& s, std::vector<std::string> e
 }  // namespace
 
 TEST_CASE("echo-select refuses descriptors >= FD_SETSIZE and keeps serving", "[integration]") {
-    iolab::raise_nofile_limit();  // this test holds 1,100 sockets itself
-    ServerProcess server({bin("echo-select"), "--port", "0"});
-    const uint16_t port = server.port();
-    constexpr int kConns = 1100;
-    std::vector<iolab::Fd> conns;
-    conns.reserve(kConns);
-    for (int i = 0; i < kConns; ++i)
-        conns.push_back(connect_local(port));
-
-    // The last connections got descriptor numbers >= 1024 in the server: each
-    // is accepted and closed at once.
-    int late_closed = 0;
-    for (int i = kConns - 50; i < kConns; ++i)
-        if (closed_by_server(conns[static_cast<std::size_t>(i)].get(), 20s)) ++late_closed;
-    CHECK(late_closed == 50);
-
-    // The early ones still echo, the server is alive.
-    std::mt19937_64 rng(11);
-    for (int i : {0, 1, 2, 3, 500, 900}) {
-        std::string p = random_payload(rng, 20000 + static_cast<std::size_t>(i));
-        EchoOutcome o = echo_over(conns[static_cast<std::size_t>(i)].get(), p, 20s);
-        INFO("client " << i << ": " << o.error);
-        CHECK(o.ok);
-    }
-    INFO("stderr: " << server.err().substr(0, 2000));
-    REQUIRE(server.running());
-    CHECK(server.err().find("FD_SETSIZE") != std::string::npos);
-
-    // Once clients leave, their (low) numbers serve newcomers again.
-    conns.clear();
-    std::string p = random_payload(rng, 100000);
-    for (int attempt = 0; attempt < 50; ++attempt) {
-        // Closing 1,100 sockets takes the server a moment to notice; a
-        // newcomer that lands on a number >= 1024 meanwhile is refused.
-        EchoOutcome o = echo_roundtrip(port, p, 20s);
-        if (o.ok) break;
-        std::this_thread::sleep_for(100ms);
-        if (attempt == 49) FAIL("no newcomer served after the clients left: " << o.error);
-    }
-    REQUIRE(server.stop(SIGTERM, 15s) == 0);
-    auto s = parse_summary(server.out());
-    REQUIRE(s.has_value());
-    CHECK(s->refused >= static_cast<uint64_t>(kConns - FD_SETSIZE));
-    CHECK(s->connections + s->refused >= static_cast<uint64_t>(kConns) + 1);
-    CHECK(s->connections < static_cast<uint64_t>(FD_SETSIZE) + 1);
+    check_fd_setsize_refusal("echo-select");
 }
 
 TEST_CASE("select poll epoll: EMFILE survived without spinning", "[integration]") {
