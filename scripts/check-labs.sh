@@ -3,7 +3,7 @@
 #
 # Usage: scripts/check-labs.sh [--build-dir DIR] [--lab NN] [--exercise ID] [--list]
 #                              [--labs-dir DIR] [--scratch DIR] [--keep-scratch]
-#                              [--answer-key [--answer-key-tree head|worktree]] [--index]
+#                              [--answer-key [--answer-key-tree head|worktree] [--no-wrong-answers]] [--index]
 #                              [--lint] [--as-student] [--hog CPU]
 #
 # An exercise is a fenced block of a LAB.md whose info string is
@@ -83,6 +83,10 @@
 #                     what --answer-key copies: the committed tree (default)
 #                     or the working tree's tracked and untracked-unignored
 #                     files, edits included (for a maintainer's uncommitted work)
+#   --no-wrong-answers
+#                     with --answer-key: prove the skeleton and the solution
+#                     only (CI proves the wrong answers through grade.sh, in
+#                     rounds: tests/scripts/test_grade/kit_proof.sh)
 #   --index           print one tab-separated line per exercise (lab, id,
 #                     timeout, solution, targets, write, points, replaces,
 #                     LAB.md line; "-" when empty; points 1 when a write=1
@@ -119,6 +123,7 @@ readonly BUILD_TIMEOUT=900
 # ---- the options of the write-it kit (--answer-key, --index) --------------------
 answer_key=0
 answer_key_tree="head"
+wrong_answers=1
 index_only=0
 KIT_SHIFT=0
 kit_option() { # like lib_common_option: 0 and KIT_SHIFT when $1 is one of them
@@ -129,6 +134,7 @@ kit_option() { # like lib_common_option: 0 and KIT_SHIFT when $1 is one of them
         [[ "$2" == head || "$2" == worktree ]] || usage_error "--answer-key-tree takes head or worktree, got '$2'"
         answer_key_tree="$2"; KIT_SHIFT=2 ;;
     --index) index_only=1; KIT_SHIFT=1 ;;
+    --no-wrong-answers) wrong_answers=0; KIT_SHIFT=1 ;;
     *) return 1 ;;
     esac
 }
@@ -791,6 +797,7 @@ run_exercise() {
     run_patched "$file" "$timeout" "$patch" "$targets" || ok=1
     observed[first]="patched: ${observed[first]:-}"
     ((ok == 0)) || return 1
+    ((wrong_answers)) || return 0
     run_wrong_answers "$file" "$timeout" "$targets"
 }
 

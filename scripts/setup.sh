@@ -12,7 +12,7 @@ done
 
 PACKAGES=(
   # build
-  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format ccache
   # libraries
   libcli11-dev catch2 libfmt-dev nlohmann-json3-dev libevent-dev liburing-dev
   # tests, demo and benchmarks
