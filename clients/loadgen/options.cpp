@@ -276,8 +276,21 @@ void resolve(Options& o) {
                     throw std::invalid_argument("source " + s.host() +
                                                 " is not of the target's address family");
     }
-    if (!(o.busy_poll_us >= 0 && o.busy_poll_us <= 100'000))
-        throw std::invalid_argument("--busy-poll must be 0..100000 us");
+    if (o.busy_poll == "auto") {
+        o.busy_poll_auto = true;
+        o.busy_poll_us = kDefaultBusyPollUs;
+    } else {
+        const char* b = o.busy_poll.c_str();
+        char* e = nullptr;
+        errno = 0;
+        const double us = std::strtod(b, &e);
+        if (o.busy_poll.empty() || e != b + o.busy_poll.size() || errno != 0 ||
+            !(us >= 0 && us <= 100'000))
+            throw std::invalid_argument("--busy-poll must be auto or 0..100000 us, not '" +
+                                        o.busy_poll + "'");
+        o.busy_poll_auto = false;
+        o.busy_poll_us = us;
+    }
     if (o.server_pid < 0) throw std::invalid_argument("--server-pid must be a process id");
     if (o.server_pid > 0 && !std::filesystem::exists("/proc/" + std::to_string(o.server_pid)))
         throw std::invalid_argument("--server-pid " + std::to_string(o.server_pid) +

@@ -774,11 +774,60 @@ TEST_CASE("loadgen reports its own and the server's cost with both wait policies
     CHECK(r.out.find("Server pid") == std::string::npos);
 }
 
+TEST_CASE("loadgen works with each wait policy: auto (the default), 0 and 50", "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp("loadgen-test");
+    const std::string target = "127.0.0.1:" + std::to_string(server.port());
+    for (const std::string bp : {"", "auto", "0", "50"}) {
+        const std::string file = tmp.file("wait" + bp + ".json");
+        std::vector<std::string> args{target, "-c",  "8",        "--threads", "2",
+                                      "-d",   "1.2", "--verify", "--json",    file};
+        if (!bp.empty()) args.insert(args.end(), {"--busy-poll", bp});
+        RunResult r = run_loadgen(args);
+        INFO("--busy-poll '" << bp << "': " << r.out << r.err);
+        REQUIRE(r.exit_code == 0);
+        json j = read_json(file);
+        CHECK(j["requests"].get<uint64_t>() > 100);
+        CHECK(j["errors_total"] == 0);
+        const json& c = j["client"];
+        const bool adaptive = bp.empty() || bp == "auto";
+        CHECK(c["wait"] == (adaptive ? "auto" : "fixed"));
+        CHECK(c["busy_poll_us"].get<double>() == (adaptive ? 50 : std::stod(bp)));
+        const double share = c["spin_share"].get<double>();
+        if (adaptive) {
+            // 1.2 s: the first probe (160 ms), a hold (480 ms), a second probe
+            // at least; each probe spins half its epochs.
+            CHECK(c["wait_probes"].get<uint64_t>() >= 2);
+            CHECK(c["wait_s"].get<double>() > 1.0);
+            CHECK(c["wait_s"].get<double>() < 1.5);
+            CHECK(share > 0.05);
+            CHECK(share < 0.95);
+            CHECK(r.out.find("busy-poll auto: 50us spin ") != std::string::npos);
+        } else {
+            CHECK(share == (bp == "0" ? 0.0 : 1.0));
+            CHECK(r.out.find("(busy-poll " + bp + "us)") != std::string::npos);
+        }
+    }
+    // A merged report keeps the adaptive figures, summed.
+    RunResult m = run({bin("loadgen"), "merge", tmp.file("waitauto.json"), tmp.file("wait.json"),
+                       "--json", tmp.file("merged.json")},
+                      30s);
+    REQUIRE(m.exit_code == 0);
+    json a = read_json(tmp.file("waitauto.json"))["client"];
+    json b = read_json(tmp.file("wait.json"))["client"];
+    json mc = read_json(tmp.file("merged.json"))["client"];
+    CHECK(mc["wait"] == "auto");
+    CHECK(mc["wait_probes"].get<uint64_t>() ==
+          a["wait_probes"].get<uint64_t>() + b["wait_probes"].get<uint64_t>());
+}
+
 TEST_CASE("loadgen --busy-poll and --server-pid refuse bad values", "[integration]") {
     for (std::vector<std::string> bad : {
              std::vector<std::string>{"--busy-poll", "-1"},
              {"--busy-poll", "100001"},
              {"--busy-poll", "soon"},
+             {"--busy-poll", "50x"},
+             {"--busy-poll", ""},
              {"--server-pid", "-5"},
              {"--server-pid", "2147483647"},  // above any pid_max: no such process
              {"--server-pid", "nginx"},
