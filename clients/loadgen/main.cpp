@@ -404,7 +404,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--url", o.urls, "http: URL to GET (repeat for several)");
     app.add_option("--threads", o.threads,
-                   "Worker threads, each with its own epoll loop (default: cores; with "
+                   "Worker threads, each with its own epoll loop (default: the CPUs it may "
+                   "run on, as taskset and sched_getaffinity say; with "
                    "--processes: per process, default 1)");
     app.add_option("-c,--connections", o.connections, "Connections")->capture_default_str();
     app.add_option("-d,--duration", o.duration_s, "Seconds to run (default 10 without -n)");

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <time.h>
 
 #include <fmt/format.h>
@@ -246,7 +247,16 @@ void resolve(Options& o) {
     if (o.active > o.connections)
         throw std::invalid_argument("--active cannot exceed --connections");
     if (o.threads > 1024) throw std::invalid_argument("--threads must be 1..1024");
-    if (o.threads == 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
+    if (o.threads == 0) {
+        // One worker per CPU this process may run on: under `taskset -c 1`
+        // that is one, not the machine's count (two workers on one CPU would
+        // only take turns, and a spinning one would hold up the other).
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        const int allowed = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+        o.threads = allowed > 0 ? static_cast<unsigned>(allowed)
+                                : std::max(1u, std::thread::hardware_concurrency());
+    }
     o.threads = static_cast<unsigned>(std::min<uint64_t>(o.threads, o.connections));
 
     if (o.duration_s < 0 || o.duration_s > 86400 * 7)
