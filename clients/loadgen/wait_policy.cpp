@@ -62,6 +62,7 @@ void AdaptiveWait::on_epoch(const WaitSample& s) {
 
 void AdaptiveWait::decide() {
     bool spin;
+    bool confident = false;
     if (spin_.requests >= cfg_.min_requests && sleep_.requests >= cfg_.min_requests &&
         spin_.latency_ns > 0 && sleep_.latency_ns > 0) {
         // 1 / mean latency of each arm; compare without dividing twice.
@@ -70,6 +71,8 @@ void AdaptiveWait::decide() {
         const double sleep_score =
             static_cast<double>(sleep_.requests) / static_cast<double>(sleep_.latency_ns);
         spin = !(sleep_score > spin_score * (1 + cfg_.margin));
+        const double hi = std::max(spin_score, sleep_score), lo = std::min(spin_score, sleep_score);
+        confident = hi > lo * (1 + cfg_.confident_gap);
     } else {
         // Too little completed to compare: did spinning find anything?
         spin = spin_.spins > 0 && static_cast<double>(spin_.hits) >=
@@ -81,6 +84,7 @@ void AdaptiveWait::decide() {
         hold_ns_ = std::min(hold_ns_ * 2, cfg_.hold_max_ns);
     else
         hold_ns_ = cfg_.hold_min_ns;
+    if (confident) hold_ns_ = std::min(hold_ns_ * 4, cfg_.hold_max_ns);
     decided_ = true;
     choice_spin_ = spin;
     ivcsw_per_s_ = spin_.elapsed_ns > 0 ? static_cast<double>(spin_.ivcsw) * 1e9 /

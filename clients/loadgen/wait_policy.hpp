@@ -27,8 +27,12 @@
 //          from how often a spin found events before its budget ran out:
 //          spin while at least a quarter of the spins paid.
 //   hold   the winner for 480 ms, doubled each time the probe confirms it
-//          (up to 7.7 s), back to 480 ms when it changes. The losing arm
-//          runs 80 ms per probe: at most ~1 % of a run at an 18 % loss.
+//          (up to 7.7 s), back to 480 ms when it changes; four times as long
+//          when the scores differ by more than 10 %: what a probe costs is
+//          its losing arm's time times the gap, so the larger the gap the
+//          rarer the probes should be (and a gap that large is no accident
+//          of noise). The losing arm runs 80 ms per probe: a few % of a run
+//          of a few seconds.
 //   watch  while holding the spin, an epoch whose involuntary context
 //          switches per second exceed twice the probe's (plus 200/s) means
 //          something began to compete for the CPU (the scheduler now takes
@@ -60,6 +64,7 @@ struct WaitConfig {
     uint64_t hold_min_ns = 480'000'000;
     uint64_t hold_max_ns = 7'680'000'000;
     double margin = 0.01;            // sleep must score this much higher to win
+    double confident_gap = 0.10;     // scores this far apart: hold 4x longer
     uint64_t min_requests = 200;     // per arm, for the scores to decide
     double min_hit_rate = 0.25;      // inconclusive probe: spin if this share of spins paid
     double contention_factor = 2.0;  // watch: ivcsw/s above factor x probe's + floor

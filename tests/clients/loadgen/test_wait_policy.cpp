@@ -64,7 +64,7 @@ TEST_CASE("adaptive wait: the spin is kept where it is faster (a CPU of its own)
         drive(w, 8 + 24, [](bool spin, int) { return closed_loop(spin ? 117'000 : 100'000); });
     CHECK(w.holding_spin());
     CHECK(w.budget_ns() == kSpin);
-    // After the probe: 24 epochs (480 ms) of spin.
+    // After the probe: 24 epochs (480 ms) of spin at least (a 17 % gap holds 4x).
     for (std::size_t i = 8; i < arms.size(); ++i)
         CHECK(arms[i]);
     CHECK(w.switches() == 0);
@@ -74,12 +74,13 @@ TEST_CASE("adaptive wait: sleep is chosen where the spin steals the server's CPU
     AdaptiveWait w;
     // echo-epoll unpinned on two CPUs: spinning runs at 0.82x.
     auto arms =
-        drive(w, 8 + 23, [](bool spin, int) { return closed_loop(spin ? 73'500 : 89'500); });
+        drive(w, 8 + 95, [](bool spin, int) { return closed_loop(spin ? 73'500 : 89'500); });
     CHECK_FALSE(w.holding_spin());
     CHECK(w.budget_ns() == 0);
     for (std::size_t i = 8; i < arms.size(); ++i)
         CHECK_FALSE(arms[i]);
-    // The hold's 24th epoch ends it: the next probe starts with the spin.
+    // An 18 % gap holds 4 x 480 ms: the hold's 96th epoch ends it, and the
+    // next probe starts with the spin.
     drive(w, 1, [](bool, int) { return closed_loop(89'500); });
     CHECK(w.phase() == AdaptiveWait::Phase::probe);
     CHECK(w.budget_ns() == kSpin);
@@ -159,8 +160,8 @@ TEST_CASE("adaptive wait: the hold doubles while the probes agree, resets when t
     WaitConfig c;
     AdaptiveWait w(c);
     bool spin_faster = true;
-    auto world = [&](bool spin, int) {
-        return closed_loop(spin == spin_faster ? 110'000 : 100'000);
+    auto world = [&](bool spin, int) {  // 5 %: not a confident gap
+        return closed_loop(spin == spin_faster ? 105'000 : 100'000);
     };
     drive(w, 8, world);
     CHECK(w.hold_ns() == c.hold_min_ns);
@@ -183,6 +184,30 @@ TEST_CASE("adaptive wait: the hold doubles while the probes agree, resets when t
     CHECK_FALSE(w.holding_spin());
     CHECK(w.switches() == 1);
     CHECK(w.hold_ns() == c.hold_min_ns);
+}
+
+TEST_CASE("adaptive wait: a gap over 10 % holds four times as long", "[unit]") {
+    WaitConfig c;
+    // One connection, pinned: every sleep is a wake-up on the round trip,
+    // spinning is 40 % faster. Probing often would cost the most here.
+    AdaptiveWait w(c);
+    drive(w, 8, [](bool spin, int) { return closed_loop(spin ? 140'000 : 100'000); });
+    CHECK(w.holding_spin());
+    CHECK(w.hold_ns() == 4 * c.hold_min_ns);
+    // Confirmed: doubled, then four times that, capped.
+    drive(w, static_cast<int>(w.hold_ns() / kEpoch) + 8,
+          [](bool spin, int) { return closed_loop(spin ? 140'000 : 100'000); });
+    CHECK(w.probes() == 2);
+    CHECK(w.hold_ns() == std::min(4 * 2 * 4 * c.hold_min_ns, c.hold_max_ns));
+    // The same holds for sleep far ahead (the unpinned echo: 18 %).
+    AdaptiveWait s(c);
+    drive(s, 8, [](bool spin, int) { return closed_loop(spin ? 73'500 : 89'500); });
+    CHECK_FALSE(s.holding_spin());
+    CHECK(s.hold_ns() == 4 * c.hold_min_ns);
+    // A 5 % gap: the plain hold.
+    AdaptiveWait n(c);
+    drive(n, 8, [](bool spin, int) { return closed_loop(spin ? 105'000 : 100'000); });
+    CHECK(n.hold_ns() == c.hold_min_ns);
 }
 
 TEST_CASE("adaptive wait: preemption while holding the spin starts a probe at once", "[unit]") {
