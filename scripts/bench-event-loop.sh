@@ -141,8 +141,9 @@ PY
   )
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== event loops: ${#servers[@]} servers x workloads ($WORKLOADS), ${DURATION} s runs (first ${WARMUP} s not counted) x ${REPEATS}"
-echo "   server CPU $SERVER_CPU, loadgen CPU $CLIENT_CPU (1 thread, --busy-poll 50); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "   server CPU $SERVER_CPU, loadgen CPU $CLIENT_CPU (1 thread, --busy-poll 50); load average at start: $LOAD_START"
 nw=$(wc -w <<<"$WORKLOADS")
 steps=$((REPEATS * nw * ${#servers[@]} + 2 * REPEATS))
 step=0
@@ -164,7 +165,7 @@ for ((i = 1; i <= REPEATS; i++)); do
 done
 
 # Medians (and the repeats' range) per workload and server -> CSV and Markdown.
-python3 - "$WORK/runs" "$OUT" "$REPEATS" "$DURATION" "$WARMUP" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+python3 - "$WORK/runs" "$OUT" "$REPEATS" "$DURATION" "$WARMUP" "$LOAD_START → $(cut -d' ' -f1-3 /proc/loadavg)" \
   "$WORKLOADS" "${servers[*]}" >"$WORK/summary" <<'PY'
 import statistics, sys, time
 runs_path, out, repeats, duration, warmup, load, workloads, servers = sys.argv[1:9]
@@ -183,7 +184,8 @@ csv = [",".join(cols)]
 md = ["# Event loops: echo servers under loadgen (scripts/bench-event-loop.sh)", "",
       f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {repeats} runs of "
       f"{duration} s per cell (first {warmup} s not counted), servers on CPU 0, loadgen "
-      f"(1 thread, --busy-poll 50) on CPU 1; load average at the end: {load}.",
+      f"(1 thread, --busy-poll 50) on CPU 1; load average (1, 5, 15 min) at the start → at "
+      f"the end: {load}.",
       "Median of the runs; requests/s, the server's CPU µs per request (range over the runs), p99.",
       ""]
 for w in workloads:

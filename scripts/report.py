@@ -322,6 +322,7 @@ def event_loop_charts(data):
                 pts.append({"x": int(r["size"]), "y": num(r[col]), "lo": num(r.get(lo)),
                             "hi": num(r.get(hi)),
                             "label": f'{size[r["workload"]]}, median of {r.get("repeats", "?")}'})
+            pts.sort(key=lambda p: p["x"])  # the line runs from small messages to large
             series.append({"name": sv, "dash": sv.startswith(("asyncio", "uvloop")),
                            "points": pts})
         out.append(chart(f"event-loops-{col}", title, series, "message size, bytes", ylabel,

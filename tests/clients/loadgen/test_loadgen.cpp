@@ -795,13 +795,14 @@ TEST_CASE("loadgen works with each wait policy: auto (the default), 0 and 50", "
         CHECK(c["busy_poll_us"].get<double>() == (adaptive ? 50 : std::stod(bp)));
         const double share = c["spin_share"].get<double>();
         if (adaptive) {
-            // 1.2 s: the first probe (160 ms), a hold (480 ms), a second probe
-            // at least; each probe spins half its epochs.
-            CHECK(c["wait_probes"].get<uint64_t>() >= 2);
+            // 1.2 s: the first probe (160 ms, half of it spinning), then a
+            // hold of 480 ms and a second probe, or a hold of 1.92 s when the
+            // arms differed by over 10 %. Either way both arms ran.
+            CHECK(c["wait_probes"].get<uint64_t>() >= 1);
             CHECK(c["wait_s"].get<double>() > 1.0);
             CHECK(c["wait_s"].get<double>() < 1.5);
-            CHECK(share > 0.05);
-            CHECK(share < 0.95);
+            CHECK(share > 0.03);
+            CHECK(share < 0.97);
             CHECK(r.out.find("busy-poll auto: 50us spin ") != std::string::npos);
         } else {
             CHECK(share == (bp == "0" ? 0.0 : 1.0));
