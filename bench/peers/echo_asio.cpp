@@ -101,7 +101,7 @@ class Session : public std::enable_shared_from_this<Session> {
 class Server {
   public:
     Server(asio::io_context& ctx, Shared& shared)
-        : ctx_(ctx), shared_(shared), acceptor_(ctx), signals_(ctx, SIGINT, SIGTERM) {}
+        : ctx_(ctx), shared_(shared), acceptor_(ctx), rest_(ctx), signals_(ctx, SIGINT, SIGTERM) {}
 
     int run() {
         // The suite's own listen (its errors name the call and the address),
@@ -109,6 +109,7 @@ class Server {
         iolab::Fd fd =
             iolab::listen_tcp(shared_.opts.host, shared_.opts.port, {.nonblocking = true});
         const int lfd = fd.get();
+        where_ = iolab::local_address(lfd).to_string();
         const bool v6 = iolab::local_address(lfd).family() == AF_INET6;
         acceptor_.assign(v6 ? tcp::v6() : tcp::v4(), fd.release());
         signals_.async_wait([this](const asio::error_code&, int) { stop(); });
@@ -124,7 +125,14 @@ class Server {
         acceptor_.async_accept([this](asio::error_code ec, tcp::socket s) {
             if (ec == asio::error::operation_aborted) return;
             if (ec) {
-                shared_.log.error("accept: " + ec.message());
+                // Out of descriptors the listener stays ready: accepting again
+                // at once would spin and log without end. Rest 100 ms.
+                shared_.log.error("accept " + where_ + ": " + ec.message());
+                rest_.expires_after(std::chrono::milliseconds(100));
+                rest_.async_wait([this](const asio::error_code& wec) {
+                    if (!wec) accept();
+                });
+                return;
             } else {
                 asio::error_code pe;
                 const std::string peer = name_of(s.remote_endpoint(pe));
@@ -144,6 +152,7 @@ class Server {
     void stop() {
         asio::error_code ignored;
         acceptor_.close(ignored);
+        rest_.cancel();
         // Copy: a session leaves the set when its last handler ends.
         const std::vector<Session*> open(shared_.sessions.begin(), shared_.sessions.end());
         for (Session* s : open)
@@ -154,7 +163,9 @@ class Server {
     asio::io_context& ctx_;
     Shared& shared_;
     tcp::acceptor acceptor_;
+    asio::steady_timer rest_;
     asio::signal_set signals_;
+    std::string where_;
 };
 
 }  // namespace

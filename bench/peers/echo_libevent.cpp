@@ -53,6 +53,7 @@ struct Server {
     iolab::ServerStats stats;
     iolab::Log log{false};
     std::unordered_set<Client*> clients;
+    std::string where;  // the listening address, for messages
 };
 
 void close_client(Client* c, const std::string& why) {
@@ -142,11 +143,19 @@ void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* sa, int len, void*
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+// Out of descriptors (EMFILE, ENFILE) the listening socket stays readable:
+// accepting again at once would spin and log without end. Rest 100 ms.
+void on_resume(evutil_socket_t, short, void* arg) {
+    evconnlistener_enable(static_cast<evconnlistener*>(arg));
+}
+
 void on_accept_error(evconnlistener* l, void* arg) {
     auto* srv = static_cast<Server*>(arg);
     const int err = EVUTIL_SOCKET_ERROR();
-    srv->log.error(iolab::sys_message("accept", "listener", err));
-    (void)l;  // EMFILE and friends: the listener keeps going; nothing sheds here
+    srv->log.error(iolab::sys_message("accept", srv->where, err));
+    evconnlistener_disable(l);
+    const timeval rest{0, 100'000};
+    event_base_once(srv->base, -1, EV_TIMEOUT, on_resume, l, &rest);
 }
 
 void on_signal(evutil_socket_t, short, void* arg) {
@@ -159,6 +168,7 @@ int serve(Server& srv) {
     // The suite's own listen (its errors name the call and the address).
     iolab::Fd fd = iolab::listen_tcp(srv.opts.host, srv.opts.port, {.nonblocking = true});
     const int lfd = fd.get();
+    srv.where = iolab::local_address(lfd).to_string();
     evconnlistener* listener =
         evconnlistener_new(srv.base, on_accept, &srv, LEV_OPT_CLOSE_ON_FREE, -1, fd.release());
     if (listener == nullptr) throw std::runtime_error("evconnlistener_new failed");

@@ -9,7 +9,9 @@
 // libuv owns the reads: the alloc callback hands it a buffer, the read
 // callback gets the bytes. Each read becomes one uv_write request that owns
 // its bytes until the write callback; libuv queues what the socket does not
-// take at once. The bound on a client's queue is ours: when
+// take at once. Out of descriptors, libuv sheds the backlog itself (it
+// keeps a spare descriptor to accept and close with) and says nothing. The
+// bound on a client's queue is ours: when
 // uv_stream_get_write_queue_size passes --out-limit, reading stops
 // (uv_read_stop) until a write callback finds it drained below the limit.
 #include <netinet/in.h>
@@ -22,6 +24,7 @@
 #include <string>
 
 #include "common/address.hpp"
+#include "common/error.hpp"
 #include "common/io.hpp"
 #include "common/log.hpp"
 #include "common/out_queue.hpp"
@@ -56,6 +59,7 @@ struct Server {
     iolab::ServerStats stats;
     iolab::Log log{false};
     std::size_t open = 0;
+    std::string where;  // the listening address, for messages
 };
 
 std::string peer_of(uv_tcp_t* tcp) {
@@ -105,7 +109,7 @@ void on_written(uv_write_t* req, int status) {
     delete w;
     if (c->closing) return;
     if (status < 0) {
-        close_client(c, std::string("write: ") + uv_strerror(status));
+        close_client(c, iolab::sys_message("write", c->peer, -status));
         return;
     }
     // The queue drained below the bound: read again.
@@ -123,7 +127,7 @@ void on_shutdown(uv_shutdown_t* req, int status) {
     delete req;
     if (!c->closing)
         close_client(
-            c, status < 0 ? std::string("shutdown: ") + uv_strerror(status) : std::string("done"));
+            c, status < 0 ? iolab::sys_message("shutdown", c->peer, -status) : std::string("done"));
 }
 
 void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
@@ -142,7 +146,7 @@ void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
             }
             return;
         }
-        close_client(c, std::string("read: ") + uv_strerror(static_cast<int>(n)));
+        close_client(c, iolab::sys_message("read", c->peer, static_cast<int>(-n)));
         return;
     }
     c->server->stats.add_in(static_cast<uint64_t>(n));
@@ -156,7 +160,7 @@ void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     if (rc != 0) {
         std::free(w->buf.base);
         delete w;
-        close_client(c, std::string("write: ") + uv_strerror(rc));
+        close_client(c, iolab::sys_message("write", c->peer, -rc));
         return;
     }
     c->server->stats.add_out(static_cast<uint64_t>(n));  // queued: libuv writes it all or fails
@@ -169,7 +173,7 @@ void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
 void on_connection(uv_stream_t* listener, int status) {
     auto* srv = static_cast<Server*>(listener->data);
     if (status < 0) {
-        srv->log.error(std::string("accept: ") + uv_strerror(status));
+        srv->log.error(iolab::sys_message("accept", srv->where, -status));
         return;
     }
     auto* c = new Client;
@@ -223,6 +227,7 @@ int serve(Server& srv) {
     if (int rc = uv_tcp_open(&srv.listener, fd.get()); rc != 0)
         throw std::runtime_error(std::string("uv_tcp_open: ") + uv_strerror(rc));
     const int lfd = fd.release();
+    srv.where = iolab::local_address(lfd).to_string();
     if (int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&srv.listener), 1024, on_connection);
         rc != 0)
         throw std::runtime_error(std::string("uv_listen: ") + uv_strerror(rc));

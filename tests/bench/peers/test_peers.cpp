@@ -46,3 +46,46 @@ TEST_CASE("peer-asyncio: usage errors are one line and exit 2", "[integration]")
         CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     }
 }
+
+// What every server of the suite also does: --max-clients refuses and counts
+// the third client; the C and C++ peers name a busy port like the others and
+// survive running out of descriptors without spinning (the libevent and
+// Asio peers rest 100 ms and say why).
+TEST_CASE("peers: --max-clients 2 refuses and counts the third client", "[integration]") {
+    using iolab::test::bin;
+    std::vector<std::vector<std::string>> peers{
+        {bin("peer-libevent"), "--port", "0"},
+        {bin("peer-asyncio"), "--port", "0"},
+        {bin("peer-asyncio"), "--port", "0", "--api", "protocol", "--loop", "uvloop"}};
+#ifdef IOLAB_HAVE_PEER_LIBUV
+    peers.push_back({bin("peer-libuv"), "--port", "0"});
+#endif
+#ifdef IOLAB_HAVE_PEER_ASIO
+    peers.push_back({bin("peer-asio"), "--port", "0"});
+#endif
+    for (const auto& argv : peers) {
+        INFO(argv[0] << " " << argv.back());
+        iolab::test::check_max_clients(argv);
+    }
+}
+
+TEST_CASE("peers: a busy port, --version, --bogus; EMFILE survived", "[integration]") {
+    using iolab::test::bin;
+    std::vector<std::string> peers{"peer-libevent"};
+#ifdef IOLAB_HAVE_PEER_LIBUV
+    peers.push_back("peer-libuv");
+#endif
+#ifdef IOLAB_HAVE_PEER_ASIO
+    peers.push_back("peer-asio");
+#endif
+    for (const auto& p : peers) {
+        INFO(p);
+        iolab::test::check_server_arguments(p);
+        // libuv's own trick (a spare descriptor to accept and close the
+        // backlog with) reports nothing to the program, so there is no
+        // "Too many open files" line to look for.
+        if (p == "peer-libuv") continue;
+        auto s = iolab::test::check_emfile_survived({bin(p), "--port", "0"});
+        CHECK(s.has_value());
+    }
+}
