@@ -13,8 +13,8 @@
 #   unpinned  no taskset anywhere: the scheduler places both (what a student
 #             gets running both on a laptop); loadgen's default threads, one
 #             per CPU, for echo; one thread, as wrk -t1, for nginx
-# For each row (placement, workload, connection count) the tools take turns,
-# --runs times --duration seconds each:
+# For each row (placement, workload, connection count) the tools take turns
+# (the order rotating from run to run), --runs times --duration seconds each:
 #   wrk, h2load (--h1; pinned nginx rows, with --h2load)   nginx rows only
 #   loadgen      the default wait (auto)
 #   loadgen-0    --busy-poll 0  (always sleep)
@@ -238,7 +238,11 @@ for spec in "${row_list[@]}"; do
   for i in $(seq "$runs"); do
     progress "$row" "$nrows" "$placement $label, $c connections, run $i of $runs"
     line=$(printf '%-8s %-12s c=%-4d run %d:' "$placement" "$label" "$c" "$i")
-    for t in "${tools[@]}"; do
+    # The order rotates from run to run: no tool always runs first (right
+    # after a change of row) or right after the same neighbour.
+    order=()
+    for ((k = 0; k < ${#tools[@]}; k++)); do order+=("${tools[$(((k + i - 1) % ${#tools[@]}))]}"); done
+    for t in "${order[@]}"; do
       policy=()
       case $t in
         loadgen-0) policy=(--busy-poll 0) ;;
