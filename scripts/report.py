@@ -374,6 +374,44 @@ def mux_data(data):
     return {"med": med, "order": order, "idles": idles, "reps": reps}
 
 
+def event_loop_charts(data):
+    """results/event-loops.csv (scripts/bench-event-loop.sh): lab 06's loop-echo
+    against the peer event loops, per workload. None when the file is absent."""
+    rows = read_csv(os.path.join(data, "event-loops.csv"))
+    if rows is None:
+        return None
+    # x: the message size (each workload has its own: 64 B suite, 1/10/100
+    # KiB vmbench), evenly spaced; the tooltip names the workload.
+    servers = []
+    for r in rows:
+        if r["server"] not in servers:
+            servers.append(r["server"])
+    sizes = sorted({int(r["size"]) for r in rows if num(r.get("size")) is not None})
+    size = {r["workload"]: f'{r["workload"]} ({r["connections"]} conns, {r["size"]} B)' for r in rows}
+    out = []
+    for col, lo, hi, title, ylabel, unit, ylog in (
+            ("cpu_us_per_request", "cpu_min", "cpu_max",
+             "Event loops: the server's CPU µs per request (log scale)", "CPU µs per request",
+             " µs", True),
+            ("requests_per_s", "rps_min", "rps_max", "Event loops: requests/s", "requests/s",
+             " req/s", False)):
+        series = []
+        for sv in servers:
+            pts = []
+            for r in rows:
+                if r["server"] != sv or num(r.get(col)) is None:
+                    continue
+                pts.append({"x": int(r["size"]), "y": num(r[col]), "lo": num(r.get(lo)),
+                            "hi": num(r.get(hi)),
+                            "label": f'{size[r["workload"]]}, median of {r.get("repeats", "?")}'})
+            pts.sort(key=lambda p: p["x"])  # the line runs from small messages to large
+            series.append({"name": sv, "dash": sv.startswith(("asyncio", "uvloop")),
+                           "points": pts})
+        out.append(chart(f"event-loops-{col}", title, series, "message size, bytes", ylabel,
+                         ylog=ylog, categories=sizes, unit=unit))
+    return out
+
+
 def repeat_values(m, server, idle, col):
     rs = m["reps"].get((server, idle), [])
     ok = [r for r in rs if r.get("errors") in ("0", "")] or rs
@@ -703,6 +741,22 @@ def write_report():
                         f"<td>{'—' if sp is None else f'{100 * sp:.0f}%'}</td>"
                         f"<td>{'—' if cp is None else f'{100 * cp:.0f}%'}</td></tr>")
         page.append("</table></section>")
+
+    # event loops (lab 06's loop-echo against libuv, libevent, Asio, asyncio, uvloop)
+    ev = event_loop_charts(a.data)
+    page.append('<section id="event-loops"><h2>Event loops: lab 06\'s loop-echo against the '
+                'loops a reader would use instead (scripts/bench-event-loop.sh)</h2>')
+    if ev is None:
+        page.append(f'<p class="missing">No event-loops.csv in {esc(a.data)}: run '
+                    '<code>scripts/bench-event-loop.sh --out DIR</code> (about 7 minutes).</p>')
+    else:
+        page.append("<p>Echo servers under loadgen (closed loop, TCP_NODELAY), server on one CPU, "
+                    "loadgen on the other. vm-1k/10k/100k: uvloop's published benchmark (ping-pong "
+                    "of 1, 10 and 100 KiB messages over 10 connections); suite: 64 B over 50 "
+                    "connections. Python servers dashed. Each dot is the median of the repeats; "
+                    "its bar spans them.</p>")
+        page.extend(ev)
+    page.append("</section>")
 
     # timelines
     tl, why = timelines(a.timelines)

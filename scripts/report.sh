@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # report.sh — one self-contained HTML page of what this machine measured:
-# the machine's state, the dispatch sweep and the multiplexing comparison as
+# the machine's state, the dispatch sweep, the multiplexing comparison and
+# (from DATA/event-loops.csv, scripts/bench-event-loop.sh) the event loops as
 # SVG charts (point at a dot to read its value), the spread over repeats with
 # a verdict on whether requests/s can be trusted, the timelines, and the
 # conclusion computed from the data. Inline CSS and SVG only; the page fetches

@@ -15,6 +15,8 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format ccache
   # libraries
   libcli11-dev catch2 libfmt-dev nlohmann-json3-dev libevent-dev liburing-dev
+  # the peer event loops of bench/peers (scripts/bench-event-loop.sh)
+  libuv1-dev libasio-dev python3-uvloop
   # tests, demo and benchmarks
   python3 procps iproute2 strace netcat-openbsd socat curl wrk nghttp2-client nginx-light redis-server
   gnuplot-nox shellcheck

@@ -43,6 +43,7 @@
 
 #include "clients/loadgen/http_reply.hpp"
 #include "clients/loadgen/plan.hpp"
+#include "clients/loadgen/wait_policy.hpp"
 #include "common/error.hpp"
 
 namespace loadgen {
@@ -185,6 +186,11 @@ void Counts::add(const Counts& o) {
     client_cpu_ns += o.client_cpu_ns;
     client_vcsw += o.client_vcsw;
     client_ivcsw += o.client_ivcsw;
+    wait_spin_ns += o.wait_spin_ns;
+    wait_total_ns += o.wait_total_ns;
+    wait_probes += o.wait_probes;
+    wait_switches += o.wait_switches;
+    wait_contended += o.wait_contended;
 }
 
 uint64_t Results::error_total() const {
@@ -214,6 +220,22 @@ void RunControl::stop() noexcept {
 void RunControl::share_done() noexcept {
     if (shares_left_.fetch_sub(1) == 1) wake();  // the followers end now
 }
+
+// ---- the adaptive wait's shared state ----------------------------------------
+
+// --busy-poll auto: one policy for the whole process (the workers share the
+// CPUs, so one worker's choice changes what the others measure). Worker 0
+// runs it (AdaptiveWait) once an epoch and stores the budget; every worker
+// reads the budget before each wait and publishes its running counts, each
+// in its own cache line.
+struct WaitShared {
+    struct alignas(64) Slot {
+        std::atomic<uint64_t> requests{0}, latency_ns{0}, spins{0}, hits{0};
+    };
+    explicit WaitShared(std::size_t workers) : slots(workers) {}
+    std::atomic<uint64_t> budget_ns{0};
+    std::vector<Slot> slots;
+};
 
 // ---- one connection -------------------------------------------------------
 
@@ -320,8 +342,18 @@ struct Figures : Counts {
 
 class Worker {
   public:
-    Worker(const Options& o, WorkerPlan plan, RunControl& control)
-        : opts_(o), plan_(std::move(plan)), control_(control), conns_(plan_.conns.size()) {
+    Worker(const Options& o, WorkerPlan plan, RunControl& control, WaitShared* wait)
+        : opts_(o),
+          plan_(std::move(plan)),
+          control_(control),
+          wait_(wait),
+          conns_(plan_.conns.size()) {
+        if (wait_ && plan_.index == 0) {
+            WaitConfig wc;
+            wc.spin_ns = static_cast<uint64_t>(opts_.busy_poll_us * 1e3);
+            policy_ = std::make_unique<AdaptiveWait>(wc);
+            wait_->budget_ns.store(policy_->budget_ns());
+        }
         fig_.errors.assign(static_cast<std::size_t>(ErrorKind::count_) * kMaxCode, 0);
         fig_.status.assign(kMaxCode, 0);
         timers_[0].delay = opts_.timeout_ns;
@@ -410,12 +442,16 @@ class Worker {
 
     void run_timers(uint64_t now);
     int64_t next_wait(uint64_t now) const;
+    void publish_wait_counts();
+    void adapt(uint64_t now);
     void publish(uint64_t now);
     [[nodiscard]] bool done(uint64_t now) const;
 
     const Options& opts_;
     const WorkerPlan plan_;
     RunControl& control_;
+    WaitShared* wait_;                      // null: a fixed --busy-poll
+    std::unique_ptr<AdaptiveWait> policy_;  // worker 0 of an adaptive run
     iolab::Fd ep_;
     std::vector<Conn> conns_;   // never resized after construction: epoll and lists point in
     std::vector<Conn*> cycle_;  // open loop: the active connections in schedule order
@@ -434,6 +470,12 @@ class Worker {
     uint64_t measure_from_ = 0;  // end of --warmup
     bool warm_ = true;
     ThreadUsage usage_at_start_;  // at the start of the measured window
+
+    // the adaptive wait: this worker's running counts (published to wait_)
+    uint64_t w_requests_ = 0, w_latency_ns_ = 0, w_spins_ = 0, w_hits_ = 0;
+    // worker 0: the epoch's start and the sums read then
+    uint64_t epoch_start_ = 0, next_epoch_ = 0;
+    WaitSample epoch_base_;
 
     // live
     mutable std::mutex live_mu_;
@@ -702,6 +744,8 @@ Outcome Worker::reply_done(Conn& c, uint64_t now, bool keep_alive) {
     unlist(c);
     --inflight_;
     ++fig_.requests;
+    ++w_requests_;
+    w_latency_ns_ += now - std::min(now, c.t_sent);
     if (open_loop()) {
         fig_.latency.record(now - std::min(now, c.t_intended));
         fig_.uncorrected.record(now - c.t_sent);
@@ -782,8 +826,46 @@ int64_t Worker::next_wait(uint64_t now) const {
     if (end_) when = std::min(when, end_);
     if (opts_.live) when = std::min(when, next_publish_);
     if (!warm_) when = std::min(when, measure_from_);
+    if (policy_) when = std::min(when, next_epoch_);
     if (when == UINT64_MAX) return -1;
     return when <= now ? 0 : static_cast<int64_t>(when - now);
+}
+
+void Worker::publish_wait_counts() {
+    WaitShared::Slot& s = wait_->slots[plan_.index];
+    s.requests.store(w_requests_, std::memory_order_relaxed);
+    s.latency_ns.store(w_latency_ns_, std::memory_order_relaxed);
+    s.spins.store(w_spins_, std::memory_order_relaxed);
+    s.hits.store(w_hits_, std::memory_order_relaxed);
+}
+
+// Worker 0, once an epoch: what all the workers did since the last one (and
+// the process's involuntary switches), to the policy; its new budget, to all.
+void Worker::adapt(uint64_t now) {
+    WaitSample sum;
+    for (const WaitShared::Slot& s : wait_->slots) {
+        sum.requests += s.requests.load(std::memory_order_relaxed);
+        sum.latency_ns += s.latency_ns.load(std::memory_order_relaxed);
+        sum.spins += s.spins.load(std::memory_order_relaxed);
+        sum.spin_hits += s.hits.load(std::memory_order_relaxed);
+    }
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    sum.ivcsw = static_cast<uint64_t>(ru.ru_nivcsw);
+    if (epoch_start_ != 0) {
+        WaitSample d;
+        d.elapsed_ns = now - epoch_start_;
+        d.requests = sum.requests - epoch_base_.requests;
+        d.latency_ns = sum.latency_ns - epoch_base_.latency_ns;
+        d.spins = sum.spins - epoch_base_.spins;
+        d.spin_hits = sum.spin_hits - epoch_base_.spin_hits;
+        d.ivcsw = sum.ivcsw - epoch_base_.ivcsw;
+        policy_->on_epoch(d);
+        wait_->budget_ns.store(policy_->budget_ns(), std::memory_order_relaxed);
+    }
+    epoch_base_ = sum;
+    epoch_start_ = now;
+    next_epoch_ = now + policy_->epoch_ns();
 }
 
 void Worker::publish(uint64_t now) {
@@ -813,10 +895,11 @@ void Worker::run(uint64_t start) {
     next_publish_ = start + 1'000'000'000;
     measure_from_ = start + static_cast<uint64_t>(opts_.warmup_s * 1e9);
     warm_ = opts_.warmup_s <= 0;
-    const uint64_t spin_ns = static_cast<uint64_t>(opts_.busy_poll_us * 1e3);
+    const uint64_t fixed_spin_ns = static_cast<uint64_t>(opts_.busy_poll_us * 1e3);
     std::array<epoll_event, 256> events;
     uint64_t now = now_ns();
     usage_at_start_ = thread_usage();
+    if (policy_) adapt(now);
     while (!done(now)) {
         if (!warm_ && now >= measure_from_) {
             // Warm-up over: what came before (connection setup, caches, the
@@ -833,6 +916,15 @@ void Worker::run(uint64_t start) {
         if (done(now)) break;
         int64_t wait = next_wait(now);
         int n = 0;
+        // The budget of this wait: fixed, or the adaptive policy's current
+        // arm; whether the spin found events within it is the policy's
+        // second signal (it needs it when too few requests complete to
+        // compare the arms' speed).
+        const uint64_t spin_ns =
+            wait_ ? wait_->budget_ns.load(std::memory_order_relaxed) : fixed_spin_ns;
+        const bool spins = spin_ns > 0 && wait != 0;
+        const uint64_t spin_end =
+            now + (wait > 0 ? std::min(spin_ns, static_cast<uint64_t>(wait)) : spin_ns);
         // [lab:spin]
         // Spin, then block: look for events without sleeping (timeout 0) for
         // up to --busy-poll, and only then sleep in epoll_wait. A reply that
@@ -861,6 +953,10 @@ void Worker::run(uint64_t start) {
                                nullptr);
         }
         // [/lab:spin]
+        if (spins && wait_) {
+            ++w_spins_;
+            if (n > 0 && now_ns() < spin_end) ++w_hits_;
+        }
         if (n < 0 && errno != EINTR) {
             count_error(ErrorKind::read, errno);  // epoll itself failed: stop this worker
             break;
@@ -873,11 +969,22 @@ void Worker::run(uint64_t start) {
             settle(c, handle(c, ev.events, t), t);
         }
         now = now_ns();
+        if (wait_) {
+            publish_wait_counts();
+            if (policy_ && now >= next_epoch_) adapt(now);
+        }
     }
     const ThreadUsage used = thread_usage();
     fig_.client_cpu_ns = used.cpu_ns - usage_at_start_.cpu_ns;
     fig_.client_vcsw = used.vcsw - usage_at_start_.vcsw;
     fig_.client_ivcsw = used.ivcsw - usage_at_start_.ivcsw;
+    if (policy_) {
+        fig_.wait_spin_ns = policy_->spin_time_ns();
+        fig_.wait_total_ns = policy_->total_time_ns();
+        fig_.wait_probes = policy_->probes();
+        fig_.wait_switches = policy_->switches();
+        fig_.wait_contended = policy_->contended();
+    }
     fig_.finished_at = std::min(now, end_ ? std::max(end_, start_) : now);
     if (opts_.live) publish(now);
     // The sockets stay open until Engine::join() closes them: a reading of
@@ -899,8 +1006,9 @@ Engine::Engine(const Options& o) : opts_(o) {
     for (const auto& p : plans)
         if (p.quota > 0) ++shares;
     control_ = std::make_unique<RunControl>(shares);
+    if (o.busy_poll_auto) wait_ = std::make_unique<WaitShared>(plans.size());
     for (auto& p : plans)
-        workers_.push_back(std::make_unique<Worker>(o, std::move(p), *control_));
+        workers_.push_back(std::make_unique<Worker>(o, std::move(p), *control_, wait_.get()));
 }
 
 Engine::~Engine() {

@@ -53,6 +53,14 @@ struct Counts {
     uint64_t client_cpu_ns = 0;
     uint64_t client_vcsw = 0;
     uint64_t client_ivcsw = 0;
+    // The adaptive wait (--busy-poll auto), over the whole run: time with a
+    // spin budget, time in all, probes done, changes of choice, early
+    // re-probes because the workers began to be preempted.
+    uint64_t wait_spin_ns = 0;
+    uint64_t wait_total_ns = 0;
+    uint64_t wait_probes = 0;
+    uint64_t wait_switches = 0;
+    uint64_t wait_contended = 0;
     void add(const Counts& o);
 };
 
@@ -105,6 +113,7 @@ class RunControl {
 };
 
 class Worker;
+struct WaitShared;
 
 class Engine {
   public:
@@ -133,6 +142,7 @@ class Engine {
   private:
     const Options& opts_;
     std::unique_ptr<RunControl> control_;
+    std::unique_ptr<WaitShared> wait_;  // --busy-poll auto only
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<std::thread> threads_;
     std::atomic<unsigned> running_{0};

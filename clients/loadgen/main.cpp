@@ -377,6 +377,7 @@ int run_processes(Options& o) {
     merge_files(files, merged, r);
     server.finish(r);
     merged.busy_poll_us = o.busy_poll_us;
+    merged.busy_poll_auto = o.busy_poll_auto;
     merged.json_path = o.json_path;
     merged.hdr_log_path = o.hdr_log_path;
     print(summary_text(merged, r));
@@ -403,7 +404,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--url", o.urls, "http: URL to GET (repeat for several)");
     app.add_option("--threads", o.threads,
-                   "Worker threads, each with its own epoll loop (default: cores; with "
+                   "Worker threads, each with its own epoll loop (default: the CPUs it may "
+                   "run on, as taskset and sched_getaffinity say; with "
                    "--processes: per process, default 1)");
     app.add_option("-c,--connections", o.connections, "Connections")->capture_default_str();
     app.add_option("-d,--duration", o.duration_s, "Seconds to run (default 10 without -n)");
@@ -435,9 +437,10 @@ int main(int argc, char** argv) {
     app.add_option("--hdr-log", o.hdr_log_path,
                    "Write the latency histogram to FILE in HdrHistogram's percentile-distribution "
                    "text format (.hgrm; values in milliseconds), for its plotter");
-    app.add_option("--busy-poll", o.busy_poll_us,
+    app.add_option("--busy-poll", o.busy_poll,
                    "Microseconds a worker keeps looking for events (epoll_wait, timeout 0) "
-                   "before it sleeps; 0: sleep at once")
+                   "before it sleeps; 0: sleep at once; auto: measure 50 against 0 during "
+                   "the run and keep the faster (README: how loadgen waits)")
         ->capture_default_str();
     app.add_option("--server-pid", o.server_pid,
                    "Also measure this process (all its threads) over the run: its CPU and "

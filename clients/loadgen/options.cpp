@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <time.h>
 
 #include <fmt/format.h>
@@ -248,7 +249,16 @@ void resolve(Options& o) {
     if (o.active > o.connections)
         throw std::invalid_argument("--active cannot exceed --connections");
     if (o.threads > 1024) throw std::invalid_argument("--threads must be 1..1024");
-    if (o.threads == 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
+    if (o.threads == 0) {
+        // One worker per CPU this process may run on: under `taskset -c 1`
+        // that is one, not the machine's count (two workers on one CPU would
+        // only take turns, and a spinning one would hold up the other).
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        const int allowed = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+        o.threads = allowed > 0 ? static_cast<unsigned>(allowed)
+                                : std::max(1u, std::thread::hardware_concurrency());
+    }
     o.threads = static_cast<unsigned>(std::min<uint64_t>(o.threads, o.connections));
 
     if (o.duration_s < 0 || o.duration_s > 86400 * 7)
@@ -278,8 +288,21 @@ void resolve(Options& o) {
                     throw std::invalid_argument("source " + s.host() +
                                                 " is not of the target's address family");
     }
-    if (!(o.busy_poll_us >= 0 && o.busy_poll_us <= 100'000))
-        throw std::invalid_argument("--busy-poll must be 0..100000 us");
+    if (o.busy_poll == "auto") {
+        o.busy_poll_auto = true;
+        o.busy_poll_us = kDefaultBusyPollUs;
+    } else {
+        const char* b = o.busy_poll.c_str();
+        char* e = nullptr;
+        errno = 0;
+        const double us = std::strtod(b, &e);
+        if (o.busy_poll.empty() || e != b + o.busy_poll.size() || errno != 0 ||
+            !(us >= 0 && us <= 100'000))
+            throw std::invalid_argument("--busy-poll must be auto or 0..100000 us, not '" +
+                                        o.busy_poll + "'");
+        o.busy_poll_auto = false;
+        o.busy_poll_us = us;
+    }
     if (o.server_pid < 0) throw std::invalid_argument("--server-pid must be a process id");
     if (o.server_pid > 0 && !std::filesystem::exists("/proc/" + std::to_string(o.server_pid)))
         throw std::invalid_argument("--server-pid " + std::to_string(o.server_pid) +

@@ -26,7 +26,8 @@ struct Target {
 };
 
 // How long a worker looks for events without sleeping before it blocks in
-// epoll_wait (µs): chosen by measurement (clients/loadgen/README.md).
+// epoll_wait (µs): the spin arm of the adaptive wait (wait_policy.hpp),
+// chosen by measurement (clients/loadgen/README.md).
 inline constexpr double kDefaultBusyPollUs = 50;
 
 struct Options {
@@ -52,9 +53,9 @@ struct Options {
     std::string start_at;       // wall-clock instant the run starts at ("" = now)
     unsigned processes = 1;     // fork this many loadgens and merge their reports
     std::string json_path;
-    double busy_poll_us = kDefaultBusyPollUs;  // spin this long before sleeping; 0: never spin
-    int server_pid = 0;                        // measure this process's CPU and switches
-    std::string hdr_log_path;                  // the latency histogram as HdrHistogram .hgrm
+    std::string busy_poll = "auto";  // --busy-poll: "auto" or USEC
+    int server_pid = 0;              // measure this process's CPU and switches
+    std::string hdr_log_path;        // the latency histogram as HdrHistogram .hgrm
     bool allow_errors = false;
     bool quiet = false;
 
@@ -65,6 +66,10 @@ struct Options {
     uint64_t timeout_ns = 10'000'000'000;
     double start_at_unix = 0;  // parsed start_at (0: none)
     bool live = false;         // workers publish a snapshot once a second
+    // parsed busy_poll: auto measures spin (kDefaultBusyPollUs) against sleep
+    // (0) during the run; else spin this long before sleeping (0: never).
+    bool busy_poll_auto = true;
+    double busy_poll_us = kDefaultBusyPollUs;
 };
 
 // Checks the options, fills in the defaults that depend on others (threads,

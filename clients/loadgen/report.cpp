@@ -61,6 +61,13 @@ T need(const json& j, const char* key) {
     }
 }
 
+// The adaptive wait's time with a spin budget, as a share of its time.
+double wait_spin_share(const Results& r) {
+    return r.wait_total_ns > 0
+               ? static_cast<double>(r.wait_spin_ns) / static_cast<double>(r.wait_total_ns)
+               : 0;
+}
+
 }  // namespace
 
 std::string summary_text(const Options& o, const Results& r) {
@@ -107,12 +114,19 @@ std::string summary_text(const Options& o, const Results& r) {
                      format_bytes(static_cast<double>(r.bytes_out) / secs));
     {
         const double reqs = r.requests > 0 ? static_cast<double>(r.requests) : 1;
+        const std::string wait =
+            o.busy_poll_auto ? fmt::format(
+                                   "busy-poll auto: {:g}us spin {:.0f}% of the time, {} probes, {} "
+                                   "changes, {} preemption alarms",
+                                   o.busy_poll_us, 100 * wait_spin_share(r), r.wait_probes,
+                                   r.wait_switches, r.wait_contended)
+                             : fmt::format("busy-poll {:g}us", o.busy_poll_us);
         s += fmt::format(
             "Client: {:.2f}us CPU/request, context switches/request {:.3f} voluntary {:.3f} "
-            "involuntary (busy-poll {:g}us)\n",
+            "involuntary ({})\n",
             static_cast<double>(r.client_cpu_ns) / 1e3 / reqs,
             static_cast<double>(r.client_vcsw) / reqs, static_cast<double>(r.client_ivcsw) / reqs,
-            o.busy_poll_us);
+            wait);
         if (r.server_pid > 0)
             s += fmt::format(
                 "Server pid {}: {:.2f}us CPU/request, context switches/request {:.3f} voluntary "
@@ -274,6 +288,17 @@ json to_json(const Options& o, const Results& r) {
     const double reqs = r.requests > 0 ? static_cast<double>(r.requests) : 1;
     json client = json::object();
     client["busy_poll_us"] = o.busy_poll_us;
+    client["wait"] = o.busy_poll_auto ? "auto" : "fixed";
+    if (o.busy_poll_auto) {
+        client["spin_share"] = wait_spin_share(r);
+        client["wait_spin_s"] = static_cast<double>(r.wait_spin_ns) / 1e9;
+        client["wait_s"] = static_cast<double>(r.wait_total_ns) / 1e9;
+        client["wait_probes"] = r.wait_probes;
+        client["wait_switches"] = r.wait_switches;
+        client["wait_contended"] = r.wait_contended;
+    } else {
+        client["spin_share"] = o.busy_poll_us > 0 ? 1.0 : 0.0;
+    }
     client["cpu_s"] = static_cast<double>(r.client_cpu_ns) / 1e9;
     client["voluntary_csw"] = r.client_vcsw;
     client["involuntary_csw"] = r.client_ivcsw;
@@ -343,6 +368,16 @@ void from_json(const json& j, Options& o, Results& r) {
     if (j.contains("client") && j["client"].is_object()) {
         const json& c = j["client"];
         o.busy_poll_us = need<double>(c, "busy_poll_us");
+        // Reports older than the adaptive wait had a fixed one.
+        o.busy_poll_auto = c.value("wait", std::string("fixed")) == "auto";
+        if (o.busy_poll_auto) {
+            r.wait_spin_ns =
+                static_cast<uint64_t>(std::llround(need<double>(c, "wait_spin_s") * 1e9));
+            r.wait_total_ns = static_cast<uint64_t>(std::llround(need<double>(c, "wait_s") * 1e9));
+            r.wait_probes = need<uint64_t>(c, "wait_probes");
+            r.wait_switches = need<uint64_t>(c, "wait_switches");
+            r.wait_contended = need<uint64_t>(c, "wait_contended");
+        }
         r.client_cpu_ns = static_cast<uint64_t>(std::llround(need<double>(c, "cpu_s") * 1e9));
         r.client_vcsw = need<uint64_t>(c, "voluntary_csw");
         r.client_ivcsw = need<uint64_t>(c, "involuntary_csw");

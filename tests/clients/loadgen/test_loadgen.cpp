@@ -737,14 +737,14 @@ TEST_CASE("loadgen reports its own and the server's cost with both wait policies
     std::map<std::string, json> reports;
     for (const std::string bp : {"0", "100000"}) {
         const std::string file = tmp.file("bp" + bp + ".json");
-        RunResult r = run_loadgen({target, "-c", "1", "--threads", "1", "-n", "3000", "--busy-poll",
-                                   bp, "--server-pid", pid, "--json", file});
+        RunResult r = run_loadgen({target, "-c", "1", "--threads", "1", "-n", "20000",
+                                   "--busy-poll", bp, "--server-pid", pid, "--json", file});
         REQUIRE(r.exit_code == 0);
         CHECK(r.out.find("Client: ") != std::string::npos);
         CHECK(r.out.find("Server pid " + pid + ": ") != std::string::npos);
         json j = read_json(file);
         INFO("busy-poll " << bp << ": " << j["client"].dump() << " " << j["server"].dump());
-        REQUIRE(j["requests"] == 3000);
+        REQUIRE(j["requests"] == 20000);
         const json& c = j["client"];
         CHECK(c["busy_poll_us"].get<double>() == std::stod(bp));
         CHECK(c["cpu_s"].get<double>() > 0);
@@ -756,7 +756,8 @@ TEST_CASE("loadgen reports its own and the server's cost with both wait policies
         const json& s = j["server"];
         REQUIRE(s.is_object());
         CHECK(s["pid"] == server.pid());
-        // 3000 echoes cost the server well over one clock tick (10 ms).
+        // 20,000 echoes cost the server several clock ticks (10 ms each) even
+        // on a fast CPU: 3,000 (about 12 ms at 4 us) could read as 0.
         CHECK(s["cpu_s"].get<double>() > 0);
         CHECK(s["cpu_us_per_request"].get<double>() > 0);
         CHECK(s["cpu_us_per_request"].get<double>() < 100'000);
@@ -774,11 +775,61 @@ TEST_CASE("loadgen reports its own and the server's cost with both wait policies
     CHECK(r.out.find("Server pid") == std::string::npos);
 }
 
+TEST_CASE("loadgen works with each wait policy: auto (the default), 0 and 50", "[integration]") {
+    ServerProcess server({bin("echo-threaded"), "--port", "0"});
+    TempDir tmp("loadgen-test");
+    const std::string target = "127.0.0.1:" + std::to_string(server.port());
+    for (const std::string bp : {"", "auto", "0", "50"}) {
+        const std::string file = tmp.file("wait" + bp + ".json");
+        std::vector<std::string> args{target, "-c",  "8",        "--threads", "2",
+                                      "-d",   "1.2", "--verify", "--json",    file};
+        if (!bp.empty()) args.insert(args.end(), {"--busy-poll", bp});
+        RunResult r = run_loadgen(args);
+        INFO("--busy-poll '" << bp << "': " << r.out << r.err);
+        REQUIRE(r.exit_code == 0);
+        json j = read_json(file);
+        CHECK(j["requests"].get<uint64_t>() > 100);
+        CHECK(j["errors_total"] == 0);
+        const json& c = j["client"];
+        const bool adaptive = bp.empty() || bp == "auto";
+        CHECK(c["wait"] == (adaptive ? "auto" : "fixed"));
+        CHECK(c["busy_poll_us"].get<double>() == (adaptive ? 50 : std::stod(bp)));
+        const double share = c["spin_share"].get<double>();
+        if (adaptive) {
+            // 1.2 s: the first probe (160 ms, half of it spinning), then a
+            // hold of 480 ms and a second probe, or a hold of 1.92 s when the
+            // arms differed by over 10 %. Either way both arms ran.
+            CHECK(c["wait_probes"].get<uint64_t>() >= 1);
+            CHECK(c["wait_s"].get<double>() > 1.0);
+            CHECK(c["wait_s"].get<double>() < 1.5);
+            CHECK(share > 0.03);
+            CHECK(share < 0.97);
+            CHECK(r.out.find("busy-poll auto: 50us spin ") != std::string::npos);
+        } else {
+            CHECK(share == (bp == "0" ? 0.0 : 1.0));
+            CHECK(r.out.find("(busy-poll " + bp + "us)") != std::string::npos);
+        }
+    }
+    // A merged report keeps the adaptive figures, summed.
+    RunResult m = run({bin("loadgen"), "merge", tmp.file("waitauto.json"), tmp.file("wait.json"),
+                       "--json", tmp.file("merged.json")},
+                      30s);
+    REQUIRE(m.exit_code == 0);
+    json a = read_json(tmp.file("waitauto.json"))["client"];
+    json b = read_json(tmp.file("wait.json"))["client"];
+    json mc = read_json(tmp.file("merged.json"))["client"];
+    CHECK(mc["wait"] == "auto");
+    CHECK(mc["wait_probes"].get<uint64_t>() ==
+          a["wait_probes"].get<uint64_t>() + b["wait_probes"].get<uint64_t>());
+}
+
 TEST_CASE("loadgen --busy-poll and --server-pid refuse bad values", "[integration]") {
     for (std::vector<std::string> bad : {
              std::vector<std::string>{"--busy-poll", "-1"},
              {"--busy-poll", "100001"},
              {"--busy-poll", "soon"},
+             {"--busy-poll", "50x"},
+             {"--busy-poll", ""},
              {"--server-pid", "-5"},
              {"--server-pid", "2147483647"},  // above any pid_max: no such process
              {"--server-pid", "nginx"},

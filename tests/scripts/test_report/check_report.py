@@ -7,6 +7,7 @@ page was written from, read here independently of report.py:
     measured row (series "BACKEND LIBRARY", x = fds, y = us_per_round);
   - the three multiplexing charts, one point per row of DATA/multiplexing.csv
     with a value (series = server, x = idle_asked, y = the column);
+  - with DATA/event-loops.csv, its two charts (series = server, x = size);
   - every point laid out (non-zero size) with a hover title naming its series,
     and hovering one puts that title in the chart's readout line (the page's
     inline script);
@@ -87,8 +88,17 @@ mux = rows("multiplexing.csv")
 for col in ("requests_per_s", "cpu_us_per_request", "p99_us"):
     check_chart(f"multiplexing-{col}", {(r["server"], float(r["idle_asked"])): float(r[col])
                                         for r in mux if r[col]})
+# scripts/bench-event-loop.sh's table, when committed: two charts, x = message size.
+ev_charts = set()
+if os.path.exists(os.path.join(data, "event-loops.csv")):
+    ev = rows("event-loops.csv")
+    for col in ("cpu_us_per_request", "requests_per_s"):
+        ev_charts.add(f"event-loops-{col}")
+        check_chart(f"event-loops-{col}", {(r["server"], float(r["size"])): float(r[col])
+                                           for r in ev if r[col]})
 extra = sorted(set(charts) - {f"dispatch-active-{a}" for a in {int(r["active"]) for r in disp}}
-               - {f"multiplexing-{c}" for c in ("requests_per_s", "cpu_us_per_request", "p99_us")})
+               - {f"multiplexing-{c}" for c in ("requests_per_s", "cpu_us_per_request", "p99_us")}
+               - ev_charts)
 check("no chart beyond those", not extra, f"unexpected {extra}")
 
 svgs = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(tdir, "*.svg")))
