@@ -29,6 +29,14 @@ while (($#)); do
 done
 
 ./scripts/setup.sh
+# ccache (installed by setup.sh) makes a second build of the same sources
+# cheap; paths below the repository are hashed relative to it, so two clones
+# share the cache.
+if command -v ccache >/dev/null; then
+  export CMAKE_CXX_COMPILER_LAUNCHER="${CMAKE_CXX_COMPILER_LAUNCHER:-ccache}"
+  export CMAKE_C_COMPILER_LAUNCHER="${CMAKE_C_COMPILER_LAUNCHER:-ccache}"
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}" CCACHE_NOHASHDIR=1
+fi
 cmake --preset "$preset"
 cmake --build --preset "$preset"
 ctest --preset "$preset" -j "${IOLAB_TEST_JOBS:-1}" "${ctest_args[@]}"
