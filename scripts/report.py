@@ -89,6 +89,10 @@ DISPATCH_COLUMNS = {"backend": TEXT, "library": TEXT, "fds": POSITIVE_WHOLE,
 MUX_COLUMNS = {"server": TEXT, "idle_asked": WHOLE, "idle": WHOLE, "capped": FLAG,
                "repeats": COUNT, "requests_per_s": NUMBER, "p99_us": NUMBER,
                "cpu_us_per_request": NUMBER, "errors": COUNT}
+EVENT_LOOP_COLUMNS = {"workload": TEXT, "connections": POSITIVE_WHOLE, "size": POSITIVE_WHOLE,
+                      "server": TEXT, "requests_per_s": NUMBER, "rps_min": NUMBER,
+                      "rps_max": NUMBER, "cpu_us_per_request": NUMBER, "cpu_min": NUMBER,
+                      "cpu_max": NUMBER}
 RUNS_COLUMNS = {"server": TEXT, "idle_asked": WHOLE, "requests_per_s": NUMBER, "p99_us": NUMBER,
                 "cpu_us_per_request": NUMBER, "errors": COUNT}
 
@@ -377,7 +381,7 @@ def mux_data(data):
 def event_loop_charts(data):
     """results/event-loops.csv (scripts/bench-event-loop.sh): lab 06's loop-echo
     against the peer event loops, per workload. None when the file is absent."""
-    rows = read_csv(os.path.join(data, "event-loops.csv"))
+    rows = read_csv(os.path.join(data, "event-loops.csv"), EVENT_LOOP_COLUMNS)
     if rows is None:
         return None
     # x: the message size (each workload has its own: 64 B suite, 1/10/100

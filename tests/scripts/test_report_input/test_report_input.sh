@@ -20,7 +20,7 @@ data_with() {
   rm -rf "${out:?}/$name"
   mkdir -p "$out/$name"
   cp "$src"/results/dispatch.csv "$src"/results/multiplexing.csv \
-    "$src"/results/multiplexing-runs.csv "$out/$name/"
+    "$src"/results/multiplexing-runs.csv "$src"/results/event-loops.csv "$out/$name/"
   cat >"$out/$name/$file"
 }
 
@@ -50,7 +50,7 @@ row() { sed -n 2p "$src/results/$1"; }
 printf 'server,idle\nx,notanumber\n' | data_with mux-columns multiplexing.csv
 expect_refused mux-columns multiplexing.csv 1 "lacks the columns idle_asked"
 
-for file in dispatch.csv multiplexing.csv multiplexing-runs.csv; do
+for file in dispatch.csv multiplexing.csv multiplexing-runs.csv event-loops.csv; do
   base=${file%.csv}
   h=$(header "$file")
   r=$(row "$file")
@@ -58,6 +58,7 @@ for file in dispatch.csv multiplexing.csv multiplexing-runs.csv; do
   # The key column of each file and a measured one.
   case "$file" in
     dispatch.csv) key=fds measured=us_per_round ;;
+    event-loops.csv) key=size measured=cpu_us_per_request ;;
     *) key=idle_asked measured=requests_per_s ;;
   esac
   kcol=$(tr , '\n' <<<"$h" | grep -nx "$key" | cut -d: -f1)
