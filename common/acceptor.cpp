@@ -32,10 +32,8 @@ std::size_t Acceptor::accept_batch(std::size_t open, std::size_t batch, const Ad
                 // descriptor (it empties the backlog, so even an edge-triggered
                 // loop hears of the next one), or pause. Then stop: another
                 // accept now would only fail with EMFILE again.
-                ReserveFd::Outcome o = reserve_.shed(listener_.get(), a.err);
-                stats_.refused += o.shed;
+                const ReserveFd::Outcome o = shed(a.err);
                 accepted += o.shed;
-                shed_report_.note(log_, where_, a.err, o.shed);
                 if (o.pause) {
                     paused_ = true;
                     resume_at_ = Clock::now() + std::chrono::milliseconds(100);
@@ -71,6 +69,15 @@ std::size_t Acceptor::accept_batch(std::size_t open, std::size_t batch, const Ad
     return accepted;
 }
 
+// Closes the backlog through the reserve descriptor, counts what it closed as
+// refused and reports it (at most once a second).
+ReserveFd::Outcome Acceptor::shed(int err) {
+    const ReserveFd::Outcome o = reserve_.shed(listener_.get(), err);
+    stats_.refused += o.shed;
+    shed_report_.note(log_, where_, err, o.shed);
+    return o;
+}
+
 std::size_t Acceptor::refuse_waiting(std::string_view why) {
     std::size_t refused = 0;
     for (std::size_t i = 0; i < kRefuseWaitingMax; ++i) {
@@ -79,10 +86,7 @@ std::size_t Acceptor::refuse_waiting(std::string_view why) {
             if (a.err == EAGAIN || a.err == EWOULDBLOCK) break;  // backlog empty
             if (is_resource_exhaustion(a.err)) {
                 // No descriptor to accept with: the reserve one closes them all.
-                ReserveFd::Outcome o = reserve_.shed(listener_.get(), a.err);
-                stats_.refused += o.shed;
-                refused += o.shed;
-                shed_report_.note(log_, where_, a.err, o.shed);
+                refused += shed(a.err).shed;
                 break;
             }
             log_.error(sys_message("accept", where_, a.err));

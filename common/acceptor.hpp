@@ -95,6 +95,8 @@ class Acceptor {
     [[nodiscard]] std::chrono::microseconds paused_left() const;
 
   private:
+    ReserveFd::Outcome shed(int err);  // the EMFILE path of both accept loops
+
     Fd listener_;
     std::string where_;
     std::size_t max_clients_;
