@@ -186,7 +186,7 @@ rate_of() {
 }
 # loadgen: the share of the run its wait had a spin budget, in %.
 spin_of() {
-  sed -n 's/.*busy-poll auto: [0-9.]*us spin \([0-9]*\)%.*/\1/p; s/.*(busy-poll 0us).*/0/p; s/.*(busy-poll [1-9][0-9.]*us).*/100/p' "$1" | head -n 1
+  sed -n 's/.*busy-poll auto: [0-9.]*us spin \([0-9]*\)%.*/\1/p; s/.*busy-poll auto: no spin.*/0/p; s/.*(busy-poll 0us).*/0/p; s/.*(busy-poll [1-9][0-9.]*us).*/100/p' "$1" | head -n 1
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
@@ -294,6 +294,9 @@ for spec in "${row_list[@]}"; do
   if awk -v a="$r0" -v b="$r50" 'BEGIN {exit !(a > b)}'; then better="loadgen-0"; pairs=$pair_0; else better="loadgen-50"; pairs=$pair_50; fi
   # shellcheck disable=SC2086 # space-separated numbers
   pbest=$(median $pairs)
+  # ... and the spread of those per-run ratios: the noise the median stands in.
+  # shellcheck disable=SC2086
+  pspread=$(printf '%s\n' $pairs | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f-%.2f", lo, hi}')
   verdict="met"
   why=""
   if awk -v r="$pbest" 'BEGIN {exit !(r < 0.97)}'; then why+=" default/$better req/s $(printf '%.3f' "$pbest") < 0.97;"; fi
@@ -314,7 +317,7 @@ for spec in "${row_list[@]}"; do
     read -r a b cc d sp <<<"${m[$t]}"
     rows+=("$(printf '| %-8s | %-12s | %5d | %-10s | %9.0f | %10.2f | %10.2f | %7.3f | %5s |' "$placement" "$label" "$c" "$t" "$a" "$b" "$cc" "$d" "${sp:+$sp%}")")
   done
-  rows+=("$(printf '| %-8s | %-12s | %5d | ratios     | paired medians: default/%s req/s %.3fx (better fixed policy)%s; %s' "$placement" "$label" "$c" "$better" "$pbest" "$wrk_text" "$verdict")")
+  rows+=("$(printf '| %-8s | %-12s | %5d | ratios     | paired medians: default/%s req/s %.3fx (better fixed policy; runs %s)%s; %s' "$placement" "$label" "$c" "$better" "$pbest" "$pspread" "$wrk_text" "$verdict")")
   unset rate srv cli csw spin m
 done
 progress_done

@@ -20,6 +20,7 @@
 // sends at t0 + (k*n + i) * tick.
 #include "clients/loadgen/engine.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -33,6 +34,7 @@
 #include <array>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -231,6 +233,8 @@ void RunControl::share_done() noexcept {
 struct WaitShared {
     struct alignas(64) Slot {
         std::atomic<uint64_t> requests{0}, latency_ns{0}, spins{0}, hits{0};
+        std::atomic<uint64_t> run_delay_ns{0};  // from its schedstat
+        std::atomic<bool> run_delay_known{false};
     };
     explicit WaitShared(std::size_t workers) : slots(workers) {}
     std::atomic<uint64_t> budget_ns{0};
@@ -351,6 +355,7 @@ class Worker {
         if (wait_ && plan_.index == 0) {
             WaitConfig wc;
             wc.spin_ns = static_cast<uint64_t>(opts_.busy_poll_us * 1e3);
+            wc.allow_spin = opts_.spin_ruled_out.empty();
             policy_ = std::make_unique<AdaptiveWait>(wc);
             wait_->budget_ns.store(policy_->budget_ns());
         }
@@ -443,6 +448,7 @@ class Worker {
     void run_timers(uint64_t now);
     int64_t next_wait(uint64_t now) const;
     void publish_wait_counts();
+    void read_run_delay(uint64_t now);
     void adapt(uint64_t now);
     void publish(uint64_t now);
     [[nodiscard]] bool done(uint64_t now) const;
@@ -473,6 +479,10 @@ class Worker {
 
     // the adaptive wait: this worker's running counts (published to wait_)
     uint64_t w_requests_ = 0, w_latency_ns_ = 0, w_spins_ = 0, w_hits_ = 0;
+    // ... and its time spent runnable but waiting for a CPU, read from its
+    // /proc/thread-self/schedstat every 10 ms (not there: never known)
+    iolab::Fd schedstat_;
+    uint64_t next_schedstat_ = 0;
     // worker 0: the epoch's start and the sums read then
     uint64_t epoch_start_ = 0, next_epoch_ = 0;
     WaitSample epoch_base_;
@@ -839,19 +849,36 @@ void Worker::publish_wait_counts() {
     s.hits.store(w_hits_, std::memory_order_relaxed);
 }
 
-// Worker 0, once an epoch: what all the workers did since the last one (and
-// the process's involuntary switches), to the policy; its new budget, to all.
+// The second field of /proc/thread-self/schedstat: nanoseconds this thread
+// has been runnable but waiting for a CPU (the file needs the kernel's
+// CONFIG_SCHED_INFO; without it the watch has no contention figure).
+void Worker::read_run_delay(uint64_t now) {
+    next_schedstat_ = now + 10'000'000;
+    std::array<char, 96> buf{};
+    const ssize_t n = ::pread(schedstat_.get(), buf.data(), buf.size() - 1, 0);
+    if (n <= 0) return;
+    unsigned long long exec = 0, delay = 0;
+    if (std::sscanf(buf.data(), "%llu %llu", &exec, &delay) != 2) return;
+    WaitShared::Slot& s = wait_->slots[plan_.index];
+    s.run_delay_ns.store(delay, std::memory_order_relaxed);
+    s.run_delay_known.store(true, std::memory_order_relaxed);
+}
+
+// Worker 0, once an epoch: what all the workers did since the last one, to
+// the policy; its new budget, to all.
 void Worker::adapt(uint64_t now) {
     WaitSample sum;
+    sum.workers = 0;
     for (const WaitShared::Slot& s : wait_->slots) {
         sum.requests += s.requests.load(std::memory_order_relaxed);
         sum.latency_ns += s.latency_ns.load(std::memory_order_relaxed);
         sum.spins += s.spins.load(std::memory_order_relaxed);
         sum.spin_hits += s.hits.load(std::memory_order_relaxed);
+        if (s.run_delay_known.load(std::memory_order_relaxed)) {
+            sum.run_delay_ns += s.run_delay_ns.load(std::memory_order_relaxed);
+            ++sum.workers;
+        }
     }
-    rusage ru{};
-    ::getrusage(RUSAGE_SELF, &ru);
-    sum.ivcsw = static_cast<uint64_t>(ru.ru_nivcsw);
     if (epoch_start_ != 0) {
         WaitSample d;
         d.elapsed_ns = now - epoch_start_;
@@ -859,7 +886,10 @@ void Worker::adapt(uint64_t now) {
         d.latency_ns = sum.latency_ns - epoch_base_.latency_ns;
         d.spins = sum.spins - epoch_base_.spins;
         d.spin_hits = sum.spin_hits - epoch_base_.spin_hits;
-        d.ivcsw = sum.ivcsw - epoch_base_.ivcsw;
+        // A worker whose figure arrived only now would count its whole past:
+        // the sum counts only when the same workers gave it both times.
+        d.workers = sum.workers == epoch_base_.workers ? sum.workers : 0;
+        d.run_delay_ns = d.workers > 0 ? sum.run_delay_ns - epoch_base_.run_delay_ns : 0;
         policy_->on_epoch(d);
         wait_->budget_ns.store(policy_->budget_ns(), std::memory_order_relaxed);
     }
@@ -899,6 +929,11 @@ void Worker::run(uint64_t start) {
     std::array<epoll_event, 256> events;
     uint64_t now = now_ns();
     usage_at_start_ = thread_usage();
+    if (wait_) {
+        // This thread's own schedstat: opened here, in the worker's thread.
+        schedstat_ = iolab::Fd(::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC));
+        if (schedstat_) read_run_delay(now);
+    }
     if (policy_) adapt(now);
     while (!done(now)) {
         if (!warm_ && now >= measure_from_) {
@@ -971,6 +1006,7 @@ void Worker::run(uint64_t start) {
         now = now_ns();
         if (wait_) {
             publish_wait_counts();
+            if (schedstat_ && now >= next_schedstat_) read_run_delay(now);
             if (policy_ && now >= next_epoch_) adapt(now);
         }
     }
@@ -981,7 +1017,7 @@ void Worker::run(uint64_t start) {
     if (policy_) {
         fig_.wait_spin_ns = policy_->spin_time_ns();
         fig_.wait_total_ns = policy_->total_time_ns();
-        fig_.wait_probes = policy_->probes();
+        fig_.wait_probes = policy_->tries();
         fig_.wait_switches = policy_->switches();
         fig_.wait_contended = policy_->contended();
     }

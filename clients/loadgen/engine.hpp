@@ -54,11 +54,12 @@ struct Counts {
     uint64_t client_vcsw = 0;
     uint64_t client_ivcsw = 0;
     // The adaptive wait (--busy-poll auto), over the whole run: time with a
-    // spin budget, time in all, probes done, changes of choice, early
-    // re-probes because the workers began to be preempted.
+    // spin budget, time in all, times the spin was tried again after a
+    // sleep, changes of choice, changes to sleep because a worker waited for
+    // a CPU (wait_policy.hpp).
     uint64_t wait_spin_ns = 0;
     uint64_t wait_total_ns = 0;
-    uint64_t wait_probes = 0;
+    uint64_t wait_probes = 0;  // "tries" in the text; the JSON key of format 1
     uint64_t wait_switches = 0;
     uint64_t wait_contended = 0;
     void add(const Counts& o);

@@ -439,8 +439,10 @@ int main(int argc, char** argv) {
                    "text format (.hgrm; values in milliseconds), for its plotter");
     app.add_option("--busy-poll", o.busy_poll,
                    "Microseconds a worker keeps looking for events (epoll_wait, timeout 0) "
-                   "before it sleeps; 0: sleep at once; auto: measure 50 against 0 during "
-                   "the run and keep the faster (README: how loadgen waits)")
+                   "before it sleeps; 0: sleep at once; auto: 50 while the workers have CPUs to "
+                   "themselves, 0 when a worker waits for a CPU, when spins find nothing, or "
+                   "when the server is on this machine and the workers are as many as its "
+                   "CPUs (README: how loadgen waits)")
         ->capture_default_str();
     app.add_option("--server-pid", o.server_pid,
                    "Also measure this process (all its threads) over the run: its CPU and "

@@ -70,7 +70,16 @@ struct Options {
     // (0) during the run; else spin this long before sleeping (0: never).
     bool busy_poll_auto = true;
     double busy_poll_us = kDefaultBusyPollUs;
+    // auto only: why the spin arm is ruled out for this run ("" = it is not):
+    // every target is on this machine and the workers (threads x processes)
+    // are as many as its CPUs, so a spinning worker could only spin on a CPU
+    // the server needs (wait_policy.hpp, "rule").
+    std::string spin_ruled_out;
 };
+
+// Whether an address is one of this machine's own (loopback, or an address
+// of a local interface): bind() to it with port 0 succeeds only then.
+bool is_local_address(const iolab::SockAddr& a);
 
 // Checks the options, fills in the defaults that depend on others (threads,
 // duration), resolves the targets and the source addresses. Throws

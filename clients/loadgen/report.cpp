@@ -115,12 +115,14 @@ std::string summary_text(const Options& o, const Results& r) {
     {
         const double reqs = r.requests > 0 ? static_cast<double>(r.requests) : 1;
         const std::string wait =
-            o.busy_poll_auto ? fmt::format(
-                                   "busy-poll auto: {:g}us spin {:.0f}% of the time, {} probes, {} "
-                                   "changes, {} preemption alarms",
-                                   o.busy_poll_us, 100 * wait_spin_share(r), r.wait_probes,
-                                   r.wait_switches, r.wait_contended)
-                             : fmt::format("busy-poll {:g}us", o.busy_poll_us);
+            o.busy_poll_auto && !o.spin_ruled_out.empty()
+                ? fmt::format("busy-poll auto: no spin, ruled out: {}", o.spin_ruled_out)
+            : o.busy_poll_auto ? fmt::format(
+                                     "busy-poll auto: {:g}us spin {:.0f}% of the time, {} "
+                                     "changes, {} for CPU contention, {} tries again",
+                                     o.busy_poll_us, 100 * wait_spin_share(r), r.wait_switches,
+                                     r.wait_contended, r.wait_probes)
+                               : fmt::format("busy-poll {:g}us", o.busy_poll_us);
         s += fmt::format(
             "Client: {:.2f}us CPU/request, context switches/request {:.3f} voluntary {:.3f} "
             "involuntary ({})\n",
@@ -296,6 +298,9 @@ json to_json(const Options& o, const Results& r) {
         client["wait_probes"] = r.wait_probes;
         client["wait_switches"] = r.wait_switches;
         client["wait_contended"] = r.wait_contended;
+        // Why the spin was ruled out before the run; null when it was not.
+        client["spin_ruled_out"] =
+            o.spin_ruled_out.empty() ? json(nullptr) : json(o.spin_ruled_out);
     } else {
         client["spin_share"] = o.busy_poll_us > 0 ? 1.0 : 0.0;
     }

@@ -5,93 +5,70 @@
 
 namespace loadgen {
 
-void AdaptiveWait::Arm::add(const WaitSample& s) {
-    elapsed_ns += s.elapsed_ns;
-    requests += s.requests;
-    latency_ns += s.latency_ns;
-    spins += s.spins;
-    hits += s.spin_hits;
-    ivcsw += s.ivcsw;
-}
-
 AdaptiveWait::AdaptiveWait(WaitConfig c) : cfg_(c), hold_ns_(c.hold_min_ns) {
-    cfg_.probe_rounds = std::max(1u, cfg_.probe_rounds);
-    start_probe();
+    cfg_.window = std::clamp(cfg_.window, 1u, kMaxWindow);
+    if (!cfg_.allow_spin) {
+        spin_ = false;
+        why_ = Why::ruled_out;
+    }
 }
 
-// Within a round of four epochs the arms go spin, sleep, sleep, spin.
-bool AdaptiveWait::probe_arm_spins() const noexcept {
-    const unsigned k = step_ % 4;
-    return k == 0 || k == 3;
+AdaptiveWait::Sums AdaptiveWait::window_sums() const noexcept {
+    Sums t;
+    for (unsigned k = 0; k < seen_; ++k) {
+        const WaitSample& s = ring_[(next_ + kMaxWindow - 1 - k) % kMaxWindow];
+        t.spins += s.spins;
+        t.hits += s.spin_hits;
+        t.run_delay_ns += s.run_delay_ns;
+        t.worker_ns += s.elapsed_ns * s.workers;
+    }
+    return t;
 }
 
-uint64_t AdaptiveWait::budget_ns() const noexcept {
-    const bool spin = phase_ == Phase::probe ? probe_arm_spins() : choice_spin_;
-    return spin ? cfg_.spin_ns : 0;
-}
-
-void AdaptiveWait::start_probe() {
-    phase_ = Phase::probe;
-    step_ = 0;
-    spin_ = Arm{};
-    sleep_ = Arm{};
+// Changes the choice; the watch starts over on the new arm.
+void AdaptiveWait::go(bool spin, Why why) {
+    if (!spin) {
+        // A try of the spin that failed at its first look: wait longer before
+        // the next (the spin keeps costing where it cannot work); otherwise
+        // the shortest hold.
+        const bool failed_try = tries_ > 0 && held_ns_ <= cfg_.window * cfg_.epoch_ns;
+        hold_ns_ = failed_try ? std::min(hold_ns_ * 2, cfg_.hold_max_ns) : cfg_.hold_min_ns;
+        if (why == Why::contention) ++contended_;
+    } else {
+        ++tries_;
+    }
+    ++switches_;
+    spin_ = spin;
+    why_ = why;
+    seen_ = 0;
+    held_ns_ = 0;
 }
 
 void AdaptiveWait::on_epoch(const WaitSample& s) {
     total_time_ns_ += s.elapsed_ns;
-    if (budget_ns() > 0) spin_time_ns_ += s.elapsed_ns;
-    if (phase_ == Phase::probe) {
-        (probe_arm_spins() ? spin_ : sleep_).add(s);
-        if (++step_ == 4 * cfg_.probe_rounds) decide();
+    if (spin_) spin_time_ns_ += s.elapsed_ns;
+    if (why_ == Why::ruled_out) return;
+    held_ns_ += s.elapsed_ns;
+    ring_[next_] = s;
+    next_ = (next_ + 1) % kMaxWindow;
+    seen_ = std::min(seen_ + 1, cfg_.window);
+    if (seen_ < cfg_.window) return;  // a whole window on this arm first
+    const Sums t = window_sums();
+    const bool contended =
+        t.worker_ns > 0 && static_cast<double>(t.run_delay_ns) >
+                               cfg_.contention_limit * static_cast<double>(t.worker_ns);
+    if (spin_) {
+        if (contended) {
+            go(false, Why::contention);
+        } else if (t.spins >= cfg_.min_spins &&
+                   static_cast<double>(t.hits) < cfg_.min_hit_rate * static_cast<double>(t.spins)) {
+            go(false, Why::futile);
+        }
         return;
     }
-    held_ns_ += s.elapsed_ns;
-    if (choice_spin_ && s.elapsed_ns > 0) {
-        // Preempted more often than while the probe spun: a competitor for
-        // the CPU appeared, and the spin may now be taking its time.
-        const double rate = static_cast<double>(s.ivcsw) * 1e9 / static_cast<double>(s.elapsed_ns);
-        if (rate > cfg_.contention_factor * ivcsw_per_s_ + cfg_.contention_floor_per_s) {
-            ++contended_;
-            hold_ns_ = cfg_.hold_min_ns;
-            start_probe();
-            return;
-        }
-    }
-    if (held_ns_ >= hold_ns_) start_probe();
-}
-
-void AdaptiveWait::decide() {
-    bool spin;
-    bool confident = false;
-    if (spin_.requests >= cfg_.min_requests && sleep_.requests >= cfg_.min_requests &&
-        spin_.latency_ns > 0 && sleep_.latency_ns > 0) {
-        // 1 / mean latency of each arm; compare without dividing twice.
-        const double spin_score =
-            static_cast<double>(spin_.requests) / static_cast<double>(spin_.latency_ns);
-        const double sleep_score =
-            static_cast<double>(sleep_.requests) / static_cast<double>(sleep_.latency_ns);
-        spin = !(sleep_score > spin_score * (1 + cfg_.margin));
-        const double hi = std::max(spin_score, sleep_score), lo = std::min(spin_score, sleep_score);
-        confident = hi > lo * (1 + cfg_.confident_gap);
-    } else {
-        // Too little completed to compare: did spinning find anything?
-        spin = spin_.spins > 0 && static_cast<double>(spin_.hits) >=
-                                      cfg_.min_hit_rate * static_cast<double>(spin_.spins);
-    }
-    ++probes_;
-    if (decided_ && spin != choice_spin_) ++switches_;
-    if (decided_ && spin == choice_spin_)
-        hold_ns_ = std::min(hold_ns_ * 2, cfg_.hold_max_ns);
-    else
-        hold_ns_ = cfg_.hold_min_ns;
-    if (confident) hold_ns_ = std::min(hold_ns_ * 4, cfg_.hold_max_ns);
-    decided_ = true;
-    choice_spin_ = spin;
-    ivcsw_per_s_ = spin_.elapsed_ns > 0 ? static_cast<double>(spin_.ivcsw) * 1e9 /
-                                              static_cast<double>(spin_.elapsed_ns)
-                                        : 0;
-    phase_ = Phase::hold;
-    held_ns_ = 0;
+    // Sleeping: contention must be gone (it shows while sleeping too), and
+    // the hold over, before the spin runs again.
+    if (held_ns_ >= hold_ns_ && !(why_ == Why::contention && contended)) go(true, Why::none);
 }
 
 }  // namespace loadgen

@@ -1,9 +1,15 @@
 // Unit tests of loadgen's planner (clients/loadgen/plan.hpp): how the options
 // become one plan per worker.
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <numeric>
 #include <random>
 
+#include "clients/loadgen/options.hpp"
 #include "clients/loadgen/plan.hpp"
 
 using loadgen::Mode;
@@ -146,4 +152,66 @@ TEST_CASE("plan: --ramp spreads the first connects", "[unit]") {
     CHECK(plans[1].conns[0].start_ns == 500'000'000);
     CHECK(plans[0].conns[1].start_ns == 1'000'000'000);
     CHECK(plans[1].conns[1].start_ns == 1'500'000'000);
+}
+
+TEST_CASE(
+    "busy-poll auto: the spin is ruled out when the workers could take every CPU "
+    "from a server on this machine",
+    "[unit]") {
+    const auto cpus = static_cast<unsigned>(::sysconf(_SC_NPROCESSORS_ONLN));
+    REQUIRE(cpus >= 1);
+    auto resolved = [](std::string target, unsigned threads, unsigned processes,
+                       std::string busy_poll = "auto") {
+        Options o;
+        o.target = std::move(target);
+        o.connections = 64;
+        o.threads = threads;
+        o.processes = processes;
+        o.busy_poll = std::move(busy_poll);
+        loadgen::resolve(o);
+        return o;
+    };
+    // As many workers as CPUs, the server on loopback: no spin, and why.
+    Options o = resolved("127.0.0.1:7000", cpus, 1);
+    CHECK(o.busy_poll_auto);
+    CHECK(o.spin_ruled_out == std::to_string(cpus) + (cpus == 1 ? " worker on " : " workers on ") +
+                                  std::to_string(cpus) + (cpus == 1 ? " CPU" : " CPUs") +
+                                  ", the server on this machine");
+    CHECK_FALSE(resolved("[::1]:7000", cpus, 1).spin_ruled_out.empty());
+    // Workers of several processes count together.
+    if (cpus >= 2) {
+        CHECK_FALSE(resolved("127.0.0.1:7000", 1, cpus).spin_ruled_out.empty());
+        // One CPU left over: the probe decides.
+        CHECK(resolved("127.0.0.1:7000", cpus - 1, 1).spin_ruled_out.empty());
+    }
+    // A server elsewhere: no CPU of its to take (198.51.100.0/24 is never local).
+    CHECK(resolved("198.51.100.7:7000", cpus, 1).spin_ruled_out.empty());
+    // A fixed --busy-poll is what was asked: never ruled out.
+    Options f = resolved("127.0.0.1:7000", cpus, 1, "50");
+    CHECK_FALSE(f.busy_poll_auto);
+    CHECK(f.spin_ruled_out.empty());
+}
+
+TEST_CASE("is_local_address: loopback and this machine's own addresses", "[unit]") {
+    using iolab::SockAddr;
+    CHECK(loadgen::is_local_address(SockAddr::from_numeric("127.0.0.1", 80)));
+    CHECK(loadgen::is_local_address(SockAddr::from_numeric("127.3.4.5", 80)));
+    CHECK(loadgen::is_local_address(SockAddr::from_numeric("::1", 80)));
+    CHECK_FALSE(loadgen::is_local_address(SockAddr::from_numeric("198.51.100.7", 80)));
+    CHECK_FALSE(loadgen::is_local_address(SockAddr::from_numeric("2001:db8::7", 80)));
+    // Each address of this machine's interfaces counts as local.
+    ifaddrs* list = nullptr;
+    REQUIRE(::getifaddrs(&list) == 0);
+    int seen = 0;
+    for (ifaddrs* i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        SockAddr a;
+        std::memcpy(&a.storage, i->ifa_addr, sizeof(sockaddr_in));
+        a.len = sizeof(sockaddr_in);
+        INFO(i->ifa_name << " " << a.host());
+        CHECK(loadgen::is_local_address(a));
+        ++seen;
+    }
+    ::freeifaddrs(list);
+    CHECK(seen >= 1);  // lo at least
 }
