@@ -708,6 +708,9 @@ lanes = []
 fd_client = {fd: i for i, fd in ((i, fd_of_port.get(p)) for i, p in ports.items()) if fd is not None}
 
 
+aio_server = any(c["name"] == "rt_sigqueueinfo" and c["tid"] in server_tids for c in calls)
+
+
 def role(tid, k):
     if k == 0:
         return "server main thread"
@@ -721,6 +724,11 @@ def role(tid, k):
         return "stop-signal watcher"  # common/signals.hpp: wakes the blocked accept at SIGTERM
     if len(served) == 1:
         return f"worker (client {served[0]})"
+    if not served and aio_server:
+        # glibc keeps a helper that finished its request waiting a second
+        # for the next one (aio_init's idle time): in the window it may do
+        # nothing but wait, and has no signal to send.
+        return "glibc aio helper"
     return "worker" if served else "thread"
 
 
