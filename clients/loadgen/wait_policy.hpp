@@ -19,7 +19,7 @@
 //          CPU (run_delay, /proc/thread-self/schedstat) over the last 100 ms
 //          (5 epochs of 20 ms): a worker with a CPU of its own waits under
 //          1 % of the time, spinning or not; one sharing a CPU with the
-//          server waits 20-47 %. Over 10 % (contention_limit) means the spin
+//          server waits 14-47 %. Over 10 % (contention_limit) means the spin
 //          holds a CPU another thread wants: sleep.
 //          And the share of spins that found events within the budget: under
 //          a quarter (a slow server, an open loop at a low rate, idle
