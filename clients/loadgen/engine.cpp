@@ -193,6 +193,7 @@ void Counts::add(const Counts& o) {
     wait_probes += o.wait_probes;
     wait_switches += o.wait_switches;
     wait_contended += o.wait_contended;
+    wait_blind_ns += o.wait_blind_ns;
 }
 
 uint64_t Results::error_total() const {
@@ -1020,6 +1021,7 @@ void Worker::run(uint64_t start) {
         fig_.wait_probes = policy_->tries();
         fig_.wait_switches = policy_->switches();
         fig_.wait_contended = policy_->contended();
+        fig_.wait_blind_ns = policy_->blind_time_ns();
     }
     fig_.finished_at = std::min(now, end_ ? std::max(end_, start_) : now);
     if (opts_.live) publish(now);

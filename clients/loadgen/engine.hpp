@@ -62,6 +62,7 @@ struct Counts {
     uint64_t wait_probes = 0;  // "tries" in the text; the JSON key of format 1
     uint64_t wait_switches = 0;
     uint64_t wait_contended = 0;
+    uint64_t wait_blind_ns = 0;  // time with no run_delay figure: contention unseen
     void add(const Counts& o);
 };
 

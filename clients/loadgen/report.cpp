@@ -68,6 +68,13 @@ double wait_spin_share(const Results& r) {
                : 0;
 }
 
+// Most of the adaptive wait's time without a run_delay figure (a kernel
+// without CONFIG_SCHED_INFO has no /proc/thread-self/schedstat): the watch
+// could not see a worker waiting for a CPU, only futile spins.
+bool wait_blind(const Results& r) {
+    return r.wait_blind_ns * 2 > r.wait_total_ns;
+}
+
 }  // namespace
 
 std::string summary_text(const Options& o, const Results& r) {
@@ -119,9 +126,12 @@ std::string summary_text(const Options& o, const Results& r) {
                 ? fmt::format("busy-poll auto: no spin, ruled out: {}", o.spin_ruled_out)
             : o.busy_poll_auto ? fmt::format(
                                      "busy-poll auto: {:g}us spin {:.0f}% of the time, {} "
-                                     "changes, {} for CPU contention, {} tries again",
+                                     "changes, {} for CPU contention, {} tries again{}",
                                      o.busy_poll_us, 100 * wait_spin_share(r), r.wait_switches,
-                                     r.wait_contended, r.wait_probes)
+                                     r.wait_contended, r.wait_probes,
+                                     wait_blind(r) ? "; CPU contention not watched: no "
+                                                     "/proc/thread-self/schedstat"
+                                                   : "")
                                : fmt::format("busy-poll {:g}us", o.busy_poll_us);
         s += fmt::format(
             "Client: {:.2f}us CPU/request, context switches/request {:.3f} voluntary {:.3f} "
@@ -298,6 +308,7 @@ json to_json(const Options& o, const Results& r) {
         client["wait_probes"] = r.wait_probes;
         client["wait_switches"] = r.wait_switches;
         client["wait_contended"] = r.wait_contended;
+        client["wait_blind_s"] = static_cast<double>(r.wait_blind_ns) / 1e9;
         // Why the spin was ruled out before the run; null when it was not.
         client["spin_ruled_out"] =
             o.spin_ruled_out.empty() ? json(nullptr) : json(o.spin_ruled_out);
@@ -382,6 +393,9 @@ void from_json(const json& j, Options& o, Results& r) {
             r.wait_probes = need<uint64_t>(c, "wait_probes");
             r.wait_switches = need<uint64_t>(c, "wait_switches");
             r.wait_contended = need<uint64_t>(c, "wait_contended");
+            // Reports from before the blind watch was counted lack it.
+            r.wait_blind_ns =
+                static_cast<uint64_t>(std::llround(c.value("wait_blind_s", 0.0) * 1e9));
         }
         r.client_cpu_ns = static_cast<uint64_t>(std::llround(need<double>(c, "cpu_s") * 1e9));
         r.client_vcsw = need<uint64_t>(c, "voluntary_csw");

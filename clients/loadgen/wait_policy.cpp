@@ -48,6 +48,7 @@ void AdaptiveWait::on_epoch(const WaitSample& s) {
     total_time_ns_ += s.elapsed_ns;
     if (spin_) spin_time_ns_ += s.elapsed_ns;
     if (why_ == Why::ruled_out) return;
+    if (s.workers == 0) blind_time_ns_ += s.elapsed_ns;
     held_ns_ += s.elapsed_ns;
     ring_[next_] = s;
     next_ = (next_ + 1) % kMaxWindow;

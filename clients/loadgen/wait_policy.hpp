@@ -97,6 +97,9 @@ class AdaptiveWait {
     // Time spent with a spin budget, and in all.
     [[nodiscard]] uint64_t spin_time_ns() const noexcept { return spin_time_ns_; }
     [[nodiscard]] uint64_t total_time_ns() const noexcept { return total_time_ns_; }
+    // Time the watch had no run_delay figure (workers 0: no schedstat), so
+    // could not see contention; the report says so when it is most of the run.
+    [[nodiscard]] uint64_t blind_time_ns() const noexcept { return blind_time_ns_; }
 
   private:
     struct Sums {
@@ -114,7 +117,7 @@ class AdaptiveWait {
     uint64_t held_ns_ = 0;  // time since the last change
     uint64_t hold_ns_ = 0;  // sleeping: the least time before the spin runs again
     unsigned tries_ = 0, switches_ = 0, contended_ = 0;
-    uint64_t spin_time_ns_ = 0, total_time_ns_ = 0;
+    uint64_t spin_time_ns_ = 0, total_time_ns_ = 0, blind_time_ns_ = 0;
 };
 
 }  // namespace loadgen

@@ -162,3 +162,42 @@ TEST_CASE("hgrm_text: the percentile table of a known distribution", "[unit]") {
     const std::string empty = loadgen::hgrm_text(iolab::Histogram{});
     CHECK(empty.find("Total count    =            0]") != std::string::npos);
 }
+
+TEST_CASE("the adaptive wait's summary says when it could not watch CPU contention", "[unit]") {
+    Options o;
+    o.mode = loadgen::Mode::echo;
+    o.target_names = {"127.0.0.1:9000"};
+    o.duration_s = 3;
+    o.busy_poll_auto = true;
+    o.busy_poll_us = 50;
+    Results r;
+    r.duration_s = 3;
+    r.requests = 1000;
+    r.wait_total_ns = 3'000'000'000;
+    r.wait_spin_ns = 3'000'000'000;
+    const std::string blind_words = "CPU contention not watched: no /proc/thread-self/schedstat";
+    SECTION("a run that read schedstat but for its first epoch") {
+        r.wait_blind_ns = 20'000'000;
+        CHECK(loadgen::summary_text(o, r).find(blind_words) == std::string::npos);
+    }
+    SECTION("a run without schedstat") {
+        r.wait_blind_ns = 3'000'000'000;
+        CHECK(loadgen::summary_text(o, r).find(blind_words) != std::string::npos);
+        // The JSON keeps it, and merging reads it back.
+        const nlohmann::json j = loadgen::to_json(o, r);
+        CHECK(j["client"]["wait_blind_s"].get<double>() == Approx(3.0));
+        Options oo;
+        Results ro;
+        round_trip(o, r, oo, ro);
+        CHECK(ro.wait_blind_ns == r.wait_blind_ns);
+        CHECK(loadgen::summary_text(oo, ro).find(blind_words) != std::string::npos);
+    }
+    SECTION("a report written before the key existed reads as watched") {
+        nlohmann::json j = loadgen::to_json(o, r);
+        j["client"].erase("wait_blind_s");
+        Options oo;
+        Results ro;
+        loadgen::from_json(j, oo, ro);
+        CHECK(ro.wait_blind_ns == 0);
+    }
+}

@@ -106,6 +106,10 @@ TEST_CASE("adaptive wait: 10 % of the time waiting for a CPU is the limit", "[un
     AdaptiveWait blind;
     drive(blind, 50, [](bool, int) { return epoch(0.9, 0.9, 0); });
     CHECK(blind.spinning());
+    // ... and the policy counts that time, for the report to say so.
+    CHECK(blind.blind_time_ns() == blind.total_time_ns());
+    CHECK(blind.total_time_ns() > 0);
+    CHECK(over.blind_time_ns() == 0);
 }
 
 TEST_CASE("adaptive wait: spins that find nothing: sleep, and try again later, less often",
