@@ -34,7 +34,7 @@
 #                (the one of loadgen-0 and loadgen-50 with the higher median)
 #   pinned nginx nginx's CPU per request under loadgen <= under wrk (ratio
 #                <= 1), and loadgen's requests/s >= 1.05 x wrk's
-# Each ratio line also gives a 90 % bootstrap interval of that median: how
+# Each ratio line also gives a 90 % bootstrap interval of each median: how
 # far it could move with other runs of the same noise. A miss whose interval
 # reaches 1 is still a miss, and says so: the runs could not tell the
 # default from the better policy.
@@ -341,10 +341,15 @@ for spec in "${row_list[@]}"; do
     prate=$(median $pair_wrk_rate)
     # shellcheck disable=SC2086
     psrv=$(median $pair_wrk_srv)
-    wrk_text=$(printf '; loadgen/wrk req/s %.2fx, server CPU/request %.2fx' "$prate" "$psrv")
+    # shellcheck disable=SC2086
+    read -r rlo rhi < <(interval $pair_wrk_rate)
+    # shellcheck disable=SC2086
+    read -r slo shi < <(interval $pair_wrk_srv)
+    wrk_text=$(printf '; loadgen/wrk req/s %.3fx (%.3f-%.3f), server CPU/request %.3fx (%.3f-%.3f)' \
+      "$prate" "$rlo" "$rhi" "$psrv" "$slo" "$shi")
     if [[ $placement == pinned ]]; then
-      if awk -v r="$prate" 'BEGIN {exit !(r < 1.05)}'; then why+=" req/s ratio to wrk $(printf '%.2f' "$prate") < 1.05;"; fi
-      if awk -v r="$psrv" 'BEGIN {exit !(r > 1)}'; then why+=" server CPU/request ratio to wrk $(printf '%.2f' "$psrv") > 1;"; fi
+      if awk -v r="$prate" 'BEGIN {exit !(r < 1.05)}'; then why+=" req/s ratio to wrk $(printf '%.3f' "$prate") < 1.05;"; fi
+      if awk -v r="$psrv" 'BEGIN {exit !(r > 1)}'; then why+=" server CPU/request ratio to wrk $(printf '%.3f' "$psrv") > 1;"; fi
     fi
   fi
   if [[ -n "$why" ]]; then verdict="not met:${why%;}"; missed=$((missed + 1)); fi
