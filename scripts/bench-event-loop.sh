@@ -8,8 +8,9 @@
 #      peer-asyncio with asyncio streams and protocol, and both on uvloop
 #      (bench/peers/) — all driven by loadgen (closed loop, TCP_NODELAY,
 #      --busy-poll 50: the client spins on a CPU of its own), taking turns
-#      (the order rotating from repeat to repeat, so that no server always
-#      runs first or after the same neighbour), REPEATS times each, on four
+#      (in_turn of lib.sh: rotated, and reversed every second repeat, so
+#      that no server always runs first or right after the same neighbour),
+#      REPEATS times each, on four
 #      workloads:
 #        vm-1k, vm-10k, vm-100k   uvloop's published benchmark (MagicStack
 #                                 vmbench): ping-pong of 1 KiB, 10 KiB and
@@ -39,7 +40,7 @@
 # about 0.3 s each to start and stop; with the defaults 9 x 4 x 5 x 3.3 s,
 # about 10 minutes, plus the timers and the executor (under a minute).
 #
-# Usage: scripts/bench-event-loop.sh [--repeats N (3)] [--duration S (3)]
+# Usage: scripts/bench-event-loop.sh [--repeats N (5)] [--duration S (3)]
 #                                    [--servers "NAME ..."] [--workloads "NAME ..."]
 #                                    [--out DIR (results/)] [--build-dir DIR]
 #   --servers    a subset of: loop-echo echo-epoll libuv libevent asio
@@ -157,9 +158,7 @@ step=0
 for ((i = 1; i <= REPEATS; i++)); do
   for w in $WORKLOADS; do
     read -r conns size <<<"$(workload_of "$w")"
-    # The order rotates: repeat i starts with the i-th server.
-    order=()
-    for ((k = 0; k < ${#servers[@]}; k++)); do order+=("${servers[$(((k + i - 1) % ${#servers[@]}))]}"); done
+    mapfile -t order < <(in_turn "$i" "${servers[@]}")
     for s in "${order[@]}"; do
       step=$((step + 1))
       progress "$step" "$steps" "$w: $s, run $i of $REPEATS"

@@ -14,7 +14,7 @@
 #             gets running both on a laptop); loadgen's default threads, one
 #             per CPU, for echo; one thread, as wrk -t1, for nginx
 # For each row (placement, workload, connection count) the tools take turns
-# (the order rotating from run to run), --runs times --duration seconds each:
+# (in_turn of lib.sh: rotating, reversed every second run), --runs times --duration seconds each:
 #   wrk, h2load (--h1; pinned nginx rows, with --h2load)   nginx rows only
 #   loadgen      the default wait (auto)
 #   loadgen-0    --busy-poll 0  (always sleep)
@@ -259,17 +259,9 @@ for spec in "${row_list[@]}"; do
   for i in $(seq "$runs"); do
     progress "$row" "$nrows" "$placement $label, $c connections, run $i of $runs"
     line=$(printf '%-8s %-12s c=%-4d run %d:' "$placement" "$label" "$c" "$i")
-    # The order rotates from run to run, and every second run goes the other
-    # way round: no tool always runs first (right after a change of row),
-    # and none always right after the same neighbour (a rotation alone keeps
-    # each tool behind the same one).
-    order=()
-    for ((k = 0; k < ${#tools[@]}; k++)); do order+=("${tools[$(((k + (i - 1) / 2) % ${#tools[@]}))]}"); done
-    if ((i % 2 == 0)); then
-      rev=()
-      for ((k = ${#order[@]} - 1; k >= 0; k--)); do rev+=("${order[$k]}"); done
-      order=("${rev[@]}")
-    fi
+    # No tool always runs first (right after a change of row) or right
+    # after the same neighbour (lib.sh).
+    mapfile -t order < <(in_turn "$i" "${tools[@]}")
     for t in "${order[@]}"; do
       policy=()
       case $t in

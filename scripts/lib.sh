@@ -267,6 +267,24 @@ rss_kb() {
   awk '/^VmRSS:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
+# in_turn I ITEM...: the order of run I (1, 2, ...) of a benchmark whose
+# tools or servers take turns, one per line: rotated by one every second
+# run, and every even run the other way round. So the first place moves
+# from run to run, and no item always runs right after the same neighbour
+# (a rotation alone keeps each item behind the same one).
+in_turn() {
+  local i=$1 k
+  shift
+  local items=("$@") order=()
+  local n=${#items[@]}
+  for ((k = 0; k < n; k++)); do order+=("${items[$(((k + (i - 1) / 2) % n))]}"); done
+  if ((i % 2 == 0)); then
+    for ((k = n - 1; k >= 0; k--)); do printf '%s\n' "${order[$k]}"; done
+  else
+    printf '%s\n' "${order[@]}"
+  fi
+}
+
 # ---- progress on stderr (format D) -------------------------------------------
 
 # progress I N "what": step I of N has begun. The line is rewritten in place

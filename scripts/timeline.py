@@ -905,12 +905,12 @@ for r in requests:
         if not live(c):
             continue
         flow_id += 1
-        # Where the request enters the serving call: the send, clamped to the
-        # call. strace stamps each process at its own syscall boundaries, so
-        # a call that took the bytes can seem to end a microsecond before the
-        # client's send began; the flow then starts and ends at the send
-        # (a flow may not end before it starts).
-        t_in = max(US(r["send_s"]), US(min(max(c["start_s"], r["send_s"]), c["start_s"] + c["dur_s"])))
+        # Where the request enters the serving call: at the send, or at the
+        # call's start if it began later. Not before the send even when the
+        # call seems to end before it: strace stamps each process at its own
+        # syscall boundaries, a microsecond apart at times, and a flow may
+        # not end before it starts.
+        t_in = US(max(c["start_s"], r["send_s"]))
         ev.append({"ph": "s", "id": flow_id, "name": "request", "cat": "request",
                    "ts": US(r["send_s"]), "pid": pid_of["client"], "tid": tid_of_lane[r["lane"]]})
         ev.append({"ph": "f", "bp": "e", "id": flow_id, "name": "request", "cat": "request",

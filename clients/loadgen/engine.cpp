@@ -233,7 +233,7 @@ void RunControl::share_done() noexcept {
 // in its own cache line.
 struct WaitShared {
     struct alignas(64) Slot {
-        std::atomic<uint64_t> requests{0}, latency_ns{0}, spins{0}, hits{0};
+        std::atomic<uint64_t> spins{0}, hits{0};
         std::atomic<uint64_t> run_delay_ns{0};  // from its schedstat
         std::atomic<bool> run_delay_known{false};
     };
@@ -478,8 +478,9 @@ class Worker {
     bool warm_ = true;
     ThreadUsage usage_at_start_;  // at the start of the measured window
 
-    // the adaptive wait: this worker's running counts (published to wait_)
-    uint64_t w_requests_ = 0, w_latency_ns_ = 0, w_spins_ = 0, w_hits_ = 0;
+    // the adaptive wait: this worker's spins, and those that found events
+    // within the budget (published to wait_)
+    uint64_t w_spins_ = 0, w_hits_ = 0;
     // ... and its time spent runnable but waiting for a CPU, read from its
     // /proc/thread-self/schedstat every 10 ms (not there: never known)
     iolab::Fd schedstat_;
@@ -755,8 +756,6 @@ Outcome Worker::reply_done(Conn& c, uint64_t now, bool keep_alive) {
     unlist(c);
     --inflight_;
     ++fig_.requests;
-    ++w_requests_;
-    w_latency_ns_ += now - std::min(now, c.t_sent);
     if (open_loop()) {
         fig_.latency.record(now - std::min(now, c.t_intended));
         fig_.uncorrected.record(now - c.t_sent);
@@ -844,8 +843,6 @@ int64_t Worker::next_wait(uint64_t now) const {
 
 void Worker::publish_wait_counts() {
     WaitShared::Slot& s = wait_->slots[plan_.index];
-    s.requests.store(w_requests_, std::memory_order_relaxed);
-    s.latency_ns.store(w_latency_ns_, std::memory_order_relaxed);
     s.spins.store(w_spins_, std::memory_order_relaxed);
     s.hits.store(w_hits_, std::memory_order_relaxed);
 }
@@ -871,8 +868,6 @@ void Worker::adapt(uint64_t now) {
     WaitSample sum;
     sum.workers = 0;
     for (const WaitShared::Slot& s : wait_->slots) {
-        sum.requests += s.requests.load(std::memory_order_relaxed);
-        sum.latency_ns += s.latency_ns.load(std::memory_order_relaxed);
         sum.spins += s.spins.load(std::memory_order_relaxed);
         sum.spin_hits += s.hits.load(std::memory_order_relaxed);
         if (s.run_delay_known.load(std::memory_order_relaxed)) {
@@ -883,8 +878,6 @@ void Worker::adapt(uint64_t now) {
     if (epoch_start_ != 0) {
         WaitSample d;
         d.elapsed_ns = now - epoch_start_;
-        d.requests = sum.requests - epoch_base_.requests;
-        d.latency_ns = sum.latency_ns - epoch_base_.latency_ns;
         d.spins = sum.spins - epoch_base_.spins;
         d.spin_hits = sum.spin_hits - epoch_base_.spin_hits;
         // A worker whose figure arrived only now would count its whole past:

@@ -75,6 +75,18 @@ bool wait_blind(const Results& r) {
     return r.wait_blind_ns * 2 > r.wait_total_ns;
 }
 
+// What the wait did, for the Client: line.
+std::string wait_text(const Options& o, const Results& r) {
+    if (!o.busy_poll_auto) return fmt::format("busy-poll {:g}us", o.busy_poll_us);
+    if (!o.spin_ruled_out.empty())
+        return fmt::format("busy-poll auto: no spin, ruled out: {}", o.spin_ruled_out);
+    return fmt::format(
+        "busy-poll auto: {:g}us spin {:.0f}% of the time, {} changes, {} for CPU contention, {} "
+        "tries again{}",
+        o.busy_poll_us, 100 * wait_spin_share(r), r.wait_switches, r.wait_contended, r.wait_probes,
+        wait_blind(r) ? "; CPU contention not watched: no /proc/thread-self/schedstat" : "");
+}
+
 }  // namespace
 
 std::string summary_text(const Options& o, const Results& r) {
@@ -121,18 +133,7 @@ std::string summary_text(const Options& o, const Results& r) {
                      format_bytes(static_cast<double>(r.bytes_out) / secs));
     {
         const double reqs = r.requests > 0 ? static_cast<double>(r.requests) : 1;
-        const std::string wait =
-            o.busy_poll_auto && !o.spin_ruled_out.empty()
-                ? fmt::format("busy-poll auto: no spin, ruled out: {}", o.spin_ruled_out)
-            : o.busy_poll_auto ? fmt::format(
-                                     "busy-poll auto: {:g}us spin {:.0f}% of the time, {} "
-                                     "changes, {} for CPU contention, {} tries again{}",
-                                     o.busy_poll_us, 100 * wait_spin_share(r), r.wait_switches,
-                                     r.wait_contended, r.wait_probes,
-                                     wait_blind(r) ? "; CPU contention not watched: no "
-                                                     "/proc/thread-self/schedstat"
-                                                   : "")
-                               : fmt::format("busy-poll {:g}us", o.busy_poll_us);
+        const std::string wait = wait_text(o, r);
         s += fmt::format(
             "Client: {:.2f}us CPU/request, context switches/request {:.3f} voluntary {:.3f} "
             "involuntary ({})\n",

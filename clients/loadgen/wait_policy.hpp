@@ -53,8 +53,6 @@ namespace loadgen {
 // What the workers did during one epoch (summed over the workers).
 struct WaitSample {
     uint64_t elapsed_ns = 0;    // the epoch's length
-    uint64_t requests = 0;      // completed in it
-    uint64_t latency_ns = 0;    // the sum of their latencies
     uint64_t spins = 0;         // waits that spun
     uint64_t spin_hits = 0;     // ... and found events within the budget
     uint64_t run_delay_ns = 0;  // time the workers were runnable, waiting for a CPU

@@ -783,7 +783,7 @@ TEST_CASE("loadgen works with each wait policy: auto (the default), 0 and 50", "
     TempDir tmp("loadgen-test");
     const std::string target = "127.0.0.1:" + std::to_string(server.port());
     // One worker: a CPU stays free for the server (on a machine of two or
-    // more), so auto probes (see the next case for when it may not).
+    // more), so auto spins and watches (see the next cases for when not).
     const bool ruled_out = ::sysconf(_SC_NPROCESSORS_ONLN) <= 1;
     for (const std::string bp : {"", "auto", "0", "50"}) {
         const std::string file = tmp.file("wait" + bp + ".json");

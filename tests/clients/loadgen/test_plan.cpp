@@ -181,7 +181,7 @@ TEST_CASE(
     // Workers of several processes count together.
     if (cpus >= 2) {
         CHECK_FALSE(resolved("127.0.0.1:7000", 1, cpus).spin_ruled_out.empty());
-        // One CPU left over: the probe decides.
+        // One CPU left over: the watch during the run decides.
         CHECK(resolved("127.0.0.1:7000", cpus - 1, 1).spin_ruled_out.empty());
     }
     // A server elsewhere: no CPU of its to take (198.51.100.0/24 is never local).

@@ -23,8 +23,6 @@ constexpr uint64_t kSpin = 50'000;
 WaitSample epoch(double waiting = 0.005, double hit_rate = 0.9, unsigned workers = 2) {
     WaitSample s;
     s.elapsed_ns = kEpoch;
-    s.requests = 3000;
-    s.latency_ns = 50 * kEpoch;
     s.spins = 1000;
     s.spin_hits = static_cast<uint64_t>(1000 * hit_rate);
     s.workers = workers;
